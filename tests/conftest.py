@@ -1,0 +1,38 @@
+"""Every test gets its own data dir, database and settings; nothing touches the user's home."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from twin.config import Settings, get_settings
+from twin.db import _cached_engine, upgrade_database
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(autouse=True)
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """Settings pointing at a fresh data dir under tmp_path (also for `get_settings()`)."""
+    for key in list(os.environ):
+        if key.startswith("TWIN_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("TWIN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)  # keep a stray .env in the checkout from leaking in
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+    _cached_engine.cache_clear()
+
+
+@pytest.fixture
+def db(settings: Settings) -> Settings:
+    """A migrated database in the test's data dir."""
+    upgrade_database(settings)
+    return settings

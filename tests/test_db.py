@@ -1,0 +1,61 @@
+"""The store: migrations equal the models; SQLite pragmas; idempotent upserts."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlmodel import Session, SQLModel
+
+from twin.config import Settings
+from twin.db import get_engine, upgrade_database
+from twin.models import Source
+from twin.store import MessageIn, list_dialogs, set_included, upsert_dialog, upsert_messages
+
+
+def test_migrations_produce_exactly_the_models_schema(db: Settings) -> None:
+    with get_engine(db).connect() as connection:
+        context = MigrationContext.configure(connection, opts={"render_as_batch": True})
+        diff = compare_metadata(context, SQLModel.metadata)
+    assert diff == []
+
+
+def test_upgrade_is_idempotent_and_database_is_private(db: Settings) -> None:
+    upgrade_database(db)
+    path = db.data_dir / "twin.sqlite3"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(db.data_dir).st_mode) == 0o700
+    with get_engine(db).connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_upsert_messages_is_idempotent_and_applies_edits(db: Settings) -> None:
+    with Session(get_engine(db)) as session:
+        dialog = upsert_dialog(session, peer_id=42, name="Anna")
+        assert dialog.id is not None
+        batch = [
+            MessageIn(tg_id=i, sent_unix=1000 + i, out=i % 2 == 0, text=f"m{i}")
+            for i in range(1, 6)
+        ]
+        assert (
+            upsert_messages(session, dialog_id=dialog.id, messages=batch, source=Source.export) == 5
+        )
+        assert upsert_messages(session, dialog_id=dialog.id, messages=batch, source=Source.api) == 0
+        edited = [batch[0].model_copy(update={"text": "m1 (fixed)", "edited_unix": 2000})]
+        assert (
+            upsert_messages(session, dialog_id=dialog.id, messages=edited, source=Source.api) == 0
+        )
+        session.commit()
+        texts = (
+            session.connection()
+            .exec_driver_sql("SELECT text, source FROM message WHERE tg_id = 1")
+            .one()
+        )
+        assert tuple(texts) == ("m1 (fixed)", "export")
+        [public] = list_dialogs(session)
+        assert (public.message_count, public.my_message_count) == (5, 2)
+        assert set_included(session, dialog_ids=[dialog.id], included=False) == 1
+        assert list_dialogs(session)[0].included is False

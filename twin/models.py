@@ -1,0 +1,127 @@
+"""The database tables (SQLModel). Times are UTC unix seconds (``*_unix``), ids are Telegram's.
+
+A message is identified by ``(dialog_id, tg_id)`` whichever way it arrived (API or export), so
+both sources merge and every write is an idempotent upsert.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from sqlalchemy import BigInteger, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class Source(enum.StrEnum):
+    """Where a row came from."""
+
+    api = "api"
+    export = "export"
+
+
+class JobState(enum.StrEnum):
+    """The life of a background job."""
+
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class Owner(SQLModel, table=True):
+    """The one person whose twin this is (a single row, ``id == 1``)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    tg_user_id: int | None = Field(default=None, sa_column=Column(BigInteger, unique=True))
+    first_name: str | None = None
+    last_name: str | None = None
+    username: str | None = None
+    phone: str | None = None
+    # Telethon StringSession, encrypted with Fernet (the key never lives in this database).
+    session_encrypted: str | None = None
+    api_id: int | None = None
+    api_hash_encrypted: str | None = None
+    # argon2 hash of the web app's owner password.
+    password_hash: str | None = None
+    created_unix: int = 0
+    updated_unix: int = 0
+
+
+class DialogBase(SQLModel):
+    peer_id: int = Field(sa_column=Column(BigInteger, unique=True, nullable=False))
+    name: str = ""
+    username: str | None = None
+    included: bool = True
+
+
+class Dialog(DialogBase, table=True):
+    """A private one-to-one chat with one person (the peer)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    # Needed with peer_id to rebuild InputPeerUser without another API call; None for exports.
+    access_hash: int | None = Field(default=None, sa_column=Column(BigInteger))
+    source: Source = Source.api
+    created_unix: int = 0
+
+
+class DialogPublic(DialogBase):
+    id: int
+    message_count: int = 0
+    my_message_count: int = 0
+
+
+class Message(SQLModel, table=True):
+    """One message of a dialog, as Telegram numbers it."""
+
+    __table_args__ = (
+        UniqueConstraint("dialog_id", "tg_id", name="uq_message_dialog_tg_id"),
+        Index("ix_message_dialog_sent", "dialog_id", "sent_unix"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    dialog_id: int = Field(foreign_key="dialog.id", ondelete="CASCADE")
+    tg_id: int
+    sent_unix: int
+    out: bool
+    """True when the owner sent it."""
+    text: str = ""
+    """Raw text without formatting (Telethon's ``message``, the export's joined ``text``)."""
+    reply_to_id: int | None = None
+    edited_unix: int | None = None
+    media_kind: str | None = None
+    """photo, voice, video_message, video, sticker, animation, audio, file, contact, location,
+    poll, … or None for plain text."""
+    service_kind: str | None = None
+    """For service messages (no text), the action: phone_call, pin_message, …"""
+    forwarded: bool = False
+    source: Source = Source.api
+
+
+class HarvestState(SQLModel, table=True):
+    """Per-dialog progress of the API harvest; committed with each page of messages."""
+
+    dialog_id: int = Field(foreign_key="dialog.id", primary_key=True, ondelete="CASCADE")
+    last_id: int = 0
+    """Highest Telegram message id stored from the API."""
+    complete: bool = False
+    """True when the last run reached the newest message."""
+    last_run_unix: int | None = None
+    retry_after_unix: int | None = None
+    last_error: str | None = None
+
+
+class Job(SQLModel, table=True):
+    """Long work (harvest, import, prepare, train) with its state, for the CLI and the web."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(index=True)
+    state: JobState = JobState.queued
+    params_json: str = "{}"
+    progress_json: str = "{}"
+    result_json: str | None = None
+    error: str | None = None
+    pid: int | None = None
+    created_unix: int = 0
+    updated_unix: int = 0
+    heartbeat_unix: int | None = None

@@ -1,0 +1,105 @@
+"""The one prompt format shared by the dataset and the chat.
+
+A sample is litgpt's JSON record: ``instruction`` names who I am talking to, ``input`` is the
+conversation so far with every turn tagged by its speaker, ``output`` is my next turn (untagged).
+At inference the chat builds its prompt with the same functions, so the model sees exactly the
+shape it was trained on, and a reply ends where the next speaker tag would begin.
+
+Example (``render_context``)::
+
+    Anna: are you coming tonight?
+    Anna: <photo>
+    Me: yes! what time?
+    Anna: 8, at Marco's
+
+(a merged turn keeps its own line breaks; each turn starts on a new line with ``Name: ``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from litgpt.prompts import Alpaca, PromptStyle
+from pydantic import BaseModel
+
+TAG_SEPARATOR = ": "
+"""Between a speaker's name and their text."""
+TURN_SEPARATOR = "\n"
+"""Between two tagged turns."""
+# Litgpt's JSON data module defaults to the Alpaca template; training and chat both use it so
+# that `litgpt finetune_lora --data JSON` and twin read the same files the same way.
+PROMPT_STYLE: PromptStyle = Alpaca()
+
+
+class Turn(BaseModel):
+    """One speaker's consecutive messages, merged."""
+
+    speaker: str
+    """Display name used in the tag."""
+    text: str
+    mine: bool
+    """True when the owner said it."""
+
+
+def clean_name(name: str) -> str:
+    """A display name safe to use as a tag: one line, no separator, never empty.
+
+    Args:
+        name: the raw display name.
+
+    >>> clean_name("  Anna\\n: K. ")
+    'Anna K.'
+    """
+    cleaned = " ".join(name.replace(":", " ").split())
+    return cleaned or "Someone"
+
+
+def tag_turn(turn: Turn) -> str:
+    """``"Name: text"`` for one turn.
+
+    Args:
+        turn: the turn to tag.
+    """
+    return f"{clean_name(turn.speaker)}{TAG_SEPARATOR}{turn.text}"
+
+
+def render_context(turns: Sequence[Turn]) -> str:
+    """The tagged conversation, oldest first, one turn per line (a sample's ``input``).
+
+    Args:
+        turns: the turns before the reply.
+    """
+    return TURN_SEPARATOR.join(tag_turn(t) for t in turns)
+
+
+def render_instruction(*, me: str, peer: str) -> str:
+    """The sample's ``instruction``: who I am and who I am talking to.
+
+    Args:
+        me: the owner's display name.
+        peer: the other person's display name.
+    """
+    return (
+        f"You are {clean_name(me)}. Write {clean_name(me)}'s next message "
+        f"in this private chat with {clean_name(peer)}."
+    )
+
+
+def render_prompt(*, instruction: str, input: str) -> str:
+    """The full model prompt for a sample or a chat request (the litgpt prompt style applied).
+
+    Args:
+        instruction: from `render_instruction`.
+        input: from `render_context`.
+    """
+    return PROMPT_STYLE.apply(instruction, input=input)
+
+
+def stop_sequences(*, me: str, peer: str) -> list[str]:
+    """Strings that mark the end of my reply: the start of the next tagged turn.
+
+    Args:
+        me: the owner's display name.
+        peer: the other person's display name.
+    """
+    return [f"{TURN_SEPARATOR}{clean_name(n)}{TAG_SEPARATOR}" for n in (peer, me)]

@@ -1,0 +1,193 @@
+"""Queries on the store, as keyword-only functions over a SQLModel `Session`.
+
+Both ways in (the API harvest and the export import) write through `upsert_dialog` and
+`upsert_messages`, so a message keeps one row whichever source saw it first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import Integer, cast, func
+from sqlmodel import Session, select
+
+from twin.models import Dialog, DialogPublic, Message, Owner, Source
+
+
+class MessageIn(BaseModel):
+    """A message as a source delivers it, before it has a row (see `Message` for the fields)."""
+
+    tg_id: int
+    sent_unix: int
+    out: bool
+    text: str = ""
+    reply_to_id: int | None = None
+    edited_unix: int | None = None
+    media_kind: str | None = None
+    service_kind: str | None = None
+    forwarded: bool = False
+
+
+def now_unix() -> int:
+    return int(time.time())
+
+
+def get_owner(session: Session) -> Owner:
+    """The owner row, created empty on first use."""
+    owner = session.get(Owner, 1)
+    if owner is None:
+        owner = Owner(id=1, created_unix=now_unix(), updated_unix=now_unix())
+        session.add(owner)
+        session.flush()
+    return owner
+
+
+def upsert_dialog(
+    session: Session,
+    *,
+    peer_id: int,
+    name: str,
+    username: str | None = None,
+    access_hash: int | None = None,
+    source: Source = Source.api,
+) -> Dialog:
+    """Create the dialog with ``peer_id`` or refresh its name, username and access hash.
+
+    The include flag is the user's choice and is never touched here.
+
+    Args:
+        session: the open session (not committed here).
+        peer_id: Telegram user id of the other person.
+        name: display name of the other person.
+        username: their @username, if any.
+        access_hash: the API's access hash for the peer (None from exports: keep the old one).
+        source: where this sighting of the dialog came from (kept from the first sighting).
+    """
+    dialog = session.exec(select(Dialog).where(Dialog.peer_id == peer_id)).first()
+    if dialog is None:
+        dialog = Dialog(
+            peer_id=peer_id,
+            name=name,
+            username=username,
+            access_hash=access_hash,
+            source=source,
+            created_unix=now_unix(),
+        )
+        session.add(dialog)
+    else:
+        dialog.name = name or dialog.name
+        dialog.username = username if username is not None else dialog.username
+        dialog.access_hash = access_hash if access_hash is not None else dialog.access_hash
+    session.flush()
+    return dialog
+
+
+_UPSERT_SQL = """
+INSERT INTO message (dialog_id, tg_id, sent_unix, out, text, reply_to_id, edited_unix,
+                     media_kind, service_kind, forwarded, source)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (dialog_id, tg_id) DO UPDATE SET
+    text = excluded.text,
+    edited_unix = excluded.edited_unix,
+    media_kind = excluded.media_kind,
+    reply_to_id = excluded.reply_to_id
+WHERE excluded.edited_unix IS NOT message.edited_unix
+   OR excluded.text IS NOT message.text
+"""
+
+
+def upsert_messages(
+    session: Session, *, dialog_id: int, messages: Sequence[MessageIn], source: Source
+) -> int:
+    """Insert new messages of a dialog and update edited ones; return how many were new.
+
+    Idempotent: writing the same messages twice changes nothing. An existing row is updated only
+    when its text or edit time differs (an edit seen later), and keeps its original source.
+
+    Args:
+        session: the open session (not committed here: the caller commits each page together
+            with its progress, so a crash never separates the two).
+        dialog_id: the `Dialog.id` the messages belong to.
+        messages: the messages to write.
+        source: where they came from.
+    """
+    if not messages:
+        return 0
+    # Raw DB-API executemany: ~10x faster than ORM objects on the 1M-message import.
+    connection = session.connection()
+    before = _count(connection, dialog_id)
+    rows: Iterable[tuple[Any, ...]] = (
+        (
+            dialog_id,
+            m.tg_id,
+            m.sent_unix,
+            m.out,
+            m.text,
+            m.reply_to_id,
+            m.edited_unix,
+            m.media_kind,
+            m.service_kind,
+            m.forwarded,
+            source.value,
+        )
+        for m in messages
+    )
+    connection.exec_driver_sql(_UPSERT_SQL, list(rows))
+    return _count(connection, dialog_id) - before
+
+
+def _count(connection: Any, dialog_id: int) -> int:
+    return connection.exec_driver_sql(
+        "SELECT count(*) FROM message WHERE dialog_id = ?", (dialog_id,)
+    ).scalar_one()
+
+
+def list_dialogs(session: Session) -> list[DialogPublic]:
+    """All dialogs with their message counts, most messages first."""
+    counts = (
+        select(
+            Message.dialog_id,
+            func.count().label("n"),
+            func.sum(cast(Message.out, Integer)).label("mine"),
+        )
+        .group_by(Message.dialog_id)
+        .subquery()
+    )
+    rows = session.exec(
+        select(Dialog, counts.c.n, counts.c.mine).join(
+            counts, counts.c.dialog_id == Dialog.id, isouter=True
+        )
+    ).all()
+    result = [
+        DialogPublic(
+            id=d.id or 0,
+            peer_id=d.peer_id,
+            name=d.name,
+            username=d.username,
+            included=d.included,
+            message_count=n or 0,
+            my_message_count=mine or 0,
+        )
+        for d, n, mine in rows
+    ]
+    return sorted(result, key=lambda d: (-d.message_count, d.name))
+
+
+def set_included(session: Session, *, dialog_ids: Iterable[int], included: bool) -> int:
+    """Include or exclude dialogs from training; return how many rows changed.
+
+    Args:
+        session: the open session.
+        dialog_ids: `Dialog.id` values.
+        included: the new flag.
+    """
+    changed = 0
+    for dialog in session.exec(select(Dialog).where(Dialog.id.in_(list(dialog_ids)))).all():  # type: ignore[union-attr]
+        if dialog.included != included:
+            dialog.included = included
+            changed += 1
+    session.flush()
+    return changed
