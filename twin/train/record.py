@@ -80,7 +80,6 @@ def load_run(run_dir: Path) -> RunRecord:
             hint="Pass a directory under <data dir>/runs/, or train one with `twin train`.",
         )
     return RunRecord.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    return record
 
 
 def save_run(run_dir: Path, record: RunRecord) -> None:
