@@ -1,0 +1,258 @@
+"""Harvest through Telethon's real client against the in-memory Telegram server."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from typing import Any
+
+import pytest
+from sqlmodel import select
+from telethon.tl import types
+from tgserver import CODE, ME_ID, PHONE, TelegramServer, build_world, media_samples
+
+from twin.config import Settings, get_settings
+from twin.db import session_scope
+from twin.errors import TelegramError
+from twin.models import Dialog, HarvestState, Message
+from twin.telegram import login
+from twin.telegram.client import load_session
+from twin.telegram.harvest import (
+    HarvestProgress,
+    HarvestSummary,
+    harvest,
+    message_to_row,
+    skip_reason,
+)
+
+PEOPLE = (2001, 2002, 2003, 2004)
+
+
+@pytest.fixture
+def tg(db: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("TWIN_API_ID", "1234567")
+    monkeypatch.setenv("TWIN_API_HASH", "0f" * 16)
+    get_settings.cache_clear()
+    return get_settings()
+
+
+def logged_in(settings: Settings, server: TelegramServer) -> TelegramServer:
+    async def flow() -> None:
+        ticket = await login.start_login(
+            settings, phone=PHONE, client_factory=server.client_factory(settings)
+        )
+        await login.submit_code(ticket.login_id, CODE)
+
+    asyncio.run(flow())
+    return server
+
+
+def run_harvest(settings: Settings, server: TelegramServer, **options: Any) -> HarvestSummary:
+    async def go() -> HarvestSummary:
+        client = server.client_factory(settings)(
+            session=load_session(settings), receive_updates=False
+        )
+        try:
+            return await harvest(settings=settings, client=client, pause_seconds=0, **options)
+        finally:
+            await client.disconnect()
+
+    return asyncio.run(go())
+
+
+def stored(settings: Settings) -> dict[int, dict[int, Message]]:
+    """{peer id: {tg id: row}}"""
+    with session_scope(settings) as session:
+        dialogs = {d.id: d.peer_id for d in session.exec(select(Dialog))}
+        out: dict[int, dict[int, Message]] = {peer: {} for peer in dialogs.values()}
+        for m in session.exec(select(Message)):
+            out[dialogs[m.dialog_id]][m.tg_id] = m
+    return out
+
+
+def test_harvest_stores_exactly_the_private_chats(tg: Settings) -> None:
+    server = logged_in(tg, TelegramServer())
+    seen: list[HarvestProgress] = []
+    summary = run_harvest(tg, server, progress=lambda p: seen.append(p.model_copy()))
+
+    rows = stored(tg)
+    history = server.world.history
+    assert sorted(rows) == list(PEOPLE)
+    for peer in PEOPLE:
+        assert sorted(rows[peer]) == [m.id for m in history[peer]]
+        for m in history[peer]:
+            row = rows[peer][m.id]
+            assert row.out == bool(m.out)
+            assert row.forwarded == (getattr(m, "fwd_from", None) is not None)
+            reply = getattr(m, "reply_to", None)
+            assert row.reply_to_id == (reply.reply_to_msg_id if reply else None)
+            if isinstance(m, types.MessageService):
+                assert (row.service_kind, row.text) == ("phone_call", "")
+            else:
+                assert row.text == m.message and row.service_kind is None
+    all_rows = [r for peer in PEOPLE for r in rows[peer].values()]
+    assert any(r.service_kind == "phone_call" for r in all_rows)
+    assert any(r.edited_unix for r in all_rows) and any(r.forwarded for r in all_rows)
+    kinds = {r.media_kind for r in all_rows}
+    assert kinds >= {k for k in media_samples(__import__("random").Random(0)) if k} | {None}
+
+    assert summary.messages_new == len(all_rows) and summary.dialogs_harvested == 4
+    assert sorted(s.reason for s in summary.skipped) == [
+        "bot",
+        "channel",
+        "deleted account",
+        "group",
+        "saved messages",
+    ]
+    # One request per 100 messages and no extra request to find the end.
+    assert server.requests["GetHistoryRequest"] == sum(-(-len(history[p]) // 100) for p in PEOPLE)
+    assert seen[-1].dialogs_done == seen[-1].dialogs_total == 4
+    assert seen[-1].messages_new == len(all_rows)
+
+
+def test_message_conversion_rules() -> None:
+    date = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+    samples = media_samples(__import__("random").Random(1))
+    for kind, media in samples.items():
+        m = types.Message(id=5, peer_id=types.PeerUser(7), date=date, message="x", media=media)
+        assert message_to_row(m).media_kind == kind  # type: ignore[union-attr]
+    call = types.MessageService(
+        id=6,
+        peer_id=types.PeerUser(7),
+        date=date,
+        out=True,
+        action=types.MessageActionPhoneCall(call_id=1),
+    )
+    row = message_to_row(call)
+    assert row is not None and (row.service_kind, row.text, row.out) == ("phone_call", "", True)
+    assert message_to_row(types.MessageEmpty(id=7, peer_id=types.PeerUser(7))) is None
+
+
+def test_skip_rules() -> None:
+    assert skip_reason(types.User(id=1, first_name="A")) is None
+    assert skip_reason(types.User(id=1, is_self=True)) == "saved messages"
+    assert skip_reason(types.User(id=1, bot=True)) == "bot"
+    assert skip_reason(types.User(id=1, deleted=True)) == "deleted account"
+    photo = types.ChatPhotoEmpty()
+    assert skip_reason(types.Chat(1, "g", photo, 3, None, 1)) == "group"
+    assert skip_reason(types.Channel(1, "c", photo, None, broadcast=True)) == "channel"
+    assert skip_reason(types.Channel(1, "s", photo, None, megagroup=True)) == "group"
+
+
+def test_second_run_fetches_only_new_messages(tg: Settings) -> None:
+    server = logged_in(tg, TelegramServer())
+    run_harvest(tg, server)
+    now = int(time.time())
+    new_ids = [
+        server.world.add_message(2002, date=now, out=i % 2 == 0, text=f"new {i}") for i in range(3)
+    ]
+    server.history_pages.clear()
+    before = server.requests["GetHistoryRequest"]
+
+    summary = run_harvest(tg, server)
+    assert summary.messages_new == 3
+    assert server.requests["GetHistoryRequest"] - before == 1
+    assert [sorted(ids) for _, ids in server.history_pages] == [new_ids]
+
+
+def test_kill_and_resume_loses_nothing_and_refetches_nothing(tg: Settings) -> None:
+    server = logged_in(tg, TelegramServer())
+    # The connection dies while asking for the 5th page.
+    server.fail_next(
+        "GetHistoryRequest", None, None, None, None, ConnectionError("connection reset")
+    )
+    with pytest.raises(TelegramError, match="Lost the connection") as info:
+        run_harvest(tg, server)
+    assert "resumes" in (info.value.hint or "")
+    first = stored(tg)
+    stored_ids = {(p, i) for p, rows in first.items() for i in rows}
+    answered = {(p, i) for p, ids in server.history_pages for i in ids}
+    assert stored_ids == answered and len(server.history_pages) == 4  # each page was committed
+
+    server.history_pages.clear()
+    summary = run_harvest(tg, server)
+    refetched = {(p, i) for p, ids in server.history_pages for i in ids}
+    assert not refetched & stored_ids
+    rows = stored(tg)
+    for peer in PEOPLE:
+        assert sorted(rows[peer]) == [m.id for m in server.world.history[peer]]
+    assert summary.messages_new == sum(len(r) for r in rows.values()) - len(stored_ids)
+
+
+def test_short_flood_wait_is_slept_long_one_recorded(tg: Settings) -> None:
+    server = logged_in(tg, TelegramServer())
+    server.fail_next("GetHistoryRequest", "FLOOD_WAIT_1")
+    started = time.monotonic()
+    summary = run_harvest(tg, server)
+    assert time.monotonic() - started >= 1
+    assert not summary.flood_waits and summary.dialogs_harvested == 4
+
+    server.world.add_message(2001, date=int(time.time()), out=True, text="one more")
+    server.fail_next("GetHistoryRequest", "FLOOD_WAIT_3600")
+    summary = run_harvest(tg, server)
+    assert [f.seconds for f in summary.flood_waits] == [3600]
+    with session_scope(tg) as session:
+        states = session.exec(select(HarvestState)).all()
+        waiting = [s for s in states if s.retry_after_unix]
+        assert len(waiting) == 1 and "FLOOD_WAIT" in (waiting[0].last_error or "")
+        assert abs(waiting[0].retry_after_unix - (time.time() + 3600)) < 60  # type: ignore[operator]
+
+    before = server.requests["GetHistoryRequest"]
+    summary = run_harvest(tg, server)
+    assert server.requests["GetHistoryRequest"] == before
+    (reason,) = [s.reason for s in summary.skipped if s.peer_id == 2001]
+    assert reason in ("flood wait: retry in 1 hour", "flood wait: retry in 59 minutes")
+
+
+def test_edit_within_the_window_is_picked_up(tg: Settings) -> None:
+    now = int(time.time())
+    server = logged_in(
+        tg,
+        TelegramServer(
+            build_world(people=2, messages_per_person=120, end_unix=now - 600, spacing_seconds=300)
+        ),
+    )
+    run_harvest(tg, server)
+    target = next(
+        m for m in server.world.history[2001] if isinstance(m, types.Message) and not m.edit_date
+    )
+    server.world.edit_message(2001, target.id, "fixed typo", when=now)
+
+    summary = run_harvest(tg, server)
+    assert summary.messages_edited == 1 and summary.messages_new == 0
+    row = stored(tg)[2001][target.id]
+    assert (row.text, row.edited_unix) == ("fixed typo", now)
+
+
+def test_old_history_is_not_rescanned(tg: Settings) -> None:
+    server = logged_in(tg, TelegramServer())  # messages from 2023: long past editing
+    run_harvest(tg, server)
+    before = server.requests["GetHistoryRequest"]
+    summary = run_harvest(tg, server)
+    assert server.requests["GetHistoryRequest"] == before and summary.messages_rescanned == 0
+
+
+def test_takeout_session_is_used_when_asked(tg: Settings) -> None:
+    server = logged_in(tg, TelegramServer())
+    summary = run_harvest(tg, server, takeout=True)
+    assert summary.takeout and summary.messages_new > 0
+    assert server.takeout_requests["GetHistoryRequest"] == server.requests["GetHistoryRequest"]
+    assert server.takeout_requests["GetDialogsRequest"] == 1
+    assert server.finished_takeouts == [True]
+
+
+def test_takeout_needing_approval_says_what_to_do(tg: Settings) -> None:
+    server = logged_in(tg, TelegramServer())
+    server.takeout_delay_seconds = 86400
+    with pytest.raises(TelegramError, match="approve") as info:
+        run_harvest(tg, server, takeout=True)
+    assert "official Telegram app" in (info.value.hint or "") and info.value.retry_after == 86400
+    assert server.requests["GetHistoryRequest"] == 0
+
+
+def test_harvest_without_login_says_to_log_in(tg: Settings) -> None:
+    with pytest.raises(TelegramError, match="Not logged in") as info:
+        asyncio.run(harvest(settings=tg))
+    assert "twin login" in (info.value.hint or "")
+    assert ME_ID  # the server's owner id is what login stores

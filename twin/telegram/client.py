@@ -1,0 +1,162 @@
+"""Building Telethon clients from the settings and the owner's stored session, and turning
+Telethon's errors into `TelegramError`s a person can act on.
+
+Login and harvest take a `ClientFactory` so that the same code runs against Telegram and, in
+tests, against an in-memory server that replaces the client's network sender.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+from typing import Protocol
+
+from telethon import TelegramClient, errors
+from telethon.sessions import StringSession
+
+from twin import __version__
+from twin.config import Settings
+from twin.db import session_scope
+from twin.errors import TelegramError
+from twin.store import get_owner
+from twin.vault import decrypt
+
+# Shown to the user in Telegram → Settings → Devices, so they can recognize (and end) it.
+DEVICE_MODEL = "twin"
+APP_VERSION = f"twin {__version__}"
+LOGIN_HINT = "Run `twin login` (or log in from the web app) first."
+
+
+class ClientFactory(Protocol):
+    """Makes a (not yet connected) client for a StringSession, or a fresh one for ``None``."""
+
+    def __call__(self, *, session: str | None, receive_updates: bool) -> TelegramClient: ...
+
+
+def make_client(
+    *,
+    settings: Settings,
+    session: str | None = None,
+    receive_updates: bool = False,
+    flood_sleep_threshold: int = 60,
+) -> TelegramClient:
+    """A Telethon client for the settings' API credentials (not connected yet).
+
+    Args:
+        settings: where the API id and hash come from.
+        session: a decrypted StringSession, or None for a new (logged-out) session.
+        receive_updates: let Telegram push updates (QR login needs them; harvest does not).
+        flood_sleep_threshold: FLOOD_WAITs up to this many seconds are slept through by
+            Telethon; longer ones raise `FloodWaitError`.
+    """
+    api_id, api_hash = settings.require_telegram_credentials()
+    return TelegramClient(
+        StringSession(session),
+        api_id,
+        api_hash,
+        device_model=DEVICE_MODEL,
+        system_version=f"{platform.system()} {platform.release()}".strip() or "unknown",
+        app_version=APP_VERSION,
+        receive_updates=receive_updates,
+        flood_sleep_threshold=flood_sleep_threshold,
+    )
+
+
+def default_factory(settings: Settings) -> ClientFactory:
+    """The factory that talks to Telegram itself."""
+    return functools.partial(make_client, settings=settings)
+
+
+def load_session(settings: Settings) -> str | None:
+    """The owner's decrypted StringSession, or None when nobody is logged in."""
+    with session_scope(settings) as db:
+        token = get_owner(db).session_encrypted
+    return decrypt(settings, token) if token else None
+
+
+async def connect_owner(
+    settings: Settings, *, client_factory: ClientFactory | None = None
+) -> TelegramClient:
+    """A connected client logged in as the owner; raises `TelegramError` when not logged in.
+
+    Args:
+        settings: whose stored session to use.
+        client_factory: how to build the client (default: a real Telegram client).
+    """
+    session = load_session(settings)
+    if session is None:
+        raise TelegramError("Not logged in to Telegram.", hint=LOGIN_HINT)
+    client = (client_factory or default_factory(settings))(session=session, receive_updates=False)
+    try:
+        await client.connect()
+        if not await client.is_user_authorized():
+            raise TelegramError(
+                "The stored Telegram session is no longer valid (it was ended on another "
+                "device or by Telegram).",
+                hint=LOGIN_HINT,
+            )
+    except BaseException:
+        await client.disconnect()
+        raise
+    return client
+
+
+def format_wait(seconds: int) -> str:
+    """``3725`` → ``"1 hour 2 minutes"``: a wait in the two largest units that matter."""
+    if seconds < 60:
+        return f"{seconds} second{'s' * (seconds != 1)}"
+    parts = []
+    for name, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count} {name}{'s' * (count != 1)}")
+    return " ".join(parts[:2])
+
+
+def telegram_error(exc: errors.RPCError) -> TelegramError:
+    """The `TelegramError` that explains a Telethon RPC error to the user."""
+    match exc:
+        case errors.FloodWaitError() | errors.FloodPremiumWaitError():
+            return TelegramError(
+                f"Telegram asks to wait {format_wait(exc.seconds)} before this request.",
+                hint="Try again after that; twin resumes where it stopped.",
+                retry_after=exc.seconds,
+            )
+        case errors.TakeoutInitDelayError():
+            return TelegramError(
+                "Telegram wants you to approve the data export first.",
+                hint="Open an official Telegram app, allow the data export request in the "
+                "chat with 'Telegram', then run the harvest again (or run it without takeout).",
+                retry_after=exc.seconds,
+            )
+        case errors.PhoneNumberInvalidError():
+            return TelegramError(
+                "Telegram rejected the phone number.",
+                hint="Enter the number of your Telegram account with its country code, "
+                "e.g. +44 7911 123456.",
+            )
+        case errors.PhoneNumberBannedError():
+            return TelegramError("This phone number is banned by Telegram.")
+        case errors.PhoneNumberUnoccupiedError():
+            return TelegramError(
+                "There is no Telegram account with this phone number.",
+                hint="twin cannot sign up: create the account in an official Telegram app first.",
+            )
+        case errors.PhoneCodeInvalidError():
+            return TelegramError(
+                "The login code is wrong.", hint="Type the code Telegram just sent you again."
+            )
+        case errors.PhoneCodeExpiredError():
+            return TelegramError(
+                "The login code has expired.",
+                hint="Start the login again for a new code. Never send the code to anyone: "
+                "a code pasted into any chat expires at once.",
+            )
+        case errors.PasswordHashInvalidError():
+            return TelegramError(
+                "The two-step verification password is wrong.",
+                hint="Type your Telegram cloud password again (it is not the login code).",
+            )
+        case errors.UnauthorizedError():
+            return TelegramError("Telegram says this session is not logged in.", hint=LOGIN_HINT)
+    return TelegramError(f"Telegram refused the request: {exc.message}.")
