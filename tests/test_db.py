@@ -44,7 +44,7 @@ def test_upsert_messages_is_idempotent_and_applies_edits(db: Settings) -> None:
             upsert_messages(session, dialog_id=dialog.id, messages=batch, source=Source.export) == 5
         )
         assert upsert_messages(session, dialog_id=dialog.id, messages=batch, source=Source.api) == 0
-        edited = [batch[0].model_copy(update={"text": "m1 (fixed)", "edited_unix": 2000})]
+        edited = [batch[0]._replace(text="m1 (fixed)", edited_unix=2000)]
         assert (
             upsert_messages(session, dialog_id=dialog.id, messages=edited, source=Source.api) == 0
         )
