@@ -1,0 +1,27 @@
+"""prepare: stored dialogs → a scrubbed instruction dataset in litgpt's JSON format.
+
+`prepare_dataset` is the entry point; the pure rules it applies live in
+`twin.prepare.sessions`, the prompt format in `twin.prepare.format`.
+"""
+
+from twin.prepare.dataset import PrepareStats, prepare_dataset, tokenizer_fingerprint
+from twin.prepare.sessions import (
+    ChatMessage,
+    Sample,
+    SessionTurn,
+    build_samples,
+    merge_consecutive,
+    split_into_sessions,
+)
+
+__all__ = [
+    "ChatMessage",
+    "PrepareStats",
+    "Sample",
+    "SessionTurn",
+    "build_samples",
+    "merge_consecutive",
+    "prepare_dataset",
+    "split_into_sessions",
+    "tokenizer_fingerprint",
+]

@@ -19,16 +19,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from litgpt.prompts import Alpaca, PromptStyle
 from pydantic import BaseModel
 
 TAG_SEPARATOR = ": "
 """Between a speaker's name and their text."""
 TURN_SEPARATOR = "\n"
 """Between two tagged turns."""
-# Litgpt's JSON data module defaults to the Alpaca template; training and chat both use it so
-# that `litgpt finetune_lora --data JSON` and twin read the same files the same way.
-PROMPT_STYLE: PromptStyle = Alpaca()
+# litgpt's JSON data module defaults to its Alpaca prompt style; training and chat use the same
+# template so that `litgpt finetune_lora --data JSON` and twin read the files the same way. It is
+# spelled out here because importing litgpt.prompts loads torch (seconds, hundreds of MB) for
+# every process that only prepares data; tests/test_prepare_format.py checks that it stays equal
+# to litgpt's `Alpaca().apply`.
+_ALPACA_WITH_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further "
+    "context. Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+)
+_ALPACA_NO_INPUT = (
+    "Below is an instruction that describes a task. "
+    "Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Response:\n"
+)
 
 
 class Turn(BaseModel):
@@ -92,7 +103,9 @@ def render_prompt(*, instruction: str, input: str) -> str:
         instruction: from `render_instruction`.
         input: from `render_context`.
     """
-    return PROMPT_STYLE.apply(instruction, input=input)
+    if input:
+        return _ALPACA_WITH_INPUT.format(instruction=instruction, input=input)
+    return _ALPACA_NO_INPUT.format(instruction=instruction)
 
 
 def stop_sequences(*, me: str, peer: str) -> list[str]:

@@ -1,0 +1,28 @@
+"""The prompt template stays litgpt's Alpaca style, so litgpt and twin read datasets alike."""
+
+from __future__ import annotations
+
+import pytest
+from litgpt.prompts import Alpaca
+
+from twin.prepare.format import (
+    Turn,
+    render_context,
+    render_instruction,
+    render_prompt,
+    stop_sequences,
+)
+
+
+@pytest.mark.parametrize("context", ["Anna: привет\nMe: hi", ""])
+def test_render_prompt_equals_litgpt_alpaca(context: str) -> None:
+    instruction = render_instruction(me="Ivan", peer="Anna")
+    assert render_prompt(instruction=instruction, input=context) == Alpaca().apply(
+        instruction, input=context
+    )
+
+
+def test_tags_are_one_line_names_and_stop_sequences_match_them() -> None:
+    turns = [Turn(speaker="Anna\n: K.", text="are you coming?", mine=False)]
+    assert render_context(turns) == "Anna K.: are you coming?"
+    assert stop_sequences(me="Ivan", peer="Anna\n: K.") == ["\nAnna K.: ", "\nIvan: "]

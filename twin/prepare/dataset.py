@@ -1,0 +1,571 @@
+"""``prepare_dataset``: the store's included chats → scrubbed samples → litgpt JSON files.
+
+The output directory holds three files, replaced together::
+
+    train.json   [{"input": …, "instruction": …, "output": …}, …]   litgpt's JSON format
+    val.json     the same, for whole sessions held out (possibly ``[]`` with a single session)
+    stats.json   counts, lengths, the scrub report (counts only) and the tokenizer fingerprint
+
+The same database and options give byte-identical files. The rules live in
+`twin.prepare.sessions`; this module reads, scrubs, times and writes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import hashlib
+import json
+import math
+import os
+import shutil
+import sqlite3
+import tempfile
+import time
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from pydantic import BaseModel, Field
+from sqlmodel import Session
+
+from twin.config import Settings
+from twin.db import get_engine
+from twin.errors import PrepareError
+from twin.prepare.scrub import Scrubber, ScrubConfig, ScrubReport
+from twin.prepare.sessions import (
+    CHARS_PER_TOKEN,
+    DAY_SECONDS,
+    CharBudget,
+    ChatMessage,
+    LengthBudget,
+    Sample,
+    TokenBudget,
+    build_samples,
+    iter_sessions,
+    merge_consecutive,
+    session_score,
+)
+
+DATASET_FILES = ("train.json", "val.json", "stats.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
+"""In litgpt's order of precedence: a checkpoint with both uses ``tokenizer.json``."""
+_FAR = 2**62  # stands for "no bound" in the date filter
+
+Progress = Callable[[int, int], None]
+"""Called as ``progress(dialogs_done, dialogs_total)``."""
+
+
+class TokenizerInfo(BaseModel):
+    """Which tokenizer measured the lengths; the trainer refuses a dataset built for another."""
+
+    dir: str
+    sha256: str
+
+
+class LengthStats(BaseModel):
+    """Sample lengths (prompt + output + EOS) in the budget's unit."""
+
+    mean: float
+    p95: int
+    max: int
+
+
+class DialogStats(BaseModel):
+    """What became of one dialog."""
+
+    id: int
+    status: str
+    """``used``, ``excluded``, ``too_few_messages`` or ``no_samples``."""
+    messages: int
+    samples: int = 0
+
+
+class PrepareStats(BaseModel):
+    """The content of ``stats.json`` (plus timings and the output dir, not written)."""
+
+    tokenizer: TokenizerInfo | None
+    """None when lengths were measured in characters."""
+    max_seq_length: int
+    length_unit: str
+    chars_per_token: int | None
+    gap_seconds: int
+    min_messages: int
+    since: datetime | None
+    until: datetime | None
+    """Exclusive: a date given as ``until`` is moved to the next midnight."""
+    val_fraction: float
+    seed: int
+    dialogs_used: int = 0
+    dialogs_skipped: dict[str, int] = Field(default_factory=dict)
+    dialogs: list[DialogStats] = Field(default_factory=list)
+    messages: int = 0
+    sessions: int = 0
+    sessions_train: int = 0
+    sessions_val: int = 0
+    samples_train: int = 0
+    samples_val: int = 0
+    trimmed: int = 0
+    """Samples whose input left out the oldest turns of their session."""
+    skipped_outputs: dict[str, int] = Field(default_factory=dict)
+    lengths: LengthStats | None = None
+    scrub: dict[str, dict[str, int]] = Field(default_factory=dict)
+    """Dialog id → placeholder type → messages with it."""
+    scrub_totals: dict[str, int] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+    timings: dict[str, float] = Field(default_factory=dict, exclude=True)
+    """Seconds spent reading, in the rules, scrubbing and writing (varies run to run)."""
+    out_dir: Path | None = Field(default=None, exclude=True)
+
+
+def tokenizer_fingerprint(checkpoint_dir: Path) -> str:
+    """The sha256 of the tokenizer file litgpt would load from ``checkpoint_dir``.
+
+    Args:
+        checkpoint_dir: a litgpt checkpoint (or tokenizer) directory.
+    """
+    for name in TOKENIZER_FILES:
+        path = checkpoint_dir / name
+        if path.is_file():
+            digest = hashlib.sha256()
+            with path.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            return digest.hexdigest()
+    raise PrepareError(
+        f"{checkpoint_dir} has no tokenizer.json or tokenizer.model.",
+        hint="Point --tokenizer at a litgpt checkpoint dir, or leave it out to use a "
+        "character budget.",
+    )
+
+
+def prepare_dataset(
+    *,
+    settings: Settings,
+    out_dir: Path,
+    tokenizer_dir: Path | None = None,
+    max_seq_length: int = 512,
+    gap_seconds: int = DAY_SECONDS,
+    min_messages: int = 10,
+    since: date | datetime | None = None,
+    until: date | datetime | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 42,
+    scrub_config: ScrubConfig | None = None,
+    progress: Progress | None = None,
+) -> PrepareStats:
+    """Build the instruction dataset from the included chats and write it to ``out_dir``.
+
+    The files are written into a temporary directory next to ``out_dir`` and swapped in at the
+    end, so ``out_dir`` holds either the previous complete dataset or the new one; on error
+    nothing new is left behind.
+
+    Args:
+        settings: whose database to read.
+        out_dir: the dataset directory (created, or replaced when it holds a dataset).
+        tokenizer_dir: a litgpt checkpoint dir whose tokenizer measures lengths; None measures
+            characters (``CHARS_PER_TOKEN`` per token).
+        max_seq_length: the most tokens a prompt + reply + EOS may take.
+        gap_seconds: a silence this long or longer starts a new session.
+        min_messages: dialogs with fewer messages (in the date range) are skipped.
+        since: keep messages sent at or after this (a date means its midnight; naive = UTC).
+        until: keep messages sent before this (a date includes that whole day; naive = UTC).
+        val_fraction: the share of sessions held out for validation, in (0, 1).
+        seed: the seed of the train/validation split.
+        scrub_config: phone regions and blocklist; default: the settings' regions.
+        progress: called with (dialogs done, dialogs total) as dialogs are processed.
+    """
+    _check_options(max_seq_length, gap_seconds, min_messages, val_fraction)
+    since_unix, until_unix = _to_unix(since, end=False), _to_unix(until, end=True)
+    if since_unix is not None and until_unix is not None and since_unix >= until_unix:
+        raise PrepareError("--since is not before --until.", hint="Swap or widen the dates.")
+    budget, tokenizer_info = _load_budget(tokenizer_dir, max_seq_length)
+    scrubber = Scrubber(scrub_config or ScrubConfig(regions=list(settings.phone_regions)))
+    out_dir = out_dir.expanduser().resolve()
+    _check_out_dir(out_dir)
+    stats = PrepareStats(
+        tokenizer=tokenizer_info,
+        max_seq_length=max_seq_length,
+        length_unit=budget.unit,
+        chars_per_token=CHARS_PER_TOKEN if tokenizer_info is None else None,
+        gap_seconds=gap_seconds,
+        min_messages=min_messages,
+        since=_from_unix(since_unix),
+        until=_from_unix(until_unix),
+        val_fraction=val_fraction,
+        seed=seed,
+        out_dir=out_dir,
+    )
+    timings = Counter[str]()
+    with Session(get_engine(settings)) as session:
+        # Raw sqlite3: plain tuples stream ~10x faster than ORM rows on a million messages.
+        connection: sqlite3.Connection = session.connection().connection.driver_connection  # type: ignore[assignment]
+        bounds = (
+            -_FAR if since_unix is None else since_unix,
+            _FAR if until_unix is None else until_unix,
+        )
+        dialogs = _choose_dialogs(connection, stats, bounds, min_messages)
+        me = _owner_name(connection)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+        try:
+            writer = _SplitWriter(tmp_dir)
+            report = ScrubReport()
+            lengths = array("I")
+            skipped = Counter[str]()
+            for done, (dialog_stats, peer_id, peer) in enumerate(dialogs, start=1):
+                dialog_id = dialog_stats.id
+                rows = _read_dialog(connection, dialog_id, bounds, timings)
+                for messages in iter_sessions(rows, gap_seconds=gap_seconds):
+                    stats.sessions += 1
+                    if not any(m.out for m in messages):
+                        continue  # nothing of mine to learn from; skip the scrubbing too
+                    started = time.perf_counter()
+                    messages = [_scrub(m, scrubber, report, str(dialog_id)) for m in messages]
+                    timings["scrub"] += time.perf_counter() - started
+                    started = time.perf_counter()
+                    turns = merge_consecutive(messages, me=me, peer=peer)
+                    built = build_samples(turns, me=me, peer=peer, budget=budget)
+                    timings["rules"] += time.perf_counter() - started
+                    skipped.update(built.skipped)
+                    if not built.samples:
+                        continue
+                    started = time.perf_counter()
+                    score = session_score(seed=seed, peer_id=peer_id, first_tg_id=messages[0].tg_id)
+                    writer.add_session(built.samples, score=score, val=score < val_fraction)
+                    timings["write"] += time.perf_counter() - started
+                    dialog_stats.samples += len(built.samples)
+                    stats.trimmed += sum(s.trimmed for s in built.samples)
+                    lengths.extend(s.length for s in built.samples)
+                dialog_stats.status = "used" if dialog_stats.samples else "no_samples"
+                if progress is not None:
+                    progress(done, len(dialogs))
+            started = time.perf_counter()
+            writer.close()
+            _finish_stats(stats, writer, report, lengths, skipped)
+            if not lengths:
+                raise _no_samples_error(skipped)
+            _write_json(tmp_dir / "stats.json", stats.model_dump(mode="json"))
+            _swap_in(tmp_dir, out_dir)
+            timings["write"] += time.perf_counter() - started
+        finally:
+            # After a swap this holds the previous dataset; after an error, the partial one.
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+    stats.timings = {k: round(v, 3) for k, v in sorted(timings.items())}
+    return stats
+
+
+def _check_options(
+    max_seq_length: int, gap_seconds: int, min_messages: int, val_fraction: float
+) -> None:
+    if max_seq_length < 16:
+        raise PrepareError(f"max_seq_length {max_seq_length} is too small.", hint="Use 256+.")
+    if gap_seconds <= 0:
+        raise PrepareError("The session gap must be positive.", hint="Use e.g. --gap-hours 24.")
+    if min_messages < 0:
+        raise PrepareError("min_messages cannot be negative.", hint="Use 0 to keep every chat.")
+    if not 0 < val_fraction < 1:
+        raise PrepareError(
+            f"val_fraction {val_fraction} is not between 0 and 1.", hint="Use e.g. 0.1."
+        )
+
+
+def _to_unix(value: date | datetime | None, *, end: bool) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        moment = datetime(value.year, value.month, value.day, tzinfo=UTC)
+        return int((moment + timedelta(days=1 if end else 0)).timestamp())
+    moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+    # Messages carry whole seconds: sent >= t and sent < t both hold iff they hold for ceil(t).
+    return math.ceil(moment.timestamp())
+
+
+def _from_unix(value: int | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, tz=UTC)
+
+
+def _load_budget(
+    tokenizer_dir: Path | None, max_seq_length: int
+) -> tuple[LengthBudget, TokenizerInfo | None]:
+    if tokenizer_dir is None:
+        return CharBudget(max_seq_length=max_seq_length), None
+    from litgpt.tokenizer import Tokenizer
+
+    tokenizer_dir = tokenizer_dir.expanduser().resolve()
+    fingerprint = tokenizer_fingerprint(tokenizer_dir)
+    hint = "Point --tokenizer at a complete litgpt checkpoint dir (see `litgpt download`)."
+    try:
+        tokenizer = Tokenizer(tokenizer_dir)
+    except Exception as exc:  # litgpt raises KeyError, NotImplementedError, JSON errors, …
+        raise PrepareError(
+            f"Could not load the tokenizer in {tokenizer_dir}: {exc!r}", hint=hint
+        ) from exc
+    if tokenizer.eos_id is None:
+        raise PrepareError(f"The tokenizer in {tokenizer_dir} has no EOS token.", hint=hint)
+    info = TokenizerInfo(dir=str(tokenizer_dir), sha256=fingerprint)
+    return TokenBudget(tokenizer=tokenizer, max_seq_length=max_seq_length), info
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PrepareError(f"{out_dir} is a file.", hint="Pass a directory to --out.")
+    if out_dir.is_dir():
+        strangers = sorted(p.name for p in out_dir.iterdir() if p.name not in DATASET_FILES)
+        if strangers:
+            # The whole directory gets replaced: never take someone's files with it.
+            raise PrepareError(
+                f"{out_dir} holds files that are not part of a dataset: "
+                f"{', '.join(strangers[:3])}.",
+                hint="Pass a new or empty directory to --out.",
+            )
+
+
+def _owner_name(connection: sqlite3.Connection) -> str:
+    row = connection.execute("SELECT first_name, last_name FROM owner WHERE id = 1").fetchone()
+    name = " ".join(part for part in (row or ()) if part)
+    return name or "Me"
+
+
+def _choose_dialogs(
+    connection: sqlite3.Connection,
+    stats: PrepareStats,
+    bounds: tuple[int, int],
+    min_messages: int,
+) -> list[tuple[DialogStats, int, str]]:
+    """The dialogs to read, as (their stats, peer_id, name); records all in ``stats``."""
+    try:
+        total = connection.execute("SELECT count(*) FROM message").fetchone()[0]
+    except sqlite3.OperationalError as exc:  # no such table: a database never migrated
+        raise PrepareError(
+            f"The database cannot be read: {exc}.",
+            hint="Run `twin db upgrade`, then import or harvest your chats.",
+        ) from exc
+    if total == 0:
+        raise PrepareError(
+            "The store has no messages yet.",
+            hint="Harvest your chats (`twin harvest`) or import a Telegram Desktop export "
+            "(`twin import result.json`) first.",
+        )
+    rows = connection.execute(
+        "SELECT d.id, d.peer_id, d.name, d.included, count(m.id) FROM dialog AS d "
+        "LEFT JOIN message AS m ON m.dialog_id = d.id AND m.sent_unix >= ? AND m.sent_unix < ? "
+        "GROUP BY d.id ORDER BY d.id",
+        bounds,
+    ).fetchall()
+    chosen = []
+    for dialog_id, peer_id, name, included, count in rows:
+        status = "excluded" if not included else "too_few_messages" if count < min_messages else ""
+        dialog = DialogStats(id=dialog_id, status=status or "used", messages=count)
+        stats.dialogs.append(dialog)
+        if not status:
+            chosen.append((dialog, peer_id, name or ""))
+            stats.messages += count
+    included = [d for d in stats.dialogs if d.status != "excluded"]
+    if not included:
+        raise PrepareError(
+            "Every chat is excluded from training.",
+            hint="Include at least one contact: `twin contacts --include NAME`.",
+        )
+    if not any(d.messages for d in included):
+        raise PrepareError(
+            "No message of the included chats falls in the chosen dates.",
+            hint="Widen or drop --since / --until.",
+        )
+    if not chosen:
+        raise PrepareError(
+            f"No included chat has {min_messages} messages or more.",
+            hint="Lower --min-messages, or include more contacts (`twin contacts --include`).",
+        )
+    return chosen
+
+
+def _read_dialog(
+    connection: sqlite3.Connection,
+    dialog_id: int,
+    bounds: tuple[int, int],
+    timings: Counter[str],
+) -> Iterator[ChatMessage]:
+    cursor = connection.execute(
+        "SELECT tg_id, sent_unix, out, coalesce(text, ''), media_kind, service_kind, forwarded "
+        "FROM message WHERE dialog_id = ? AND sent_unix >= ? AND sent_unix < ? "
+        "ORDER BY sent_unix, tg_id",
+        (dialog_id, *bounds),
+    )
+    while True:
+        started = time.perf_counter()
+        rows = cursor.fetchmany(8192)
+        timings["read"] += time.perf_counter() - started
+        if not rows:
+            return
+        yield from map(ChatMessage._make, rows)
+
+
+def _scrub(message: ChatMessage, scrubber: Scrubber, report: ScrubReport, key: str) -> ChatMessage:
+    if not message.text:
+        return message
+    result = scrubber.scrub(message.text)
+    if not result.found:
+        return message
+    report.add(key, result.found)
+    return message._replace(text=result.text)
+
+
+class _JsonArrayWriter:
+    """Streams records into a JSON array, one per line, so no split is held in memory."""
+
+    def __init__(self, path: Path) -> None:
+        self.file: TextIO = path.open("w", encoding="utf-8", newline="\n")
+        self.count = 0
+
+    def write(self, samples: list[Sample]) -> None:
+        for sample in samples:
+            self.file.write("[\n" if self.count == 0 else ",\n")
+            self.file.write(json.dumps(sample.record(), ensure_ascii=False, sort_keys=True))
+            self.count += 1
+
+    def close(self) -> None:
+        self.file.write("\n]\n" if self.count else "[]\n")
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+
+
+class _SplitWriter:
+    """Writes each session to train or val, keeping both sides non-empty when it can.
+
+    Sessions go to validation by their score; if one side would end up with no session, the
+    session nearest the threshold crosses over. To do that while streaming, the train session
+    with the lowest score and the val session with the highest are held back until the end.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.files = {
+            "train": _JsonArrayWriter(directory / "train.json"),
+            "val": _JsonArrayWriter(directory / "val.json"),
+        }
+        self.held: dict[str, tuple[float, list[Sample]] | None] = {"train": None, "val": None}
+        self.sessions = Counter[str]()
+        self.samples = Counter[str]()
+
+    def add_session(self, samples: list[Sample], *, score: float, val: bool) -> None:
+        split = "val" if val else "train"
+        self.sessions[split] += 1
+        held = self.held[split]
+        nearer = held is None or (score > held[0] if val else score < held[0])
+        if nearer:
+            if held is not None:
+                self._write(split, held[1])
+            self.held[split] = (score, samples)
+        else:
+            self._write(split, samples)
+
+    def close(self) -> None:
+        for split, other in (("train", "val"), ("val", "train")):
+            held = self.held[split]
+            if held is None:
+                continue
+            if self.sessions[other] == 0 and self.sessions[split] >= 2:
+                self.sessions[split] -= 1
+                self.sessions[other] += 1
+                split = other
+            self._write(split, held[1])
+        for file in self.files.values():
+            file.close()
+
+    def _write(self, split: str, samples: list[Sample]) -> None:
+        self.files[split].write(samples)
+        self.samples[split] += len(samples)
+
+
+def _finish_stats(
+    stats: PrepareStats,
+    writer: _SplitWriter,
+    report: ScrubReport,
+    lengths: array[int],
+    skipped: Counter[str],
+) -> None:
+    stats.sessions_train, stats.sessions_val = writer.sessions["train"], writer.sessions["val"]
+    stats.samples_train, stats.samples_val = writer.samples["train"], writer.samples["val"]
+    stats.skipped_outputs = dict(sorted(skipped.items()))
+    for dialog in stats.dialogs:
+        if dialog.status != "used":
+            stats.dialogs_skipped[dialog.status] = stats.dialogs_skipped.get(dialog.status, 0) + 1
+    stats.dialogs_used = sum(d.status == "used" for d in stats.dialogs)
+    stats.dialogs_skipped = dict(sorted(stats.dialogs_skipped.items()))
+    stats.scrub = report.as_dict()
+    stats.scrub_totals = dict(sorted(report.totals().items()))
+    if lengths:
+        ordered = sorted(lengths)
+        stats.lengths = LengthStats(
+            mean=round(sum(ordered) / len(ordered), 2),
+            p95=ordered[math.ceil(0.95 * len(ordered)) - 1],
+            max=ordered[-1],
+        )
+    if stats.samples_val == 0:
+        stats.warnings.append(
+            "val.json is empty: only one conversation gave samples, so nothing could be "
+            "held out. Validation loss will not be measured."
+        )
+
+
+def _no_samples_error(skipped: Counter[str]) -> PrepareError:
+    too_long = skipped["reply_too_long"] + skipped["context_too_long"]
+    if too_long:
+        return PrepareError(
+            f"No sample fits in the length budget ({too_long} replies were too long).",
+            hint="Raise --max-seq-length.",
+        )
+    return PrepareError(
+        "The included chats have no reply of yours to the other person: nothing to learn from.",
+        hint="Include a contact you have written to (`twin contacts --include NAME`), or harvest "
+        "or import the chats where you answer.",
+    )
+
+
+def _write_json(path: Path, value: Any) -> None:
+    with path.open("w", encoding="utf-8", newline="\n") as f:
+        f.write(json.dumps(value, ensure_ascii=False, sort_keys=True, indent=2) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _swap_in(new_dir: Path, out_dir: Path) -> None:
+    """Put ``new_dir`` at ``out_dir``; afterwards ``new_dir`` holds the old set, if any.
+
+    A new ``out_dir`` is one rename. An existing one is exchanged with ``renameat2``'s
+    ``RENAME_EXCHANGE`` (Linux): both names flip in one step, so a reader sees the old complete
+    set or the new one. Where that is missing, the old set is moved aside first: for a moment
+    ``out_dir`` is absent, but it never holds a mix.
+    """
+    if not out_dir.exists():
+        os.rename(new_dir, out_dir)
+    elif not _exchange(new_dir, out_dir):
+        aside = new_dir.with_name(new_dir.name + ".old")
+        os.rename(out_dir, aside)
+        os.rename(new_dir, out_dir)
+        os.rename(aside, new_dir)
+    directory = os.open(out_dir.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name, use_errno=True) if name else None
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    result = renameat2(
+        _AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), ctypes.c_uint(_RENAME_EXCHANGE)
+    )
+    return result == 0

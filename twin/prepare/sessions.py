@@ -1,0 +1,437 @@
+"""The dataset rules, pure: a dialog's messages → sessions → turns → samples.
+
+No I/O, no clock, no global randomness: the same messages always give the same samples, so the
+rules are testable in microseconds and the web preview can reuse them. `twin.prepare.dataset`
+feeds them from the store and writes the files.
+
+Decisions a reader may look for:
+
+- **Sessions** split wherever two consecutive messages are at least ``gap_seconds`` apart.
+- **Turns** merge one speaker's consecutive messages with ``"\\n"``. Media shows as a typed
+  placeholder (``<photo>``, ``<voice>``, …), followed by its caption on the same line. A
+  forwarded message shows as ``<forwarded> text``: it is context, never my words. Service
+  messages (phone calls, pins) carry no words and are dropped, as are empty texts.
+- **Samples**: each of my turns that follows the other person's turn. The first turn of a
+  session, when it is mine, is skipped: nothing came before it, and the chat always answers
+  something. The output is my turn without its forwarded messages (a turn mixing both keeps
+  its own messages, in order; the forwards stay visible in later samples' context). Outputs
+  with no words (only media placeholders) or only forwards are skipped.
+- **Length**: the input is trimmed by whole turns from the oldest until prompt + output + EOS
+  fit the budget. A reply that does not fit even with just the turn it answers is skipped, not
+  truncated: a cut-off reply would teach the model to stop mid-sentence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import accumulate
+from typing import Any, NamedTuple, Protocol
+
+from pydantic import BaseModel, Field
+
+from twin.prepare.format import Turn, render_context, render_instruction, render_prompt, tag_turn
+
+DAY_SECONDS = 86_400
+CHARS_PER_TOKEN = 3
+"""Character budget when no tokenizer is at hand: English runs about 4 characters per token in
+common BPE vocabularies, Cyrillic and emoji fewer; 3 keeps most samples inside the real limit."""
+FORWARDED = "<forwarded>"
+# Names Telegram Desktop exports use, mapped to the API's names so both sources read alike.
+_MEDIA_ALIASES = {
+    "voice_message": "voice",
+    "video_file": "video",
+    "audio_file": "audio",
+    "document": "file",
+    "geo": "location",
+    "venue": "location",
+    "gif": "animation",
+}
+
+
+class ChatMessage(NamedTuple):
+    """One stored message, as the rules need it (a row of the ``message`` table)."""
+
+    tg_id: int
+    sent_unix: int
+    out: bool
+    """True when I sent it."""
+    text: str = ""
+    media_kind: str | None = None
+    service_kind: str | None = None
+    forwarded: bool = False
+
+
+class SessionTurn(Turn):
+    """A `Turn` plus what a sample needs from it when it is mine."""
+
+    reply: str = ""
+    """My own words in this turn: its non-forwarded messages, rendered and merged."""
+    reply_has_text: bool = False
+    """True when ``reply`` holds more than media placeholders."""
+
+
+class Sample(BaseModel):
+    """One training record (litgpt's JSON format) plus its measured length."""
+
+    instruction: str
+    input: str
+    output: str
+    length: int
+    """Prompt + output + EOS, in the budget's unit."""
+    trimmed: bool = False
+    """True when older turns of the session were left out to fit the budget."""
+
+    def record(self) -> dict[str, str]:
+        """The ``{"instruction", "input", "output"}`` object written to the JSON files."""
+        return {"instruction": self.instruction, "input": self.input, "output": self.output}
+
+
+class SessionSamples(BaseModel):
+    """The samples of one session and why some of my turns gave none."""
+
+    samples: list[Sample] = Field(default_factory=list)
+    skipped: dict[str, int] = Field(default_factory=dict)
+    """Reason → count: ``no_context``, ``forwarded_only``, ``media_only``, ``reply_too_long``,
+    ``context_too_long``."""
+
+
+WindowLength = Callable[[int, int], int]
+"""``length(start, stop)``: the prompt's length with ``turns[start:stop]`` as its input."""
+
+
+class LengthBudget(Protocol):
+    """How long a sample may be and how to measure it (tokens or characters)."""
+
+    unit: str
+    limit: int
+
+    def output_length(self, output: str) -> int:
+        """The reply's length, EOS included."""
+        ...
+
+    def window_lengths(self, *, instruction: str, turns: Sequence[Turn]) -> WindowLength:
+        """A function measuring the prompt for any window of ``turns``."""
+        ...
+
+
+def _prompt_frame(instruction: str) -> tuple[str, str] | None:
+    """``(head, tail)`` such that a prompt is ``head + "\n" + tag_0 + … + "\n" + tag_n + tail``.
+
+    Measuring each ``"\n" + tag`` once lets a window's length be a sum instead of a new
+    measurement for every sample. None when the template does not end its head with a line
+    break (then every window is measured whole).
+    """
+    head, _, tail = render_prompt(instruction=instruction, input="\x00").partition("\x00")
+    return (head[:-1], tail) if head.endswith("\n") else None
+
+
+def _summed(fixed: int, pieces: Sequence[int]) -> WindowLength:
+    cumulative = list(accumulate(pieces, initial=0))
+    return lambda start, stop: fixed + cumulative[stop] - cumulative[start]
+
+
+def _measured_whole(
+    instruction: str, turns: Sequence[Turn], measure: Callable[[str], int]
+) -> WindowLength:
+    return lambda start, stop: measure(
+        render_prompt(instruction=instruction, input=render_context(turns[start:stop]))
+    )
+
+
+class CharBudget:
+    """The budget when no tokenizer is at hand: ``CHARS_PER_TOKEN`` characters per token.
+
+    Args:
+        max_seq_length: the token limit to approximate.
+        chars_per_token: the assumed average.
+
+    >>> budget = CharBudget(max_seq_length=10)
+    >>> budget.limit, budget.output_length("hi")  # EOS counts as one token's worth
+    (30, 5)
+    """
+
+    unit = "chars"
+
+    def __init__(self, *, max_seq_length: int, chars_per_token: int = CHARS_PER_TOKEN) -> None:
+        self.chars_per_token = chars_per_token
+        self.limit = max_seq_length * chars_per_token
+
+    def output_length(self, output: str) -> int:
+        return len(output) + self.chars_per_token
+
+    def window_lengths(self, *, instruction: str, turns: Sequence[Turn]) -> WindowLength:
+        frame = _prompt_frame(instruction)
+        if frame is None:
+            return _measured_whole(instruction, turns, len)
+        head, tail = frame
+        return _summed(len(head) + len(tail), [len(tag_turn(t)) + 1 for t in turns])
+
+
+class TokenBudget:
+    """The budget in tokens of a litgpt `Tokenizer`, counted as litgpt's `SFTDataset` encodes a
+    sample: the prompt with the tokenizer's BOS rule, the output with EOS.
+
+    Each turn is encoded once and windows are summed, after checking on the session's whole
+    prompt that encoding the pieces separately gives exactly the same tokens (true of
+    byte-level BPE at line breaks); where it does not, each window is encoded whole.
+
+    Args:
+        tokenizer: a `litgpt.tokenizer.Tokenizer` (anything with its ``encode``).
+        max_seq_length: the token limit.
+    """
+
+    unit = "tokens"
+
+    def __init__(self, *, tokenizer: Any, max_seq_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.limit = max_seq_length
+
+    def output_length(self, output: str) -> int:
+        return len(self.tokenizer.encode(output, bos=False, eos=True))
+
+    def window_lengths(self, *, instruction: str, turns: Sequence[Turn]) -> WindowLength:
+        def prompt_length(prompt: str) -> int:
+            return len(self.tokenizer.encode(prompt))
+
+        frame = _prompt_frame(instruction)
+        if frame is None or not turns:
+            return _measured_whole(instruction, turns, prompt_length)
+        head, tail = frame
+        texts = ["\n" + tag_turn(t) for t in turns]
+        encode = self.tokenizer.encode
+        parts = [encode(head).tolist()]
+        parts += [encode(text, bos=False).tolist() for text in texts]
+        parts.append(encode(tail, bos=False).tolist())
+        whole = encode(head + "".join(texts) + tail).tolist()
+        if whole != [token for part in parts for token in part]:
+            return _measured_whole(instruction, turns, prompt_length)
+        return _summed(len(parts[0]) + len(parts[-1]), [len(p) for p in parts[1:-1]])
+
+
+def iter_sessions(
+    messages: Iterable[ChatMessage], *, gap_seconds: int = DAY_SECONDS
+) -> Iterator[list[ChatMessage]]:
+    """Yield sessions from messages already sorted by time, then id (streams a dialog).
+
+    Args:
+        messages: one dialog's messages in ``(sent_unix, tg_id)`` order.
+        gap_seconds: a gap this long or longer starts a new session.
+
+    Raises:
+        ValueError: when the messages are out of order.
+    """
+    session: list[ChatMessage] = []
+    for message in messages:
+        if session:
+            last = session[-1]
+            if (message.sent_unix, message.tg_id) < (last.sent_unix, last.tg_id):
+                raise ValueError("messages must be sorted by (sent_unix, tg_id)")
+            if message.sent_unix - last.sent_unix >= gap_seconds:
+                yield session
+                session = []
+        session.append(message)
+    if session:
+        yield session
+
+
+def split_into_sessions(
+    messages: Iterable[ChatMessage], *, gap_seconds: int = DAY_SECONDS
+) -> list[list[ChatMessage]]:
+    """Split a dialog's messages into sessions wherever the gap is at least ``gap_seconds``.
+
+    Args:
+        messages: one dialog's messages, in any order (sorted here by time, then id).
+        gap_seconds: a gap this long or longer starts a new session.
+
+    >>> day = 86_400
+    >>> msgs = [ChatMessage(1, 0, False, "hi"), ChatMessage(2, day - 1, True, "hey"),
+    ...         ChatMessage(3, 2 * day - 1, False, "still there?")]
+    >>> [[m.tg_id for m in s] for s in split_into_sessions(msgs)]
+    [[1, 2], [3]]
+    """
+    ordered = sorted(messages, key=lambda m: (m.sent_unix, m.tg_id))
+    return list(iter_sessions(ordered, gap_seconds=gap_seconds))
+
+
+def media_placeholder(media_kind: str) -> str:
+    """The typed placeholder for a media kind.
+
+    Args:
+        media_kind: `Message.media_kind` as the harvest or the import stored it.
+
+    >>> media_placeholder("voice_message"), media_placeholder("Sticker")
+    ('<voice>', '<sticker>')
+    """
+    kind = media_kind.strip().lower().replace(" ", "_")
+    kind = _MEDIA_ALIASES.get(kind, kind)
+    kind = "".join(c for c in kind if c.isalnum() or c == "_") or "media"
+    return f"<{kind}>"
+
+
+def render_message(message: ChatMessage) -> str | None:
+    """A message as it reads in a turn, or None when it carries nothing to read.
+
+    Args:
+        message: the message.
+
+    >>> render_message(ChatMessage(1, 0, True, "look!", media_kind="photo", forwarded=True))
+    '<forwarded> <photo> look!'
+    """
+    if message.service_kind:
+        return None
+    parts = [FORWARDED] if message.forwarded else []
+    if message.media_kind:
+        parts.append(media_placeholder(message.media_kind))
+    text = message.text.strip()
+    if text:
+        parts.append(text)
+    if not parts or parts == [FORWARDED]:
+        return None
+    return " ".join(parts)
+
+
+def merge_consecutive(messages: Sequence[ChatMessage], *, me: str, peer: str) -> list[SessionTurn]:
+    """Merge one session's consecutive messages of one speaker into turns.
+
+    Service messages and empty texts are dropped first, so two runs of the same speaker
+    around a dropped message become one turn.
+
+    Args:
+        messages: one session, in time order.
+        me: the owner's display name (the speaker of my turns).
+        peer: the other person's display name.
+
+    >>> turns = merge_consecutive([ChatMessage(1, 0, False, "hi"), ChatMessage(2, 1, False, "?"),
+    ...                            ChatMessage(3, 2, True, "hey")], me="Me", peer="Anna")
+    >>> [(t.speaker, t.text) for t in turns]
+    [('Anna', 'hi\\n?'), ('Me', 'hey')]
+    """
+    turns: list[SessionTurn] = []
+    lines: list[str] = []
+    own: list[str] = []
+    own_has_text = False
+    mine: bool | None = None
+
+    def close() -> None:
+        if lines:
+            turns.append(
+                SessionTurn(
+                    speaker=me if mine else peer,
+                    text="\n".join(lines),
+                    mine=bool(mine),
+                    reply="\n".join(own) if mine else "",
+                    reply_has_text=own_has_text if mine else False,
+                )
+            )
+
+    for message in messages:
+        line = render_message(message)
+        if line is None:
+            continue
+        if mine is None or bool(message.out) != mine:
+            close()
+            lines, own, own_has_text, mine = [], [], False, bool(message.out)
+        lines.append(line)
+        if not message.forwarded:
+            own.append(line)
+            own_has_text = own_has_text or bool(message.text.strip())
+    close()
+    return turns
+
+
+def build_samples(
+    turns: Sequence[SessionTurn], *, me: str, peer: str, budget: LengthBudget
+) -> SessionSamples:
+    """One sample per turn of mine that answers the other person, fitted to the budget.
+
+    Args:
+        turns: one session's turns, from `merge_consecutive`.
+        me: the owner's display name.
+        peer: the other person's display name.
+        budget: the length limit and how to measure it.
+
+    >>> turns = merge_consecutive([ChatMessage(1, 0, False, "coming?"),
+    ...                            ChatMessage(2, 5, True, "yes!")], me="Me", peer="Anna")
+    >>> sample = build_samples(turns, me="Me", peer="Anna",
+    ...                        budget=CharBudget(max_seq_length=512)).samples[0]
+    >>> sample.input, sample.output
+    ('Anna: coming?', 'yes!')
+    """
+    instruction = render_instruction(me=me, peer=peer)
+    result = SessionSamples()
+    skipped: Counter[str] = Counter()
+    window_length: WindowLength | None = None
+    for i, turn in enumerate(turns):
+        if not turn.mine:
+            continue
+        if i == 0:
+            skipped["no_context"] += 1
+            continue
+        if not turn.reply:
+            skipped["forwarded_only"] += 1
+            continue
+        if not turn.reply_has_text:
+            skipped["media_only"] += 1
+            continue
+        if window_length is None:  # measured once per session, only when a sample needs it
+            window_length = budget.window_lengths(instruction=instruction, turns=turns)
+        room = budget.limit - budget.output_length(turn.reply)
+        start = _oldest_fitting_start(i, room, window_length)
+        if start is None:
+            too_long = window_length(i, i) > room
+            skipped["reply_too_long" if too_long else "context_too_long"] += 1
+            continue
+        result.samples.append(
+            Sample(
+                instruction=instruction,
+                input=render_context(turns[start:i]),
+                output=turn.reply,
+                length=window_length(start, i) + budget.limit - room,
+                trimmed=start > 0,
+            )
+        )
+    result.skipped = dict(sorted(skipped.items()))
+    return result
+
+
+def _oldest_fitting_start(stop: int, room: int, window_length: WindowLength) -> int | None:
+    """The smallest ``start`` with ``window_length(start, stop) <= room`` (None if even the last
+    turn alone is too long). Gallops back, then bisects: few measurements even when each one
+    encodes the whole window."""
+    if window_length(stop - 1, stop) > room:
+        return None
+    fits, step = stop - 1, 1
+    while fits > 0:
+        candidate = max(0, stop - 1 - 2 * step)
+        if window_length(candidate, stop) > room:
+            low, high = candidate + 1, fits  # the answer is in [low, high]
+            while low < high:
+                middle = (low + high) // 2
+                if window_length(middle, stop) <= room:
+                    high = middle
+                else:
+                    low = middle + 1
+            return low
+        fits, step = candidate, step * 2
+    return 0
+
+
+def session_score(*, seed: int, peer_id: int, first_tg_id: int) -> float:
+    """A stable number in [0, 1) for a session: it goes to validation when below the fraction.
+
+    Hashing (not a shared random stream) keeps a session on the same side when other chats
+    are added or excluded.
+
+    Args:
+        seed: the split seed.
+        peer_id: the dialog's Telegram peer id.
+        first_tg_id: the Telegram id of the session's first message.
+
+    >>> session_score(seed=42, peer_id=7, first_tg_id=1) == session_score(
+    ...     seed=42, peer_id=7, first_tg_id=1)
+    True
+    """
+    digest = hashlib.blake2b(f"{seed}:{peer_id}:{first_tg_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
