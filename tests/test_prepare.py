@@ -321,3 +321,17 @@ def test_my_turns_carry_the_owners_name(db: Settings) -> None:
     assert records[0]["instruction"].startswith("You are Ivan Petrov.")
     assert "with Anna" in records[0]["instruction"]
     assert any("\nIvan Petrov: " in r["input"] for r in records)
+
+
+@pytest.mark.parametrize("bos", [None, False])
+@pytest.mark.parametrize("eos", [True, False])
+def test_fast_token_counts_equal_litgpt_encode(
+    tokenizer_dir: Path, bos: bool | None, eos: bool
+) -> None:
+    from twin.prepare.sessions import TokenBudget
+
+    tokenizer = Tokenizer(tokenizer_dir)
+    budget = TokenBudget(tokenizer=tokenizer, max_seq_length=64)
+    texts = ["", "hi", "привет, как дела? 🙂", "Anna: ok\nMe: <photo> look", "<|endoftext|> x"]
+    expected = [tokenizer.encode(t, bos=bos, eos=eos).tolist() for t in texts]
+    assert budget.encode_many(texts, bos=bos, eos=eos) == expected

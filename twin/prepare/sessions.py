@@ -187,27 +187,56 @@ class TokenBudget:
     def __init__(self, *, tokenizer: Any, max_seq_length: int) -> None:
         self.tokenizer = tokenizer
         self.limit = max_seq_length
+        # litgpt's `encode` builds a torch tensor per call; for a Hugging Face tokenizer the same
+        # ids come from its Rust `encode_batch` (one call per session, no tensors): ~10x faster.
+        self.processor = tokenizer.processor if tokenizer.backend == "huggingface" else None
+
+    def encode_many(self, texts: Sequence[str], *, bos: bool | None, eos: bool) -> list[list[int]]:
+        """Token ids of each text, exactly as litgpt's ``Tokenizer.encode`` gives them.
+
+        Args:
+            texts: the strings to encode.
+            bos: litgpt's ``bos`` argument (None: the tokenizer's own rule).
+            eos: whether to end with EOS.
+        """
+        tokenizer = self.tokenizer
+        if self.processor is None:
+            return [tokenizer.encode(t, bos=bos, eos=eos).tolist() for t in texts]
+        add_bos = bos or (bos is None and tokenizer.use_bos)
+        result = []
+        for encoding in self.processor.encode_batch(list(texts)):
+            ids = encoding.ids
+            # The same BOS/EOS rules as litgpt.tokenizer.Tokenizer.encode.
+            if add_bos:
+                if not ids or ids[0] != tokenizer.bos_id:
+                    ids = [tokenizer.bos_id, *ids]
+            elif ids and ids[0] == tokenizer.bos_id:
+                ids = ids[1:]
+            if eos and (not ids or ids[-1] != tokenizer.eos_id):
+                ids = [*ids, tokenizer.eos_id]
+            elif not eos and ids and ids[-1] == tokenizer.eos_id:
+                ids = ids[:-1]
+            result.append(ids)
+        return result
 
     def output_length(self, output: str) -> int:
-        return len(self.tokenizer.encode(output, bos=False, eos=True))
+        return len(self.encode_many([output], bos=False, eos=True)[0])
 
     def window_lengths(self, *, instruction: str, turns: Sequence[Turn]) -> WindowLength:
         def prompt_length(prompt: str) -> int:
-            return len(self.tokenizer.encode(prompt))
+            return len(self.encode_many([prompt], bos=None, eos=False)[0])
 
         frame = _prompt_frame(instruction)
         if frame is None or not turns:
             return _measured_whole(instruction, turns, prompt_length)
         head, tail = frame
         texts = ["\n" + tag_turn(t) for t in turns]
-        encode = self.tokenizer.encode
-        parts = [encode(head).tolist()]
-        parts += [encode(text, bos=False).tolist() for text in texts]
-        parts.append(encode(tail, bos=False).tolist())
-        whole = encode(head + "".join(texts) + tail).tolist()
-        if whole != [token for part in parts for token in part]:
+        [first] = self.encode_many([head], bos=None, eos=False)
+        *middle, last = self.encode_many([*texts, tail], bos=False, eos=False)
+        [whole] = self.encode_many([head + "".join(texts) + tail], bos=None, eos=False)
+        if whole != [token for part in (first, *middle, last) for token in part]:
             return _measured_whole(instruction, turns, prompt_length)
-        return _summed(len(parts[0]) + len(parts[-1]), [len(p) for p in parts[1:-1]])
+        return _summed(len(first) + len(last), [len(p) for p in middle])
 
 
 def iter_sessions(
