@@ -1,0 +1,142 @@
+"""Builders for training tests: a dataset in litgpt's JSON format with a learnable style, and a
+tiny base model trained on its text. Import them from any test (``from trainhelpers import …``).
+
+The style: a friend asks about a thing, and "I" always answer ``"yes <thing>, love it :)"`` —
+lower case, the thing copied from the question, the same smiley. A model that learned it has a
+clearly lower validation loss; one that didn't, doesn't.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from twin.prepare.format import Turn, render_context, render_instruction
+from twin.train.tiny import corpus_from_dataset, init_tiny_model
+
+THINGS = [
+    "tea",
+    "coffee",
+    "pizza",
+    "cinema",
+    "football",
+    "jazz",
+    "pasta",
+    "chess",
+    "rain",
+    "snow",
+    "books",
+    "trains",
+    "cats",
+    "dogs",
+    "beer",
+    "wine",
+    "bikes",
+    "guitars",
+    "sushi",
+    "tacos",
+    "museums",
+    "hiking",
+    "running",
+    "yoga",
+]
+PEERS = ("Anna", "Boris", "Carla", "Dmitri")
+QUESTIONS = (
+    "do you like {}?",
+    "what about {} tonight?",
+    "are you into {} these days?",
+    "shall we do {} on friday?",
+)
+OPENERS = ("hey!", "hi", "so...", "listen", "good morning")
+
+
+def style_records(count: int, *, seed: int) -> list[dict[str, str]]:
+    """``count`` samples in litgpt's JSON shape with the learnable reply style.
+
+    Args:
+        count: how many samples.
+        seed: makes the samples reproducible.
+    """
+    rng = random.Random(seed)
+    records = []
+    for _ in range(count):
+        peer, thing = rng.choice(PEERS), rng.choice(THINGS)
+        turns = [Turn(speaker=peer, text=rng.choice(OPENERS), mine=False)]
+        if rng.random() < 0.5:  # vary the lengths, so that grouping by length has work to do
+            turns.append(Turn(speaker="Me", text="hi " + peer.lower(), mine=True))
+            turns.append(Turn(speaker=peer, text=" ".join(rng.sample(THINGS, 6)), mine=False))
+        turns.append(Turn(speaker=peer, text=rng.choice(QUESTIONS).format(thing), mine=False))
+        records.append(
+            {
+                "instruction": render_instruction(me="Me", peer=peer),
+                "input": render_context(turns),
+                "output": f"yes {thing}, love it :)",
+            }
+        )
+    return records
+
+
+def make_dataset(
+    out_dir: Path,
+    *,
+    train: int = 96,
+    val: int = 24,
+    seed: int = 0,
+    stats: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``train.json``, ``val.json`` and ``stats.json`` to ``out_dir``.
+
+    Args:
+        out_dir: the dataset dir (created).
+        train: training samples.
+        val: validation samples.
+        seed: makes the samples reproducible.
+        stats: ``stats.json`` content; default: a token budget of 256 and no tokenizer.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = style_records(train + val, seed=seed)
+    (out_dir / "train.json").write_text(json.dumps(records[:train], indent=1), encoding="utf-8")
+    (out_dir / "val.json").write_text(json.dumps(records[train:], indent=1), encoding="utf-8")
+    content = stats if stats is not None else {"max_seq_length": 256, "tokenizer": None}
+    (out_dir / "stats.json").write_text(json.dumps(content), encoding="utf-8")
+    return out_dir
+
+
+def make_tiny_model(
+    out_dir: Path,
+    *,
+    dataset_dir: Path | None = None,
+    n_layer: int = 2,
+    n_embd: int = 64,
+    vocab_size: int = 512,
+    pretrain_steps: int = 0,
+    seed: int = 0,
+) -> Path:
+    """A test-size litgpt checkpoint dir whose tokenizer knows the style dataset's words.
+
+    Args:
+        out_dir: the checkpoint dir.
+        dataset_dir: corpus source; default: freshly generated style samples.
+        n_layer: transformer blocks.
+        n_embd: embedding width.
+        vocab_size: tokenizer vocabulary size.
+        pretrain_steps: causal-LM steps before saving.
+        seed: weights seed.
+    """
+    if dataset_dir is not None:
+        corpus = list(corpus_from_dataset(dataset_dir))
+    else:
+        corpus = [r["input"] + "\n" + r["output"] for r in style_records(200, seed=99)]
+    return init_tiny_model(
+        out_dir=out_dir,
+        corpus=corpus,
+        vocab_size=vocab_size,
+        n_layer=n_layer,
+        n_embd=n_embd,
+        n_head=4,
+        block_size=512,
+        pretrain_steps=pretrain_steps,
+        seed=seed,
+    )

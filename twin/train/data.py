@@ -1,0 +1,159 @@
+"""Reading a prepared dataset for training: checks, hashing, tokenization with prompt masking.
+
+The files are litgpt's JSON format (``train.json`` / ``val.json``: lists of ``instruction``,
+``input``, ``output``) plus ``stats.json`` from ``twin prepare``. Samples are tokenized with
+litgpt's own `SFTDataset` (prompt built with `render_prompt`, EOS after the reply, labels
+``-100`` over the prompt so only my replies are learned), once, up front: the lengths are needed
+to group batches by length, and the tiny datasets of chat replies fit in memory easily.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from litgpt.data import SFTDataset
+from litgpt.prompts import PromptStyle
+from litgpt.tokenizer import Tokenizer
+
+from twin.errors import TrainError
+from twin.prepare.format import render_prompt
+
+IGNORE_INDEX = -100
+DATASET_FILES = ("train.json", "val.json", "stats.json")
+PREPARE_HINT = "Run `twin prepare` to (re)build the dataset."
+
+
+class TwinPromptStyle(PromptStyle):
+    """litgpt's prompt-style interface over `render_prompt`, so training builds each prompt
+    with the very function the chat uses."""
+
+    def apply(self, prompt: str, *, sys_prompt: str | None = None, **kwargs: str) -> str:
+        return render_prompt(instruction=prompt, input=kwargs.get("input", ""))
+
+
+Sample = dict[str, torch.Tensor]
+"""``input_ids`` and ``labels``, both (T,) int64."""
+
+
+def dataset_sha256(dataset_dir: Path) -> str:
+    """One hash over the dataset files that exist (names and bytes), to pin a run to its data.
+
+    Args:
+        dataset_dir: the dataset's directory.
+    """
+    digest = hashlib.sha256()
+    for name in DATASET_FILES:
+        path = dataset_dir / name
+        if path.is_file():
+            digest.update(name.encode() + b"\0")
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def read_records(path: Path) -> list[dict[str, str]]:
+    """The records of one JSON dataset file, checked for litgpt's shape.
+
+    Args:
+        path: ``train.json`` or ``val.json``.
+    """
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise TrainError(f"Cannot read {path}: {exc}", hint=PREPARE_HINT) from exc
+    if not isinstance(records, list):
+        raise TrainError(f"{path} is not a JSON list of samples.", hint=PREPARE_HINT)
+    for number, record in enumerate(records):
+        if not isinstance(record, dict) or not isinstance(record.get("output"), str):
+            raise TrainError(f"Sample {number} of {path} has no text `output`.", hint=PREPARE_HINT)
+        record.setdefault("instruction", "")
+        record.setdefault("input", "")
+    return records
+
+
+def read_stats(dataset_dir: Path) -> dict[str, Any]:
+    """``stats.json`` of a dataset, or ``{}`` when absent (hand-made litgpt datasets).
+
+    Args:
+        dataset_dir: the dataset's directory.
+    """
+    path = dataset_dir / "stats.json"
+    if not path.is_file():
+        return {}
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:
+        raise TrainError(f"Cannot read {path}: {exc}", hint=PREPARE_HINT) from exc
+
+
+def check_tokenizer(stats: dict[str, Any], base_model_dir: Path) -> None:
+    """Refuse a dataset whose lengths were measured with another model's tokenizer.
+
+    Args:
+        stats: the dataset's ``stats.json``.
+        base_model_dir: the checkpoint dir training will use.
+    """
+    built_for = stats.get("tokenizer")
+    if not built_for:
+        return  # built without a tokenizer: nothing was cut to a token budget
+    from twin.prepare.dataset import tokenizer_fingerprint
+
+    if built_for.get("sha256") != tokenizer_fingerprint(base_model_dir):
+        raise TrainError(
+            f"The dataset was built for the tokenizer of {built_for.get('dir')}, "
+            f"not the one of the base model {base_model_dir}.",
+            hint=f"Rebuild it for this model: `twin prepare --base {base_model_dir}`, "
+            "or train with the model it was built for (--base).",
+        )
+
+
+def load_split(
+    path: Path, *, tokenizer: Tokenizer, max_seq_length: int
+) -> tuple[list[Sample], int]:
+    """Tokenize one split; drop samples whose reply was cut away entirely.
+
+    Args:
+        path: ``train.json`` or ``val.json``.
+        tokenizer: the base model's tokenizer.
+        max_seq_length: longer samples are truncated (the reply end goes first).
+
+    Returns:
+        The samples and how many were dropped.
+    """
+    records = read_records(path)
+    dataset = SFTDataset(
+        data=records,
+        tokenizer=tokenizer,
+        prompt_style=TwinPromptStyle(),
+        max_seq_length=max_seq_length,
+        mask_prompt=True,
+        ignore_index=IGNORE_INDEX,
+    )
+    samples: list[Sample] = []
+    for index in range(len(dataset)):
+        item = dataset[index]
+        labels = item["labels"]
+        assert isinstance(labels, torch.Tensor)
+        # labels[t] is predicted from position t-1: the first position teaches nothing.
+        if bool((labels[1:] != IGNORE_INDEX).any()):
+            samples.append({"input_ids": item["input_ids"], "labels": labels})  # type: ignore[dict-item]
+    return samples, len(records) - len(samples)
+
+
+def collate(samples: list[Sample], *, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad a micro-batch to its longest sample.
+
+    Args:
+        samples: from `load_split`.
+        pad_id: token id for padding inputs (labels are padded with ``-100``).
+
+    Returns:
+        ``input_ids`` and ``labels``, both (B, T).
+    """
+    pad = torch.nn.utils.rnn.pad_sequence
+    input_ids = pad([s["input_ids"] for s in samples], batch_first=True, padding_value=pad_id)
+    labels = pad([s["labels"] for s in samples], batch_first=True, padding_value=IGNORE_INDEX)
+    return input_ids, labels
