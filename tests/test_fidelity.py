@@ -1,0 +1,93 @@
+"""The fidelity report after a real (short) LoRA run of the tiny model, and ``twin eval``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from trainhelpers import make_dataset, make_tiny_model
+from typer.testing import CliRunner
+
+from twin.cli.chat import register
+from twin.config import Settings
+from twin.errors import ChatError
+from twin.train.fidelity import FidelityReport, evaluate_run, format_report
+from twin.train.record import LoraSettings, load_run
+from twin.train.trainer import TrainingConfig, runs_dir, train
+
+CONFIG = TrainingConfig(
+    lora=LoraSettings(r=8, alpha=16, dropout=0.0, query=True, value=True, mlp=True, head=True),
+    learning_rate=1e-2,
+    warmup_steps=2,
+    max_steps=16,
+    micro_batch_size=4,
+    global_batch_size=8,
+    eval_interval=16,
+    checkpoint_interval=100,
+    seed=7,
+)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path]:
+    """(settings, run dir) of a finished run on the style dataset."""
+    root = tmp_path_factory.mktemp("fidelity")
+    dataset = make_dataset(root / "dataset", train=96, val=16)
+    model = make_tiny_model(root / "model", dataset_dir=dataset)
+    settings = Settings(data_dir=root / "data")
+    train(settings=settings, base_model_dir=model, dataset_dir=dataset, run_id="r1", config=CONFIG)
+    return settings, runs_dir(settings) / "r1"
+
+
+def test_the_twin_is_closer_to_my_replies_than_the_base(
+    trained: tuple[Settings, Path],
+) -> None:
+    settings, run_dir = trained
+    report = evaluate_run(settings=settings, run_dir=run_dir, samples=2, seed=3)
+
+    assert report.val_samples == 16 and report.scored_tokens > 16
+    assert report.twin_perplexity < report.base_perplexity
+    assert report.improvement > 1.5
+    assert len(report.samples) == 2
+    for sample in report.samples:
+        assert sample.real.startswith("yes ") and sample.context
+    assert not report.dataset_changed
+
+    stored = load_run(run_dir).fidelity
+    assert stored is not None and FidelityReport.model_validate(stored) == report
+    # seeded: the same call gives the same side-by-side replies
+    again = evaluate_run(settings=settings, run_dir=run_dir, samples=2, seed=3)
+    assert again.samples == report.samples
+
+    text = format_report(report)
+    assert "base model" in text and "twin" in text and "sample 2" in text
+
+
+def test_twin_eval_prints_and_stores_the_report(
+    trained: tuple[Settings, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, run_dir = trained
+    monkeypatch.setenv("TWIN_DATA_DIR", str(settings.data_dir))
+    from twin.config import get_settings
+
+    get_settings.cache_clear()
+    app = typer.Typer()
+    register(app)
+    result = CliRunner().invoke(app, ["eval", "r1", "--samples", "1", "--max-samples", "8"])
+    assert result.exit_code == 0, result.output
+    assert "perplexity" in result.output and "sample 1" in result.output
+    stored = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["fidelity"]
+    assert stored["val_samples"] == 8 and len(stored["samples"]) == 1
+
+
+def test_a_run_without_validation_split_is_refused(trained: tuple[Settings, Path]) -> None:
+    settings, run_dir = trained
+    record = load_run(run_dir)
+    (record.dataset_dir / "val.json").rename(record.dataset_dir / "val.json.bak")
+    try:
+        with pytest.raises(ChatError, match="twin prepare"):
+            evaluate_run(settings=settings, run_dir=run_dir)
+    finally:
+        (record.dataset_dir / "val.json.bak").rename(record.dataset_dir / "val.json")

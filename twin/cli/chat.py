@@ -1,0 +1,141 @@
+"""``twin chat``: talk to the twin in the terminal; ``twin eval``: its fidelity report."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from twin.chat.generate import (
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TOP_K,
+    DEFAULT_TOP_P,
+    load_twin,
+    resolve_run_dir,
+)
+from twin.config import Settings, get_settings
+from twin.prepare.format import Turn
+from twin.train.record import load_run
+from twin.train.tiny import is_demo_model
+
+RunArgument = Annotated[
+    str | None,
+    typer.Argument(help="Run id (under <data dir>/runs) or run dir; default: the newest finished."),
+]
+HELP_LINE = "Type a message and press Enter. /new starts over, /quit leaves."
+
+
+def _owner_name(settings: Settings) -> str:
+    """My name as the dataset tags my turns: the Telegram account's name, else "Me"."""
+    if settings.database_url is None and not (settings.data_dir / "twin.sqlite3").is_file():
+        return "Me"  # nothing harvested yet; don't create an empty database just to look
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from twin.db import session_scope
+    from twin.models import Owner
+
+    try:
+        with session_scope(settings) as session:
+            owner = session.get(Owner, 1)
+    except SQLAlchemyError:
+        return "Me"
+    parts = (owner.first_name, owner.last_name) if owner else ()
+    return " ".join(p for p in parts if p) or "Me"
+
+
+def chat(
+    run: RunArgument = None,
+    as_name: Annotated[
+        str, typer.Option("--as", help="Who you are in the conversation (your tag).")
+    ] = "Friend",
+    me: Annotated[
+        str | None, typer.Option(help="The twin's own name (default: your Telegram name).")
+    ] = None,
+    temperature: Annotated[
+        float, typer.Option(help="Randomness; 0 always picks the most likely word.")
+    ] = DEFAULT_TEMPERATURE,
+    top_k: Annotated[
+        int, typer.Option(help="Sample among the k most likely tokens (0: no limit).")
+    ] = DEFAULT_TOP_K or 0,
+    top_p: Annotated[
+        float, typer.Option(help="Sample among the likeliest tokens covering this probability.")
+    ] = DEFAULT_TOP_P,
+    max_new_tokens: Annotated[
+        int, typer.Option(help="The longest reply, in tokens.")
+    ] = DEFAULT_MAX_NEW_TOKENS,
+    seed: Annotated[int | None, typer.Option(help="Make replies reproducible.")] = None,
+) -> None:
+    """Talk to your twin in the terminal; its replies appear as they are written."""
+    settings = get_settings()
+    run_dir = resolve_run_dir(settings=settings, run=run)
+    me = me or _owner_name(settings)
+    typer.echo(f"loading {run_dir.name} …", err=True)
+    twin = load_twin(run_dir=run_dir)
+    if is_demo_model(load_run(run_dir).base_model_dir):
+        typer.echo(
+            "note: this run was trained on the tiny offline demo model; expect the prompt's "
+            "shape and a few of your words, not language.",
+            err=True,
+        )
+    typer.echo(f"Chatting with {me}'s twin (run {run_dir.name}) as {as_name}. {HELP_LINE}")
+    turns: list[Turn] = []
+    while True:
+        typer.echo(f"{as_name}> ", nl=False)
+        line = sys.stdin.readline()
+        if not line:  # end of input (Ctrl-D)
+            typer.echo()
+            return
+        text = line.strip()
+        if text == "/quit":
+            return
+        if text == "/new":
+            turns = []
+            typer.echo("(new conversation)")
+            continue
+        if not text:
+            continue
+        turns.append(Turn(speaker=as_name, text=text, mine=False))
+        typer.echo(f"{me}: ", nl=False)
+        pieces = []
+        for piece in twin.stream_reply(
+            context=turns,
+            me=me,
+            peer=as_name,
+            temperature=temperature,
+            top_k=top_k or None,
+            top_p=top_p,
+            max_new_tokens=max_new_tokens,
+            seed=seed,
+        ):
+            pieces.append(piece)
+            typer.echo(piece, nl=False)  # flushes: each piece shows as soon as it exists
+        reply = "".join(pieces).strip()
+        typer.echo("" if reply else "(no reply)")
+        if reply:
+            turns.append(Turn(speaker=me, text=reply, mine=True))
+
+
+def evaluate(
+    run: RunArgument = None,
+    samples: Annotated[int, typer.Option(help="Side-by-side samples to show.")] = 3,
+    max_samples: Annotated[int, typer.Option(help="Validation samples to score at most.")] = 200,
+    seed: Annotated[int, typer.Option(help="Picks and seeds the side-by-side samples.")] = 0,
+) -> None:
+    """Fidelity report: how much closer to your replies the twin is than the base model."""
+    from twin.train.fidelity import evaluate_run, format_report
+
+    settings = get_settings()
+    run_dir = resolve_run_dir(settings=settings, run=run)
+    typer.echo(f"scoring {run_dir.name} against its base model …", err=True)
+    report = evaluate_run(
+        settings=settings, run_dir=run_dir, samples=samples, max_samples=max_samples, seed=seed
+    )
+    typer.echo(format_report(report))
+    typer.echo(f"\nsaved in {run_dir / 'run.json'}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("chat")(chat)
+    app.command("eval")(evaluate)
