@@ -341,3 +341,10 @@ def test_cli_region_and_blocklist(tmp_path: Path) -> None:
     result = CliRunner().invoke(make_app(), args, input="ACME: ruf an 030 12345678\n")
     assert result.exit_code == 0, result.output
     assert result.stdout == "<BLOCKED>: ruf an <PHONE>\n"
+
+
+def test_a_mistyped_card_in_the_printed_layout_is_still_redacted() -> None:
+    # 4276 3801 2345 6785 fails the Luhn check (a typo), but it is laid out as a card.
+    result = scrub_text("карта 4276 3801 2345 6785, переведи туда плиз")
+    assert result.text == "карта <CARD>, переведи туда плиз"
+    assert result.found == ["CARD"]

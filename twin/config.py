@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     Default: ``data_dir/checkpoints/tiiuae/falcon-7b``."""
     host: str = "127.0.0.1"
     port: int = 8765
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """Extra host names the web app answers to besides localhost, 127.0.0.1 and [::1]."""
+    max_upload_bytes: int = 4 * 1024**3
+    """Largest Telegram export (result.json) the web app accepts, in bytes."""
     phone_regions: list[str] = Field(default_factory=lambda: ["RU", "UA", "US", "GB", "PL", "DE"])
     """Regions whose local phone-number formats the scrubber recognizes."""
 

@@ -8,7 +8,8 @@ Placeholders (the text found is never kept, only its type):
 =================  ===========================================================================
 ``<EMAIL>``        e-mail addresses, also ``ivan [at] mail [dot] ru`` style spellings
 ``<PHONE>``        phone numbers (libphonenumber, configurable regions; any ``+`` number)
-``<CARD>``         payment cards: 13–19 digits, optional spaces/dashes, Luhn-valid, IIN 2–6
+``<CARD>``         payment cards: 13–19 digits, optional spaces/dashes, Luhn-valid, IIN 2–6;
+                   also any 4×4-digit group layout (a mistyped card is still a card)
 ``<IBAN>``         IBANs with or without spaces, mod-97 valid
 ``<SECRET>``       API keys and tokens (detect-secrets plugins plus own rules: Telegram bot
                    tokens, JWTs, PEM private key blocks, ``sk-``, ``ghp_``, ``xox?-``, ``AKIA``,
@@ -799,12 +800,20 @@ def _luhn_ok(digits: str) -> bool:
 
 
 def _find_card(run: str) -> tuple[int, int] | None:
-    """Offsets of the longest Luhn-valid card number made of whole digit groups in `run`."""
+    """Offsets of the longest card number made of whole digit groups in `run`: Luhn-valid, or
+    laid out as four groups of four digits."""
     groups = [(m.start(), m.end()) for m in _DIGIT_RUN_RE.finditer(run)]
     best: tuple[int, int] | None = None
     for i, (first, _) in enumerate(groups):
         if run[first] not in "23456":  # IIN: cards start with 2-6
             continue
+        window = groups[i : i + 4]
+        if len(window) == 4 and all(end - start == 4 for start, end in window):
+            # "dddd dddd dddd dddd" is how cards are printed and typed; a mistyped one (Luhn
+            # fails) is still somebody's card number, so over-redact.
+            span = (first, window[-1][1])
+            if best is None or span[1] - span[0] > best[1] - best[0]:
+                best = span
         digits = ""
         # Cards are written in at most 8 groups (4-4-4-4-3, 4-6-5, …); bounding the window
         # keeps a megabyte of "1 2 3 4" linear.

@@ -1,0 +1,266 @@
+"""Connect Telegram: API credentials, then a login by phone + code (+ 2FA password) or QR code.
+
+Each step calls `twin.telegram.login`, the same async functions ``twin login`` uses, inside the
+server's event loop (a Telethon client belongs to the loop that made it). The pending login's
+id stays on the server, tied to the browser session; codes and passwords arrive in POST bodies
+and are never echoed, logged or stored. The API hash is stored encrypted and never shown.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import qrcode
+import qrcode.image.svg
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from sqlmodel import Session
+
+from twin.config import Settings
+from twin.db import get_engine
+from twin.errors import ConfigError, TelegramError
+from twin.store import get_owner, now_unix
+from twin.telegram import login
+from twin.vault import decrypt, encrypt
+from twin.web.deps import OwnerDep, StateDep, WebState, render
+
+router = APIRouter()
+
+QR_WAIT_SECONDS = 5.0
+"""Each wait for a scan; between two waits the page learns whether the code changed."""
+
+
+def qr_svg(url: str) -> str:
+    """The QR code of ``url`` as an inline SVG element (no scripts, no external files).
+
+    Args:
+        url: the ``tg://login?token=…`` URL.
+    """
+    image = qrcode.make(url, image_factory=qrcode.image.svg.SvgPathImage, box_size=8, border=2)
+    return image.to_string(encoding="unicode")
+
+
+def credentials_settings(state: WebState) -> Settings | None:
+    """The settings with API credentials: from the environment, else saved from this page."""
+    settings = state.settings
+    if settings.api_id is not None and settings.api_hash:
+        return settings
+    with Session(get_engine(settings)) as db:
+        owner = get_owner(db)
+        if owner.api_id is None or owner.api_hash_encrypted is None:
+            return None
+        api_hash = decrypt(settings, owner.api_hash_encrypted)
+    return settings.model_copy(update={"api_id": owner.api_id, "api_hash": api_hash})
+
+
+def _login_key(principal: OwnerDep) -> str:
+    return principal.session.session_id if principal.session else "token"
+
+
+def _factory(state: WebState, settings: Settings) -> Any:
+    maker = state.telegram_client_factory
+    return maker(settings) if maker is not None else None
+
+
+def _page(request: Request, state: WebState, key: str, **extra: Any) -> Response:
+    with Session(get_engine(state.settings)) as db:
+        owner = get_owner(db)
+    pending = state.telegram_logins.get(key, {})
+    context = {
+        "connected": owner.session_encrypted is not None,
+        "owner_name": " ".join(p for p in (owner.first_name, owner.last_name) if p),
+        "username": owner.username,
+        "has_credentials": credentials_settings(state) is not None,
+        "step": pending.get("step"),
+        "phone": pending.get("phone"),
+        "password_hint": pending.get("password_hint"),
+        "qr": qr_svg(pending["qr_url"]) if pending.get("qr_url") else None,
+        **extra,
+    }
+    status_code = 400 if extra.get("error") else 200
+    return render(request, "telegram.html", context, status_code=status_code)
+
+
+@router.get("/telegram")
+def telegram_page(request: Request, state: StateDep, principal: OwnerDep) -> Response:
+    return _page(request, state, _login_key(principal))
+
+
+@router.post("/telegram/credentials")
+def save_credentials(
+    request: Request,
+    state: StateDep,
+    principal: OwnerDep,
+    api_id: Annotated[str, Form()] = "",
+    api_hash: Annotated[str, Form()] = "",
+) -> Response:
+    key = _login_key(principal)
+    api_hash = api_hash.strip().lower()
+    if not api_id.strip().isdigit():
+        return _page(request, state, key, error="The API id is a number, e.g. 1234567.")
+    candidate = state.settings.model_copy(update={"api_id": int(api_id), "api_hash": api_hash})
+    try:
+        candidate.require_telegram_credentials()
+    except ConfigError as exc:
+        return _page(request, state, key, error=str(exc))
+    with Session(get_engine(state.settings)) as db:
+        owner = get_owner(db)
+        owner.api_id = int(api_id)
+        owner.api_hash_encrypted = encrypt(state.settings, api_hash)
+        owner.updated_unix = now_unix()
+        db.add(owner)
+        db.commit()
+    return RedirectResponse("/telegram", status_code=303)
+
+
+async def _run_step(
+    request: Request, state: WebState, key: str, step: Any
+) -> tuple[login.LoginResult | None, Response | None]:
+    """Run one login step; a Telegram error becomes the page with its message."""
+    try:
+        return await step(), None
+    except (TelegramError, ConfigError) as exc:
+        return None, _page(request, state, key, error=str(exc))
+
+
+def _after(state: WebState, key: str, result: login.LoginResult) -> Response:
+    if result.owner is not None:
+        state.telegram_logins.pop(key, None)
+    elif result.needs_password:
+        state.telegram_logins[key].update(
+            step="password", password_hint=result.password_hint, qr_url=None
+        )
+    return RedirectResponse("/telegram", status_code=303)
+
+
+@router.post("/telegram/phone")
+async def send_code(
+    request: Request, state: StateDep, principal: OwnerDep, phone: Annotated[str, Form()] = ""
+) -> Response:
+    key = _login_key(principal)
+    settings = credentials_settings(state)
+    if settings is None:
+        return _page(request, state, key, error="Enter the API id and hash first.")
+    await _forget(state, key)
+    ticket, page = await _run_step(
+        request,
+        state,
+        key,
+        lambda: login.start_login(settings, phone=phone, client_factory=_factory(state, settings)),
+    )
+    if page is not None:
+        return page
+    state.telegram_logins[key] = {"id": ticket.login_id, "step": "code", "phone": ticket.phone}  # type: ignore[union-attr]
+    return RedirectResponse("/telegram", status_code=303)
+
+
+@router.post("/telegram/code")
+async def submit_code(
+    request: Request, state: StateDep, principal: OwnerDep, code: Annotated[str, Form()] = ""
+) -> Response:
+    key = _login_key(principal)
+    pending = state.telegram_logins.get(key)
+    if pending is None:
+        return _page(request, state, key, error="This login expired. Start again.")
+    result, page = await _run_step(
+        request, state, key, lambda: login.submit_code(pending["id"], code)
+    )
+    return page or _after(state, key, result)  # type: ignore[arg-type]
+
+
+@router.post("/telegram/password")
+async def submit_password(
+    request: Request,
+    state: StateDep,
+    principal: OwnerDep,
+    password: Annotated[str, Form()] = "",
+) -> Response:
+    key = _login_key(principal)
+    pending = state.telegram_logins.get(key)
+    if pending is None:
+        return _page(request, state, key, error="This login expired. Start again.")
+    result, page = await _run_step(
+        request, state, key, lambda: login.submit_password(pending["id"], password)
+    )
+    return page or _after(state, key, result)  # type: ignore[arg-type]
+
+
+@router.post("/telegram/qr")
+async def start_qr(request: Request, state: StateDep, principal: OwnerDep) -> Response:
+    key = _login_key(principal)
+    settings = credentials_settings(state)
+    if settings is None:
+        return _page(request, state, key, error="Enter the API id and hash first.")
+    await _forget(state, key)
+    ticket, page = await _run_step(
+        request,
+        state,
+        key,
+        lambda: login.start_qr_login(settings, client_factory=_factory(state, settings)),
+    )
+    if page is not None:
+        return page
+    state.telegram_logins[key] = {"id": ticket.login_id, "step": "qr", "qr_url": ticket.url}  # type: ignore[union-attr]
+    return RedirectResponse("/telegram", status_code=303)
+
+
+@router.get("/telegram/qr/events")
+async def qr_events(state: StateDep, principal: OwnerDep) -> StreamingResponse:
+    """Wait for the scan: sends a new QR code when the old one expires, then where to go."""
+    key = _login_key(principal)
+
+    async def stream() -> AsyncIterator[str]:
+        while True:
+            pending = state.telegram_logins.get(key)
+            if pending is None or pending.get("step") != "qr":
+                yield f"event: next\ndata: {json.dumps({'url': '/telegram'})}\n\n"
+                return
+            try:
+                result = await login.wait_qr(pending["id"], QR_WAIT_SECONDS)
+            except TelegramError as exc:
+                state.telegram_logins.pop(key, None)
+                yield f"event: failure\ndata: {json.dumps({'detail': str(exc)})}\n\n"
+                return
+            if result.qr is not None:
+                if result.qr.url != pending.get("qr_url"):
+                    pending["qr_url"] = result.qr.url
+                    yield f"data: {json.dumps({'svg': qr_svg(result.qr.url)})}\n\n"
+                continue
+            _after(state, key, result)
+            yield f"event: next\ndata: {json.dumps({'url': '/telegram'})}\n\n"
+            return
+
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+    )
+
+
+async def _forget(state: WebState, key: str) -> None:
+    pending = state.telegram_logins.pop(key, None)
+    if pending is not None:
+        await login.cancel_login(pending["id"])
+
+
+@router.post("/telegram/cancel")
+async def cancel(state: StateDep, principal: OwnerDep) -> Response:
+    await _forget(state, _login_key(principal))
+    return RedirectResponse("/telegram", status_code=303)
+
+
+@router.post("/telegram/logout")
+async def disconnect(request: Request, state: StateDep, principal: OwnerDep) -> Response:
+    """End the Telegram session at Telegram and delete it here."""
+    key = _login_key(principal)
+    settings = credentials_settings(state) or state.settings
+    revoked = await login.logout(settings, client_factory=_factory(state, settings))
+    if not revoked:
+        return _page(
+            request,
+            state,
+            key,
+            notice="The session was deleted here, but Telegram could not be told: end it under "
+            "Settings → Devices in your Telegram app.",
+        )
+    return RedirectResponse("/telegram", status_code=303)

@@ -1,0 +1,104 @@
+"""Receiving a Telegram Desktop export over HTTP without holding it in memory.
+
+The browser sends the file as the raw request body; it is streamed into a private file in the
+data dir, cut off as soon as it passes the size limit, and sniffed for the shape of a
+``result.json`` before any import starts. A refused upload leaves no file behind.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import ijson
+
+from twin.config import Settings
+from twin.errors import ImportFailed
+from twin.web.security import new_token
+
+# First keys of a full export ("about", "personal_information", …) or a one-chat export.
+_EXPORT_FIRST_KEYS = {"about", "personal_information", "chats", "name", "type", "id", "messages"}
+_SNIFF_BYTES = 64 * 1024
+_NOT_AN_EXPORT_HINT = (
+    "In Telegram Desktop: Settings → Advanced → Export Telegram data, choose "
+    "'Machine-readable JSON', then upload the result.json it writes."
+)
+
+
+class UploadTooLarge(ImportFailed):
+    """The upload passed `Settings.max_upload_bytes`."""
+
+
+def uploads_dir(settings: Settings) -> Path:
+    """Where uploads wait for their import (private to the owner)."""
+    path = settings.ensure_data_dir() / "uploads"
+    path.mkdir(exist_ok=True, mode=0o700)
+    return path
+
+
+def _too_large(limit: int) -> UploadTooLarge:
+    return UploadTooLarge(
+        f"The file is larger than the upload limit of {limit / 1024**2:.0f} MB.",
+        hint="Raise TWIN_MAX_UPLOAD_BYTES, or run `twin import PATH` on this machine instead.",
+    )
+
+
+async def receive_upload(
+    *, settings: Settings, chunks: AsyncIterator[bytes], declared_size: int | None
+) -> Path:
+    """Stream an upload into a new private file under the data dir and return its path.
+
+    Args:
+        settings: for the data dir and the size limit.
+        chunks: the request body as it arrives.
+        declared_size: the Content-Length, if the client sent one (checked before reading).
+    """
+    limit = settings.max_upload_bytes
+    if declared_size is not None and declared_size > limit:
+        raise _too_large(limit)
+    path = uploads_dir(settings) / f"{new_token()}.json"
+    received = 0
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            async for chunk in chunks:
+                received += len(chunk)
+                if received > limit:
+                    raise _too_large(limit)
+                # Small sequential writes land in the page cache; not worth a thread hop each.
+                out.write(chunk)
+        if received == 0:
+            raise ImportFailed("The upload was empty.", hint=_NOT_AN_EXPORT_HINT)
+        check_export_shape(path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def check_export_shape(path: Path) -> None:
+    """Raise `ImportFailed` unless the file starts like a Telegram Desktop JSON export.
+
+    Only the beginning is read: the importer checks every message while it imports.
+
+    Args:
+        path: the uploaded file.
+    """
+    with path.open("rb") as f:
+        head = f.read(_SNIFF_BYTES)
+    first_key: str | None = None
+    try:
+        for prefix, event, value in ijson.parse(head):
+            if prefix == "" and event == "map_key":
+                first_key = value
+                break
+            if prefix == "" and event != "start_map":
+                break  # a top-level array, string or number
+    except ijson.JSONError as exc:
+        # Events before the error still arrive, so reaching here means no first key was read.
+        raise ImportFailed(
+            f"The file is not valid JSON: {str(exc).splitlines()[0]}.", hint=_NOT_AN_EXPORT_HINT
+        ) from exc
+    if first_key not in _EXPORT_FIRST_KEYS:
+        raise ImportFailed("The file is not a Telegram Desktop export.", hint=_NOT_AN_EXPORT_HINT)
