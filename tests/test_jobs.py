@@ -85,14 +85,35 @@ def test_job_of_a_dead_process_is_marked_failed_and_resumable(db: Settings) -> N
     start_job(settings=db, kind="train")  # the dead job no longer blocks
 
 
-def test_job_without_heartbeat_is_considered_dead(db: Settings) -> None:
-    job = start_job(settings=db, kind="train")  # this (live) process
-    with Session(get_engine(db)) as session:
-        row = session.get(Job, job.id)
+def _age_job(settings: Settings, job_id: int | None, **fields: int) -> None:
+    with Session(get_engine(settings)) as session:
+        row = session.get(Job, job_id)
         assert row is not None
-        row.heartbeat_unix = row.updated_unix = int(time.time()) - 3600
+        for name, value in fields.items():
+            setattr(row, name, value)
         session.add(row)
         session.commit()
+
+
+def test_a_live_job_without_recent_heartbeat_stays_active(db: Settings) -> None:
+    # A long import holds SQLite's write lock and cannot write heartbeats; its process is alive.
+    job = start_job(settings=db, kind="import")  # this (live) process
+    old = int(time.time()) - 3600
+    _age_job(db, job.id, heartbeat_unix=old, updated_unix=old)
+    assert active_job(settings=db, kind="import") is not None
+
+
+def test_a_job_whose_pid_was_reused_is_dead(db: Settings) -> None:
+    # The job predates this process: the pid now belongs to someone else (restart, container).
+    job = start_job(settings=db, kind="train")
+    _age_job(db, job.id, created_unix=int(time.time()) - 10 * 24 * 3600)
+    assert active_job(settings=db, kind="train") is None
+
+
+def test_a_queued_job_that_nobody_claims_goes_stale(db: Settings) -> None:
+    job = start_job(settings=db, kind="train", queued=True)
+    old = int(time.time()) - 3600
+    _age_job(db, job.id, heartbeat_unix=old, updated_unix=old, created_unix=old)
     assert active_job(settings=db, kind="train") is None
 
 

@@ -8,9 +8,10 @@ the caller) → `update_progress` as it goes (also the heartbeat) → `finish_jo
 Stopping is cooperative: `request_cancel` drops a file that the worker polls with a cheap
 ``stat`` (`cancel_requested`) and answers by saving its state and calling `cancel_job`.
 
-A job whose process died (SIGKILL, power cut, OOM) stays ``running`` in the table; `reap_dead_jobs`
-finds those (pid gone, or no heartbeat for ``stale_seconds``) and marks them failed with a note
-that they can be resumed. `start_job` reaps before checking, so a dead job never blocks.
+A job whose process died (SIGKILL, power cut, OOM) stays ``running`` in the table;
+`reap_dead_jobs` finds those (pid gone or reused by a younger process; without a pid, no
+heartbeat for ``stale_seconds``) and marks them failed with a note that they can be resumed.
+`start_job` reaps before checking, so a dead job never blocks.
 """
 
 from __future__ import annotations
@@ -57,16 +58,22 @@ def _now() -> int:
     return int(time.time())
 
 
-def pid_alive(pid: int | None) -> bool:
-    """True when a process with this id exists and is not a zombie.
+def pid_alive(pid: int | None, *, started_by_unix: int | None = None) -> bool:
+    """True when a process with this id exists, is not a zombie and (if given) had started by
+    ``started_by_unix`` — a process started later only reuses the id (after a restart, or as
+    pid 1 of a new container).
 
     Args:
         pid: process id (None counts as dead).
+        started_by_unix: the job's creation time; the process must be older.
     """
     if pid is None:
         return False
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started_by_unix is None or process.create_time() <= started_by_unix + 1
     except psutil.Error:
         return False
 
@@ -81,12 +88,13 @@ def is_dead(job: Job, *, now: int | None = None, stale_seconds: int = STALE_SECO
     """
     if job.state not in ACTIVE_STATES:
         return False
+    if job.pid is not None:
+        # The process is the truth: a long import holds SQLite's write lock and cannot beat.
+        return not pid_alive(job.pid, started_by_unix=job.created_unix)
+    # A queued job without a pid is waiting for its worker; give it the stale window.
     now = _now() if now is None else now
     last_sign = job.heartbeat_unix or job.updated_unix or job.created_unix
-    if now - last_sign > stale_seconds:
-        return True
-    # A queued job without a pid is waiting for its worker; give it the stale window.
-    return job.pid is not None and not pid_alive(job.pid)
+    return now - last_sign > stale_seconds
 
 
 def _dead_note(job: Job) -> str:
