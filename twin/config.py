@@ -66,6 +66,11 @@ class Settings(BaseSettings):
         return self.base_model_dir or self.data_dir / "checkpoints" / "tiiuae" / "falcon-7b"
 
     @property
+    def dataset_dir(self) -> Path:
+        """Where `twin prepare` writes the dataset and `twin train` reads it by default."""
+        return self.data_dir / "dataset"
+
+    @property
     def key_file(self) -> Path:
         return self.data_dir / "secret.key"
 

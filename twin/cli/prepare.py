@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from twin.config import get_settings
 from twin.errors import PrepareError
-from twin.prepare.dataset import TOKENIZER_FILES, PrepareStats, prepare_dataset
+from twin.prepare.dataset import PrepareStats, default_tokenizer_dir, prepare_dataset
 from twin.prepare.scrub import ScrubConfig
 
 
@@ -62,8 +62,8 @@ def prepare(
 ) -> None:
     """Turn the included chats into a scrubbed instruction dataset (train/val/stats JSON)."""
     settings = get_settings()
-    if tokenizer is None and any((settings.base_model_path / f).is_file() for f in TOKENIZER_FILES):
-        tokenizer = settings.base_model_path
+    if tokenizer is None:
+        tokenizer = default_tokenizer_dir(settings)
     console = Console(stderr=True)
     with Progress(
         TextColumn("chats"),
@@ -76,7 +76,7 @@ def prepare(
         task = bar.add_task("prepare", total=None)
         stats = prepare_dataset(
             settings=settings,
-            out_dir=out or settings.data_dir / "dataset",
+            out_dir=out or settings.dataset_dir,
             tokenizer_dir=tokenizer,
             max_seq_length=max_seq_length,
             gap_seconds=max(1, round(gap_hours * 3600)),

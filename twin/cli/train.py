@@ -25,11 +25,10 @@ LORA_TARGETS = ("query", "key", "value", "projection", "mlp", "head")
 
 def _tiny_corpus(settings: Settings, dataset: Path | None, export: Path | None) -> Any:
     from twin.train.tiny import corpus_from_dataset, corpus_from_export
-    from twin.train.trainer import default_dataset_dir
 
     if export is not None:
         return corpus_from_export(export)
-    dataset = dataset or default_dataset_dir(settings)
+    dataset = dataset or settings.dataset_dir
     if (dataset / "train.json").is_file():
         console.print(f"corpus: the prepared dataset in {dataset}")
         return corpus_from_dataset(dataset)

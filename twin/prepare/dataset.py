@@ -121,6 +121,17 @@ class PrepareStats(BaseModel):
     out_dir: Path | None = Field(default=None, exclude=True)
 
 
+def default_tokenizer_dir(settings: Settings) -> Path | None:
+    """The base model's dir when it has a tokenizer (lengths in its tokens), else None
+    (the character budget).
+
+    Args:
+        settings: whose base model.
+    """
+    base = settings.base_model_path
+    return base if any((base / name).is_file() for name in TOKENIZER_FILES) else None
+
+
 def tokenizer_fingerprint(checkpoint_dir: Path) -> str:
     """The sha256 of the tokenizer file litgpt would load from ``checkpoint_dir``.
 

@@ -52,7 +52,6 @@ from twin.train.trainer import (
     StopFn,
     TrainingConfig,
     config_from_record,
-    default_dataset_dir,
     default_precision,
     lr_factor,
     new_run_id,
@@ -136,7 +135,7 @@ def prepare_run(
         )
 
     base = check_base_model(base_model_dir, settings=settings)
-    data_dir = (dataset_dir or default_dataset_dir(settings)).expanduser().resolve()
+    data_dir = (dataset_dir or settings.dataset_dir).expanduser().resolve()
     if not (data_dir / "train.json").is_file():
         raise TrainError(f"No dataset at {data_dir} (train.json is missing).", hint=PREPARE_HINT)
     sha = dataset_sha256(data_dir)

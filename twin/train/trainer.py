@@ -115,15 +115,6 @@ def runs_dir(settings: Settings) -> Path:
     return settings.data_dir / "runs"
 
 
-def default_dataset_dir(settings: Settings) -> Path:
-    """Where ``twin prepare`` writes the dataset by default.
-
-    Args:
-        settings: whose data dir.
-    """
-    return settings.data_dir / "dataset"
-
-
 def new_run_id() -> str:
     """A sortable, readable run id (UTC time to the second)."""
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")

@@ -9,7 +9,6 @@ from sqlmodel import Session, col, select
 
 from twin.models import Dialog, Job, JobState, Message
 from twin.web.deps import DbDep, SettingsDep, render
-from twin.web.routers.dataset import dataset_dir
 
 router = APIRouter()
 
@@ -24,7 +23,7 @@ def dashboard(request: Request, db: DbDep, settings: SettingsDep) -> Response:
     dialogs = db.exec(select(func.count()).select_from(Dialog)).one()
     included = db.exec(select(func.count()).select_from(Dialog).where(Dialog.included)).one()
     messages = db.exec(select(func.count()).select_from(Message)).one()
-    has_dataset = (dataset_dir(settings) / "train.json").is_file()
+    has_dataset = (settings.dataset_dir / "train.json").is_file()
     train_job = latest_job(db, "train")
     if not messages:
         next_step = ("/import", "Import your Telegram export")

@@ -16,8 +16,6 @@ from markupsafe import Markup, escape
 from sqlalchemy import func
 from sqlmodel import select
 
-from twin.config import Settings
-
 if TYPE_CHECKING:
     from twin.prepare.dataset import PrepareStats
 from twin.jobs import JobBusy, list_jobs
@@ -31,11 +29,6 @@ router = APIRouter()
 PREVIEW_SAMPLES = 8
 PREVIEW_SCAN = 5000
 """Samples read at most when looking for ones that show placeholders."""
-
-
-def dataset_dir(settings: Settings) -> Path:
-    """Where the prepared dataset lives (what training reads)."""
-    return settings.data_dir / "dataset"
 
 
 # twin.prepare pulls in litgpt and torch (seconds): imported on first use, not at server start.
@@ -101,7 +94,7 @@ def read_stats(directory: Path) -> dict[str, Any] | None:
 
 @router.get("/dataset")
 def dataset_page(request: Request, db: DbDep, state: StateDep) -> Response:
-    directory = dataset_dir(state.settings)
+    directory = state.settings.dataset_dir
     recent = list_jobs(settings=state.settings, kind="prepare", limit=1)
     included = db.exec(select(func.count()).select_from(Dialog).where(Dialog.included)).one()
     return render(
@@ -121,15 +114,12 @@ def build_dataset(state: StateDep) -> Response:
     settings = state.settings
 
     def work(report: Report) -> PrepareStats:
-        from twin.prepare.dataset import TOKENIZER_FILES, prepare_dataset
+        from twin.prepare.dataset import default_tokenizer_dir, prepare_dataset
 
-        # As `twin prepare` does: measure in the base model's tokens when it is downloaded.
-        base = settings.base_model_path
-        tokenizer = base if any((base / f).is_file() for f in TOKENIZER_FILES) else None
         return prepare_dataset(
             settings=settings,
-            out_dir=dataset_dir(settings),
-            tokenizer_dir=tokenizer,
+            out_dir=settings.dataset_dir,
+            tokenizer_dir=default_tokenizer_dir(settings),
             progress=report,
         )
 

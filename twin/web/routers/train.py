@@ -18,7 +18,6 @@ from twin.config import Settings
 from twin.jobs import JobBusy, list_jobs
 from twin.web.background import start_in_thread
 from twin.web.deps import StateDep, render
-from twin.web.routers.dataset import dataset_dir
 from twin.web.routers.jobs import job_view
 
 router = APIRouter()
@@ -79,7 +78,7 @@ def train_page(request: Request, state: StateDep) -> Response:
     context: dict[str, Any] = {
         "base_model": usable_base_model(settings),
         "download_hint": download_hint(settings),
-        "has_dataset": (dataset_dir(settings) / "train.json").is_file(),
+        "has_dataset": (settings.dataset_dir / "train.json").is_file(),
         "runs": runs,
         "job": job_view(recent[0], state.live_progress) if recent else None,
         "demo_job": job_view(demo[0], state.live_progress) if demo else None,
@@ -102,7 +101,7 @@ def _start_training(settings: Settings, *, resume: bool) -> Response:
         job_id = start_training_job(
             settings=settings,
             base_model_dir=None if resume else base,
-            dataset_dir=dataset_dir(settings),
+            dataset_dir=settings.dataset_dir,
             resume=resume,
         )
     except JobBusy as exc:
@@ -128,7 +127,7 @@ def build_demo_model(state: StateDep) -> Response:
     def work(report: Any) -> dict[str, Any]:
         from twin.train.tiny import corpus_from_dataset, corpus_from_export, init_tiny_model
 
-        directory = dataset_dir(settings)
+        directory = settings.dataset_dir
         corpus = (
             corpus_from_dataset(directory)
             if (directory / "train.json").is_file()
