@@ -21,13 +21,45 @@ OWNER = "Alex Morozov"
 START_UNIX = 1_704_103_200  # 2024-01-01 10:00 UTC
 OUT = Path(__file__).resolve().parent / "sample_export" / "result.json"
 
-# The scrubber must find these: an email, a phone, a Luhn-valid card, a password, a code.
-SECRETS = [
-    ("me", "мой мейл alex.morozov91@gmail.com, кидай туда"),
-    ("me", "звони на +7 916 123-45-67 если что"),
-    ("me", "карта 4276 3801 2345 6785, переведи туда плиз"),
-    ("me", "пароль от вайфая: kotik2019, только никому))"),
-    ("them", "код подтверждения 482915, не говори никому"),
+# The scrubber must find these: an email, a phone, a Luhn-valid card, a password, a code. Each
+# sits in a short exchange, so that it reaches a sample (as my reply, or as context) and the
+# dataset preview shows its placeholder.
+SECRET_EXCHANGES: list[tuple[str, list[tuple[str, str]]]] = [
+    (
+        "masha",
+        [
+            ("them", "Скинь свой мейл, пришлю билеты"),
+            ("me", "мой мейл alex.morozov91@gmail.com, кидай туда"),
+        ],
+    ),
+    (
+        "dan",
+        [
+            ("them", "what number should I call when I land?"),
+            ("me", "call me at +7 916 123-45-67 if anything"),
+        ],
+    ),
+    (
+        "mom",
+        [
+            ("them", "Куда тебе деньги перевести?"),
+            ("me", "карта 4276 3801 2345 6787, переведи туда плиз"),
+        ],
+    ),
+    (
+        "masha",
+        [
+            ("them", "какой пароль от вайфая у тебя?"),
+            ("me", "пароль от вайфая: kotik2019, только никому))"),
+        ],
+    ),
+    (
+        "mom",
+        [
+            ("them", "Пришёл код подтверждения 482915, это что?"),
+            ("me", "мам, никому его не говори, это мошенники"),
+        ],
+    ),
 ]
 
 # (speaker, text); "me" is the owner. Media as ("them", "<photo>") etc.
@@ -327,8 +359,7 @@ def build_export(seed: int = 7) -> dict[str, Any]:
     for key, exchanges in EXCHANGES.items():
         for _ in range(PEERS[key][2]):
             sessions += [(key, ex) for ex in exchanges]
-    secret_keys = ["masha", "dan", "mom", "masha", "mom"]
-    sessions += [(k, [s]) for k, s in zip(secret_keys, SECRETS, strict=True)]
+    sessions += SECRET_EXCHANGES
     rng.shuffle(sessions)
     unix = START_UNIX
     for key, exchange in sessions:

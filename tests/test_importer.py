@@ -123,7 +123,7 @@ def test_sample_export_imports_with_expected_counts(db: Settings) -> None:
     kinds = {r[7] for r in msgs} | {r[8] for r in msgs}
     assert {"photo", "voice", "sticker", "video_message", "phone_call"} <= kinds
     assert any(r[6] for r in msgs) and any(r[5] for r in msgs) and any(r[9] for r in msgs)
-    assert any("4276 3801 2345 6785" in r[4] for r in msgs)
+    assert any("4276 3801 2345 6787" in r[4] for r in msgs)
 
 
 def test_malformed_json_names_file_and_position_and_changes_nothing(
