@@ -9,8 +9,7 @@ STAMP := $(VENV)/.twin-installed
 
 .PHONY: run test lint format bench install clean
 
-run: $(STAMP)  ## set up, migrate and start the web app on http://127.0.0.1:8765
-	$(BIN)/twin db upgrade
+run: $(STAMP)  ## set up, then start the web app on http://127.0.0.1:8765 (it migrates first)
 	$(BIN)/twin serve
 
 test: $(STAMP)  ## the whole test suite (what CI runs)
