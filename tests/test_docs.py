@@ -1,4 +1,4 @@
-"""README stays honest: its commands exist, its settings exist, its quick start is the Makefile's."""
+"""README stays honest: its commands and settings exist, its quick start is the Makefile's."""
 
 from __future__ import annotations
 
