@@ -1,11 +1,12 @@
-"""Web latency under load: p50/p95 per route at 50 concurrent clients on loopback.
+"""Web latency under load: p50/p95 per route at 50 concurrent clients on loopback, idle and
+while a real (tiny) training job runs in the background.
 
 The app runs under uvicorn (one worker, as `twin serve` runs it) in a child process on a
 throw-away data dir holding the sample export; this process drives it with httpx's async
 client. Figures depend on the machine's load, so each route is also given as a ratio to a
-static file served in the same run.
+static file served in the same run, and the second table as a ratio to the idle figures.
 
-    python bench/bench_web.py [--clients 50] [--requests 2000] [--seconds 60]
+    python bench/bench_web.py [--clients 50] [--requests 2000] [--seconds 60] [--no-training]
 """
 
 from __future__ import annotations
@@ -61,6 +62,24 @@ def _prepare_data(data_dir: Path) -> None:
     import_export(settings=settings, path=SAMPLE_EXPORT)
 
 
+def start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The app under uvicorn in a child process on ``data_dir``; returns it and its base URL."""
+    port = _free_port()
+    env = {**os.environ, "TWIN_DATA_DIR": str(data_dir), "TWIN_PORT": str(port)}
+    server = subprocess.Popen([sys.executable, "-c", SERVER], env=env, cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            httpx.get(base + "/static/twin.css", timeout=1)
+            return server, base
+        except httpx.TransportError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.terminate()
+                raise RuntimeError("the server did not start") from None
+            time.sleep(0.2)
+
+
 def _log_in(base: str) -> dict[str, str]:
     with httpx.Client(base_url=base, follow_redirects=False) as client:
         page = client.get("/setup").text
@@ -105,57 +124,120 @@ def _percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
+def _table(
+    base: str, cookies: dict[str, str], args: argparse.Namespace, *, against: dict[str, float]
+) -> dict[str, float]:
+    """Measure every route; print p50/p95, req/s and ratios; return the p50s by route."""
+    ratio_label = "p50 × idle" if against else "p50 × static"
+    header = f"{'route':<22}{'p50 ms':>9}{'p95 ms':>9}{'req/s':>9}{ratio_label:>14}"
+    print(header)
+    print("-" * len(header))
+    p50s: dict[str, float] = {}
+    for name, path, authenticated in ROUTES:
+        latencies, wall, errors = asyncio.run(
+            _measure(
+                base,
+                path,
+                cookies if authenticated else {},
+                clients=args.clients,
+                requests=args.requests,
+                seconds=args.seconds,
+            )
+        )
+        p50, p95 = _percentile(latencies, 50), _percentile(latencies, 95)
+        p50s[name] = p50
+        reference = against.get(name) if against else p50s[ROUTES[0][0]]
+        note = f"  ({errors} errors)" if errors else ""
+        print(
+            f"{name:<22}{p50:>9.1f}{p95:>9.1f}{len(latencies) / wall:>9.0f}"
+            f"{p50 / (reference or p50):>14.2f}{note}"
+        )
+    return p50s
+
+
+def start_background_training(data_dir: Path) -> int:
+    """Build the dataset and the demo model, then start a long training job (its own process,
+    as the web app starts it); return the job id."""
+    from twin.config import get_settings
+    from twin.prepare import prepare_dataset
+    from twin.train.tiny import corpus_from_dataset, init_tiny_model
+    from twin.train.trainer import TrainingConfig
+    from twin.train.worker import start_training_job
+
+    settings = get_settings()
+    assert settings.data_dir == data_dir
+    prepare_dataset(settings=settings, out_dir=settings.dataset_dir, min_messages=1)
+    base = init_tiny_model(
+        out_dir=data_dir / "checkpoints" / "twin-tiny",
+        corpus=corpus_from_dataset(settings.dataset_dir),
+        pretrain_steps=20,
+    )
+    config = TrainingConfig(max_steps=100_000, checkpoint_interval=100_000, eval_interval=100_000)
+    return start_training_job(
+        settings=settings, base_model_dir=base, dataset_dir=settings.dataset_dir, config=config
+    )
+
+
+def _wait_until_training(data_dir: Path, job_id: int, *, timeout_s: float = 180) -> None:
+    from twin.config import get_settings
+    from twin.jobs import get_job
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = get_job(settings=get_settings(), job_id=job_id)
+        if job.state.value in ("failed", "cancelled", "done"):
+            raise RuntimeError(f"the training job ended early: {job.error}")
+        if '"step"' in (job.progress_json or "") and '"step": 0' not in job.progress_json:
+            return
+        time.sleep(0.5)
+    raise RuntimeError("the training job did not start stepping")
+
+
+def _stop_training(job_id: int) -> None:
+    from twin.config import get_settings
+    from twin.jobs import get_job, request_cancel
+
+    settings = get_settings()
+    request_cancel(settings=settings, job_id=job_id)
+    deadline = time.monotonic() + 60
+    while get_job(settings=settings, job_id=job_id).state.value in ("queued", "running"):
+        if time.monotonic() > deadline:
+            pid = get_job(settings=settings, job_id=job_id).pid
+            if pid:
+                os.kill(pid, 9)
+            break
+        time.sleep(0.5)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--requests", type=int, default=2000, help="per route")
     parser.add_argument("--seconds", type=float, default=60, help="cap per route")
+    parser.add_argument("--no-training", action="store_true", help="skip the table under training")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="twin-bench-web-") as tmp:
         data_dir = Path(tmp) / "data"
         _prepare_data(data_dir)
-        port = _free_port()
-        env = {**os.environ, "TWIN_DATA_DIR": str(data_dir), "TWIN_PORT": str(port)}
-        server = subprocess.Popen([sys.executable, "-c", SERVER], env=env, cwd=ROOT)
-        base = f"http://127.0.0.1:{port}"
+        server, base = start_server(data_dir)
+        job_id: int | None = None
         try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    httpx.get(base + "/static/twin.css", timeout=1)
-                    break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline, "server did not start"
-                    time.sleep(0.2)
             cookies = _log_in(base)
             print(
                 f"{args.clients} concurrent clients, ≤{args.requests} requests per route, "
                 f"one uvicorn worker, {os.cpu_count()} CPUs (shared)\n"
             )
-            header = f"{'route':<22}{'p50 ms':>9}{'p95 ms':>9}{'req/s':>9}{'p50 × static':>14}"
-            print(header)
-            print("-" * len(header))
-            baseline: float | None = None
-            for name, path, authenticated in ROUTES:
-                latencies, wall, errors = asyncio.run(
-                    _measure(
-                        base,
-                        path,
-                        cookies if authenticated else {},
-                        clients=args.clients,
-                        requests=args.requests,
-                        seconds=args.seconds,
-                    )
-                )
-                p50, p95 = _percentile(latencies, 50), _percentile(latencies, 95)
-                baseline = baseline or p50
-                note = f"  ({errors} errors)" if errors else ""
-                print(
-                    f"{name:<22}{p50:>9.1f}{p95:>9.1f}{len(latencies) / wall:>9.0f}"
-                    f"{p50 / baseline:>14.2f}{note}"
-                )
+            print("Idle:")
+            idle = _table(base, cookies, args, against={})
+            if not args.no_training:
+                job_id = start_background_training(data_dir)
+                _wait_until_training(data_dir, job_id)
+                print(f"\nWhile training job {job_id} runs (tiny model, its own process):")
+                _table(base, cookies, args, against=idle)
         finally:
+            if job_id is not None:
+                _stop_training(job_id)
             server.terminate()
             server.wait(timeout=10)
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -32,14 +35,14 @@ def client(app: FastAPI, base_url: str) -> Iterator[TestClient]:
         yield client
 
 
-def form_token(client: TestClient, path: str) -> str:
+def form_token(client: TestClient | httpx.Client, path: str) -> str:
     """The hidden CSRF field of the form on ``path``."""
     match = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text)
     assert match, f"no CSRF field on {path}"
     return match.group(1)
 
 
-def set_password(client: TestClient, password: str = PASSWORD) -> None:
+def set_password(client: TestClient | httpx.Client, password: str = PASSWORD) -> None:
     response = client.post(
         "/setup",
         data={
@@ -51,11 +54,75 @@ def set_password(client: TestClient, password: str = PASSWORD) -> None:
     assert response.status_code == 303, response.text
 
 
-@pytest.fixture
-def owner(client: TestClient) -> TestClient:
-    """The owner's browser: password set, logged in; ``owner.headers`` carries the CSRF token."""
+def log_in(client: httpx.Client) -> None:
+    """Set the owner password and keep the session's CSRF token in ``client.headers``."""
     set_password(client)
     match = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/").text)
     assert match
     client.headers["X-CSRF-Token"] = match.group(1)
+
+
+@pytest.fixture
+def owner(client: TestClient) -> TestClient:
+    """The owner's browser: password set, logged in; ``owner.headers`` carries the CSRF token."""
+    log_in(client)
     return client
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real finished run (2 LoRA steps) on a tiny base model and the style dataset, built once.
+
+    Tests copy it into their own data dir with `finished_run`; the base model and the dataset
+    stay here (the run record points at them by absolute path).
+    """
+    from trainhelpers import make_dataset, make_tiny_model
+
+    from twin.train.trainer import TrainingConfig, train
+
+    root = tmp_path_factory.mktemp("web-run")
+    dataset = make_dataset(root / "dataset", train=32, val=8)
+    base = make_tiny_model(root / "base", dataset_dir=dataset)
+    config = TrainingConfig(max_steps=2, micro_batch_size=4, global_batch_size=4, warmup_steps=1)
+    record = train(
+        settings=Settings(data_dir=root / "data"),
+        base_model_dir=base,
+        dataset_dir=dataset,
+        run_id="20240102-030405",
+        config=config,
+    )
+    return root / "data" / "runs" / record.run_id
+
+
+@pytest.fixture
+def finished_run(db: Settings, trained_run: Path) -> Path:
+    """The trained run, copied into this test's data dir (so chat and the API find it)."""
+    target = db.data_dir / "runs" / trained_run.name
+    shutil.copytree(trained_run, target)
+    return target
+
+
+@pytest.fixture
+def served(db: Settings) -> Iterator[tuple[str, FastAPI]]:
+    """A fresh app under a real uvicorn on 127.0.0.1 (a thread), for streaming and disconnects
+    that TestClient cannot show: ``(base_url, app)``."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(db.model_copy(update={"port": port}))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}", app
+    server.should_exit = True
+    thread.join(timeout=10)

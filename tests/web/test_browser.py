@@ -1,8 +1,11 @@
-"""A real Chromium walks the app: set the password, import the sample export, see the contacts,
-build the dataset, review it. Screenshots of every page land in test-artifacts/."""
+"""A real Chromium walks the whole app: set the password, import the sample export, choose
+contacts, build the dataset, build the demo model, train a few steps, chat (the reply streams
+in), play a round of "Which one is me?", make an API token. Screenshots of every page land in
+test-artifacts/."""
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -61,7 +64,7 @@ def server_url(db: Settings) -> Iterator[str]:
     thread.join(timeout=10)
 
 
-def test_first_run_import_contacts_dataset(server_url: str) -> None:
+def test_the_whole_flow_in_a_browser(server_url: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     problems: list[str] = []
     with sync_api.sync_playwright() as p:
@@ -118,18 +121,77 @@ def test_first_run_import_contacts_dataset(server_url: str) -> None:
         expect(page.locator(".sample").first).to_be_visible()
         shot("08-dataset")
 
-        # The pages of the later steps render cleanly too (no base model, no run yet).
-        for path, text, name in (
-            ("/train", "Build the demo model", "09-train"),
-            ("/chat", "No training run has finished yet", "10-chat"),
-            ("/telegram", "API credentials", "11-telegram"),
-        ):
-            page.goto(server_url + path)
-            expect(page.get_by_text(text)).to_be_visible()
-            shot(name)
+        page.goto(server_url + "/chat")
+        expect(page.get_by_text("No training run has finished yet")).to_be_visible()
+        shot("09-chat-no-run")
+
+        # No base model: the page says how to get Falcon-7B and offers the demo model.
+        page.goto(server_url + "/train")
+        expect(page.locator("pre.command")).to_contain_text("litgpt download tiiuae/falcon-7b")
+        shot("10-train-no-model")
+        page.fill('input[name="pretrain_steps"]', "20")
+        page.click("text=Build the demo model")
+        page.wait_for_url(f"{server_url}/jobs/*")
+        expect(page.locator('[data-field="next"]')).to_be_visible(timeout=120_000)
+        shot("11-demo-model-done")
+        page.click("text=Continue")
+        expect(page).to_have_url(server_url + "/train")
+        expect(page.locator(".badge")).to_have_text("demo model")
+        shot("12-train-ready")
+
+        # Train a few steps in the worker process; the job page follows it live.
+        page.fill('input[name="max_steps"]', "3")
+        page.click("text=Train my twin")
+        page.wait_for_url(f"{server_url}/jobs/*")
+        expect(state).to_have_text(re.compile("done|failed|cancelled"), timeout=180_000)
+        shot("13-train-done")
+        assert state.text_content() == "done", page.locator('[data-field="error"]').text_content()
+        expect(page.locator('[data-field="detail"]')).to_contain_text("tokens/s")
+
+        # Chat: the reply streams in piece by piece.
+        page.click("text=Continue")
+        expect(page).to_have_url(server_url + "/chat")
+        shot("14-chat-empty")
+        page.fill('input[name="temperature"]', "1")
+        page.fill('input[name="top_k"]', "0")
+        page.fill('input[name="text"]', "привет! как дела?")
+        page.click("text=Send")
+        reply = page.locator(".messages li.mine").last
+        expect(reply).not_to_have_class("mine pending", timeout=60_000)
+        expect(page).to_have_url(re.compile(server_url + "/chat/.+"))
+        pieces = int(reply.get_attribute("data-pieces") or 0)
+        assert pieces > 1, f"the reply came in {pieces} piece(s): {reply.text_content()!r}"
+        page.click("text=Regenerate")
+        expect(page.locator(".messages li.mine")).to_have_count(1)
+        expect(page.locator(".messages li.mine").last).not_to_have_class("mine pending")
+        page.reload()  # the conversation was kept: it is listed and shown again
+        expect(page.locator(".conversations li")).to_have_count(1)
+        expect(page.locator(".messages li")).to_have_count(2)
+        shot("15-chat")
+
+        # The run's page and a round of "Which one is me?".
+        page.goto(server_url + "/train")
+        shot("16-train-runs")
+        page.locator("table a").first.click()
+        expect(page.get_by_text("Nobody has played yet")).to_be_visible()
+        shot("17-run")
+        page.click("text=Play a round")
+        expect(page.locator(".choice")).to_have_count(2)
+        shot("18-game-round")
+        page.click("text=This one (A)")
+        expect(page.locator(".result")).to_be_visible()
+        shot("19-game-result")
+
+        page.goto(server_url + "/settings")
+        page.click("text=Create a token")
+        expect(page.locator("pre.token")).to_be_visible()
+        shot("20-settings-token")
+        page.goto(server_url + "/telegram")
+        expect(page.get_by_text("API credentials")).to_be_visible()
+        shot("21-telegram")
 
         page.click("text=Lock")
         expect(page).to_have_url(server_url + "/login")
-        shot("12-locked")
+        shot("22-locked")
         browser.close()
     assert problems == []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -141,51 +140,6 @@ def test_train_without_base_model_says_how_to_get_one(
     assert refused.status_code == 400 and "no base model" in refused.text
 
 
-class FakeTwin:
-    """Stands in for the loaded model: the model is not what these tests are about."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict] = []
-
-    def stream_reply(
-        self, *, context: list, me: str, peer: str, temperature: float
-    ) -> Iterator[str]:
-        self.calls.append({"context": context, "me": me, "peer": peer})
-        return iter(["ok", ", see ", "you at 8"])
-
-
-def test_chat_streams_the_reply(owner: TestClient, settings: Settings) -> None:
-    from twin.web.routers.chat import get_twin
-
-    fake = FakeTwin()
-    owner.app.dependency_overrides[get_twin] = lambda: fake  # type: ignore[attr-defined]
-    turns = [{"text": "are you coming?", "mine": False}]
-    with owner.stream("POST", "/chat/reply", json={"peer": "Anna", "turns": turns}) as response:
-        assert response.status_code == 200
-        body = "".join(response.iter_text())
-    pieces = [json.loads(line[6:])["text"] for line in body.splitlines() if line[:6] == "data: "
-              and "text" in line]  # fmt: skip
-    assert "".join(pieces) == "ok, see you at 8"
-    assert body.rstrip().endswith("event: done\ndata: {}")
-    call = fake.calls[0]
-    assert call["peer"] == "Anna" and call["me"] == "Me"
-    assert [(t.speaker, t.text, t.mine) for t in call["context"]] == [
-        ("Anna", "are you coming?", False)
-    ]
-    bad = owner.post("/chat/reply", json={"peer": "Anna", "turns": []})
-    assert bad.status_code == 422
-
-
-def test_chat_without_a_finished_run_explains(owner: TestClient) -> None:
-    assert "No training run has finished yet" in owner.get("/chat").text
-    turns = [{"text": "hi", "mine": False}]
-    response = owner.post("/chat/reply", json={"peer": "Anna", "turns": turns})
-    assert response.status_code == 400
-    assert (
-        "No training run" in response.json()["detail"] and "twin train" in response.json()["hint"]
-    )
-
-
 API_HASH = "0f" * 16
 
 
@@ -263,3 +217,24 @@ def test_a_dead_training_process_shows_as_failed_not_forever_running(
     job = start_job(settings=settings, kind="train", params={}, pid=int(gone.stdout))
     last = follow_job(owner, f"/jobs/{job.id}")
     assert last["state"] == "failed" and "stopped without finishing" in last["error"]
+
+
+def test_the_demo_model_is_built_as_a_job_and_labelled(
+    owner: TestClient, settings: Settings
+) -> None:
+    from trainhelpers import make_dataset
+
+    make_dataset(settings.dataset_dir, train=16, val=4)
+    bad = owner.post(
+        "/train/demo-model", data={"pretrain_steps": "lots"}, headers={"Accept": "text/html"}
+    )
+    assert bad.status_code == 400 and "whole number" in bad.text
+    started = owner.post("/train/demo-model", data={"pretrain_steps": "3"})
+    assert started.status_code == 303
+    job = follow_job(owner, started.headers["location"])
+    assert job["state"] == "done", job
+    assert job["progress"] == {"done": 3, "total": 3, "unit": "steps"}
+    page = owner.get("/train").text
+    assert "twin-tiny" in page and "demo model" in page and 'name="max_steps"' in page
+    refused = owner.post("/train", data={"max_steps": "-1"}, headers={"Accept": "text/html"})
+    assert refused.status_code == 400 and "whole number" in refused.text

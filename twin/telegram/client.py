@@ -11,13 +11,14 @@ import functools
 import platform
 from typing import Protocol
 
+from sqlalchemy.exc import OperationalError
 from telethon import TelegramClient, errors
 from telethon.sessions import StringSession
 
 from twin import __version__
 from twin.config import Settings
 from twin.db import session_scope
-from twin.errors import TelegramError
+from twin.errors import ConfigError, TelegramError
 from twin.store import get_owner
 from twin.vault import decrypt
 
@@ -33,6 +34,44 @@ class ClientFactory(Protocol):
     def __call__(self, *, session: str | None, receive_updates: bool) -> TelegramClient: ...
 
 
+def telegram_credentials(settings: Settings) -> tuple[int, str]:
+    """``(api_id, api_hash)``: from the settings (environment) first, else the ones saved
+    (encrypted) from the web app, so both front doors use the same account.
+
+    Raises `ConfigError` saying how to get credentials when neither has them.
+
+    Args:
+        settings: the environment's credentials, and whose database holds the saved ones.
+    """
+    if settings.api_id is not None or settings.api_hash:
+        return settings.require_telegram_credentials()
+    try:
+        with session_scope(settings) as db:
+            owner = get_owner(db)
+            api_id, api_hash_encrypted = owner.api_id, owner.api_hash_encrypted
+    except OperationalError:  # no database yet: nothing was saved
+        api_id, api_hash_encrypted = None, None
+    if api_id is None or api_hash_encrypted is None:
+        return settings.require_telegram_credentials()  # raises with the how-to hint
+    stored = settings.model_copy(
+        update={"api_id": api_id, "api_hash": decrypt(settings, api_hash_encrypted)}
+    )
+    return stored.require_telegram_credentials()
+
+
+def with_telegram_credentials(settings: Settings) -> Settings | None:
+    """``settings`` carrying the credentials `telegram_credentials` finds, or None when none.
+
+    Args:
+        settings: as for `telegram_credentials`.
+    """
+    try:
+        api_id, api_hash = telegram_credentials(settings)
+    except ConfigError:
+        return None
+    return settings.model_copy(update={"api_id": api_id, "api_hash": api_hash})
+
+
 def make_client(
     *,
     settings: Settings,
@@ -40,16 +79,17 @@ def make_client(
     receive_updates: bool = False,
     flood_sleep_threshold: int = 60,
 ) -> TelegramClient:
-    """A Telethon client for the settings' API credentials (not connected yet).
+    """A Telethon client for the API credentials (not connected yet).
 
     Args:
-        settings: where the API id and hash come from.
+        settings: the API id and hash (else the ones saved from the web app, see
+            `telegram_credentials`).
         session: a decrypted StringSession, or None for a new (logged-out) session.
         receive_updates: let Telegram push updates (QR login needs them; harvest does not).
         flood_sleep_threshold: FLOOD_WAITs up to this many seconds are slept through by
             Telethon; longer ones raise `FloodWaitError`.
     """
-    api_id, api_hash = settings.require_telegram_credentials()
+    api_id, api_hash = telegram_credentials(settings)
     return TelegramClient(
         StringSession(session),
         api_id,

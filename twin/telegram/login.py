@@ -30,6 +30,7 @@ from twin.telegram.client import (
     ClientFactory,
     connect_owner,
     default_factory,
+    telegram_credentials,
     telegram_error,
 )
 from twin.vault import encrypt
@@ -116,7 +117,7 @@ async def start_login(
         phone: the account's phone number in international form.
         client_factory: how to build the client (default: a real Telegram client).
     """
-    settings.require_telegram_credentials()
+    telegram_credentials(settings)  # fail before connecting; saved credentials count
     phone = normalize_phone(phone)
     await _drop_expired()
     client = (client_factory or default_factory(settings))(session=None, receive_updates=False)
@@ -192,7 +193,7 @@ async def start_qr_login(
         settings: API credentials and where the session will be stored.
         client_factory: how to build the client (default: a real Telegram client).
     """
-    settings.require_telegram_credentials()
+    telegram_credentials(settings)  # fail before connecting; saved credentials count
     await _drop_expired()
     # Telegram announces the scan with an update, so this client must receive updates.
     client = (client_factory or default_factory(settings))(session=None, receive_updates=True)

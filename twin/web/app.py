@@ -12,6 +12,8 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -30,7 +32,20 @@ from twin.web.deps import (
     require_owner,
     verify_csrf,
 )
-from twin.web.routers import chat, contacts, dashboard, dataset, imports, jobs, telegram, train
+from twin.web.routers import (
+    chat,
+    contacts,
+    dashboard,
+    dataset,
+    game,
+    imports,
+    jobs,
+    openai_api,
+    telegram,
+    train,
+)
+from twin.web.routers import settings as settings_page
+from twin.web.routers.openai_api import OpenAIError, openai_error_response
 from twin.web.upload import UploadTooLarge
 
 SECURITY_HEADERS = {
@@ -118,6 +133,11 @@ def quiet_access_log() -> None:
         logger.addFilter(_StripQueryStrings())
 
 
+def _is_api(request: Request) -> bool:
+    """The OpenAI-compatible API answers errors in OpenAI's shape."""
+    return request.url.path.startswith("/v1/")
+
+
 def _wants_html(request: Request) -> bool:
     return request.method == "GET" and "text/html" in request.headers.get("accept", "")
 
@@ -138,12 +158,46 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(auth.session_router)
     protected = APIRouter(dependencies=[Depends(require_owner), Depends(verify_csrf)])
-    for module in (dashboard, telegram, imports, contacts, dataset, train, chat, jobs):
+    for module in (
+        dashboard,
+        telegram,
+        imports,
+        contacts,
+        dataset,
+        train,
+        chat,
+        game,
+        jobs,
+        settings_page,
+        openai_api,
+    ):
         protected.include_router(module.router)
     app.include_router(protected)
 
+    @app.exception_handler(OpenAIError)
+    async def _openai_error(request: Request, exc: OpenAIError) -> Response:
+        return openai_error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        if not _is_api(request):
+            return await request_validation_exception_handler(request, exc)
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ())[1:])
+        message = f"Invalid request: {where + ': ' if where else ''}{first.get('msg', 'invalid')}"
+        return openai_error_response(OpenAIError(400, message, param=where or None))
+
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:
+        if _is_api(request):
+            error = OpenAIError(
+                401,
+                "Missing or wrong API token. Create one on the Settings page of the twin web "
+                "app and send it as 'Authorization: Bearer <token>'.",
+                type="authentication_error",
+                code="invalid_api_key",
+            )
+            return openai_error_response(error, headers={"WWW-Authenticate": "Bearer"})
         if _wants_html(request):
             return RedirectResponse(login_redirect_target(request, setup=exc.setup), 303)
         detail = "Set the owner password at /setup first." if exc.setup else "Log in first."
@@ -154,10 +208,16 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(TwinError)
     async def _twin_error(request: Request, exc: TwinError) -> Response:
         status_code = 413 if isinstance(exc, UploadTooLarge) else 400
+        if _is_api(request):
+            message = f"{exc.message} {exc.hint or ''}".strip()
+            return openai_error_response(OpenAIError(status_code, message))
         return _error_response(request, status_code, exc.message, exc.hint)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _is_api(request):
+            error = OpenAIError(exc.status_code, str(exc.detail))
+            return openai_error_response(error, headers=exc.headers)
         return _error_response(request, exc.status_code, str(exc.detail), None, exc.headers)
 
     return app

@@ -45,6 +45,8 @@ class WebState:
     """Builds Telethon client factories; None: the real Telegram (tests use an in-memory one)."""
     chat_model: tuple[Path, Any] | None = None
     """The run dir and the `twin.chat.generate.Twin` loaded from it, once chat was used."""
+    game_rounds: dict[str, Any] = field(default_factory=dict)
+    """The pending round of "Which one is me?" by browser session id (the answer stays here)."""
 
 
 def get_state(request: Request) -> WebState:

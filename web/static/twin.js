@@ -30,7 +30,7 @@ function drawCurve(svg) {
   const sy = (y) => 190 - ((y - y0) / (y1 - y0 || 1)) * 180;
   line.setAttribute("points", points.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" "));
   const caption = svg.parentElement.querySelector('[data-field="curve-caption"]');
-  if (caption) caption.textContent = `training loss: ${y1.toFixed(3)} → ${losses[losses.length - 1].toFixed(3)} over ${x1} steps`;
+  if (caption) caption.textContent = `training loss: ${losses[0].toFixed(3)} → ${losses[losses.length - 1].toFixed(3)} over ${x1} steps`;
 }
 
 function addPoint(svg, step, loss) {
@@ -102,13 +102,32 @@ function setupUpload(form) {
   });
 }
 
-// Chat: the conversation lives in the page; each reply streams back as SSE over a POST
-// (EventSource can only GET, and private text must not travel in a URL).
+// Read a streamed SSE response (fetch over POST), calling onEvent(name, data) per event.
+async function readEvents(response, onEvent) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    const events = buffer.split("\n\n");
+    buffer = events.pop();
+    for (const raw of events) {
+      const name = (raw.match(/^event: (.*)$/m) || [])[1] || "message";
+      onEvent(name, JSON.parse((raw.match(/^data: (.*)$/m) || [])[1] || "{}"));
+    }
+  }
+}
+
+// Chat: the conversation is kept on the server; the page sends the new message (or asks for
+// the last reply again) and each reply streams back as SSE over a POST (EventSource can only
+// GET, and private text must not travel in a URL).
 function setupChat(box) {
   const field = (name) => box.querySelector(`[data-field="${name}"]`);
-  const turns = [];
   const list = field("messages");
   const error = field("error");
+  const compose = field("compose");
+  const regenerate = field("regenerate");
   const bubble = (text, mine) => {
     const li = document.createElement("li");
     li.className = mine ? "mine" : "theirs";
@@ -116,55 +135,71 @@ function setupChat(box) {
     list.appendChild(li);
     return li;
   };
-  field("compose").addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const input = field("compose").elements.text;
-    const button = field("compose").querySelector("button");
-    const text = input.value.trim();
-    if (!text) return;
-    input.value = "";
+  const busy = (on) => compose.querySelectorAll("button").forEach((b) => { b.disabled = on; });
+
+  async function ask(payload, undo) {
+    const setup = field("setup").elements;
     error.hidden = true;
-    bubble(text, false);
-    turns.push({ text, mine: false });
     const reply = bubble("", true);
     reply.classList.add("pending");
-    button.disabled = true;
+    reply.dataset.pieces = "0";
+    busy(true);
     try {
       const response = await fetch(box.dataset.chat, {
         method: "POST",
         headers: { "Content-Type": "application/json", "X-CSRF-Token": csrfToken() },
-        body: JSON.stringify({ peer: field("setup").elements.peer.value, turns }),
+        body: JSON.stringify({
+          ...payload,
+          conversation_id: box.dataset.conversation || null,
+          peer: setup.peer.value.trim() || "Friend",
+          temperature: Number(setup.temperature.value || 0.8),
+          top_k: Number(setup.top_k.value || 0),
+        }),
       });
       if (!response.ok) {
         const body = await response.json().catch(() => ({}));
-        throw new Error([body.detail || `The twin could not answer (${response.status}).`, body.hint].filter(Boolean).join("\n→ "));
+        const detail = Array.isArray(body.detail) ? "Check the chat settings." : body.detail;
+        throw new Error([detail || `The twin could not answer (${response.status}).`, body.hint].filter(Boolean).join("\n→ "));
       }
-      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-      let buffer = "";
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += value;
-        const events = buffer.split("\n\n");
-        buffer = events.pop();
-        for (const raw of events) {
-          const name = (raw.match(/^event: (.*)$/m) || [])[1] || "message";
-          const data = JSON.parse((raw.match(/^data: (.*)$/m) || [])[1] || "{}");
-          if (name === "message") reply.textContent += data.text;
-          if (name === "failure") throw new Error(data.detail);
+      await readEvents(response, (name, data) => {
+        if (name === "conversation" && box.dataset.conversation !== data.id) {
+          box.dataset.conversation = data.id;
+          window.history.replaceState(null, "", `/chat/${data.id}`);
         }
-      }
-      turns.push({ text: reply.textContent, mine: true });
+        if (name === "message") {
+          reply.textContent += data.text;
+          reply.dataset.pieces = String(Number(reply.dataset.pieces) + 1);
+        }
+        if (name === "failure") throw new Error(data.detail);
+      });
+      if (!reply.textContent.trim()) reply.textContent = "(no reply)";
+      regenerate.hidden = false;
     } catch (e) {
       error.textContent = e.message;
       error.hidden = false;
       reply.remove();
-      turns.pop();
+      undo();
     } finally {
       reply.classList.remove("pending");
-      button.disabled = false;
-      input.focus();
+      busy(false);
+      compose.elements.text.focus();
     }
+  }
+
+  compose.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = compose.elements.text;
+    const text = input.value.trim();
+    if (!text) return;
+    input.value = "";
+    const mine = bubble(text, false);
+    ask({ text }, () => mine.remove());
+  });
+  regenerate.addEventListener("click", () => {
+    const last = list.lastElementChild;
+    let removed = null;
+    if (last && last.classList.contains("mine")) { removed = last; last.remove(); }
+    ask({ regenerate: true }, () => { if (removed) list.appendChild(removed); });
   });
 }
 

@@ -1,25 +1,27 @@
-"""Chat: talk to the twin; replies stream in as Server-Sent Events over a POST.
+"""Chat: talk to the twin as one of your contacts; replies stream in as Server-Sent Events.
 
-The conversation lives in the page and comes with every request (in the body: private text
-never goes into a URL). The model is loaded once, from the newest finished run, and reloaded
-when a newer run finishes.
+Conversations are kept on the server (`twin.web.conversations`): the page sends only the new
+message (in a POST body: private text never goes into a URL), or asks to write the last reply
+again. The model is loaded once, from the newest finished run, and reloaded when a newer run
+finishes; a client that goes away mid-reply stops the generation and frees the model.
 """
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from twin.errors import ChatError
-from twin.store import get_owner, list_dialogs
-from twin.web.deps import DbDep, StateDep, WebState, render
+from twin.store import get_owner, list_dialogs, now_unix
+from twin.web import conversations as conv
+from twin.web.deps import DbDep, SettingsDep, StateDep, WebState, render
+from twin.web.streaming import ClosingStreamingResponse, event_stream, iterate_in_thread, sse
 
 if TYPE_CHECKING:
     from twin.chat.generate import Twin
@@ -29,20 +31,20 @@ router = APIRouter()
 _load_lock = threading.Lock()
 
 
-class ChatTurn(BaseModel):
-    """One message of the conversation shown in the page."""
-
-    text: str = Field(max_length=4000)
-    mine: bool
-    """True for the twin's (my) messages, False for what the other person typed."""
-
-
 class ReplyRequest(BaseModel):
-    """What the page sends for a reply."""
+    """What the chat page sends for a reply."""
 
+    conversation_id: str | None = Field(default=None, max_length=64)
+    """None starts a new conversation."""
     peer: str = Field(min_length=1, max_length=100)
-    turns: list[ChatTurn] = Field(min_length=1, max_length=200)
+    """Who the owner plays (a contact's name, or any name)."""
+    text: str | None = Field(default=None, max_length=conv.MAX_TEXT_CHARS)
+    """The other person's new message; None with ``regenerate``."""
+    regenerate: bool = False
+    """Write my last reply again instead of answering a new message."""
     temperature: float = Field(default=0.8, ge=0, le=2)
+    top_k: int | None = Field(default=50, ge=0, le=100_000)
+    """0 or None: no top-k cut."""
 
 
 def newest_run(state: WebState) -> Path | None:
@@ -55,18 +57,31 @@ def newest_run(state: WebState) -> Path | None:
         return None
 
 
+def load_run_twin(state: WebState, run_dir: Path) -> Twin:
+    """The model of ``run_dir``, kept loaded until another run is asked for (one at a time).
+
+    Args:
+        state: the app's state, which holds the loaded model.
+        run_dir: a finished run.
+    """
+    from twin.chat.generate import load_twin
+
+    with _load_lock:
+        loaded = state.chat_model
+        if loaded is None or loaded[0] != run_dir:
+            state.chat_model = None  # free the old weights before loading the new ones
+            state.chat_model = (run_dir, load_twin(run_dir=run_dir))
+        return state.chat_model[1]
+
+
 def get_twin(state: StateDep) -> Twin:
-    """The loaded model of the newest finished run (loaded on first use, in a worker thread)."""
-    from twin.chat.generate import TRAIN_HINT, load_twin
+    """The loaded model of the newest finished run (a sync dependency: loads in a thread)."""
+    from twin.chat.generate import TRAIN_HINT
 
     run_dir = newest_run(state)
     if run_dir is None:
         raise ChatError("No training run has finished yet.", hint=TRAIN_HINT)
-    with _load_lock:
-        loaded = state.chat_model
-        if loaded is None or loaded[0] != run_dir:
-            state.chat_model = (run_dir, load_twin(run_dir=run_dir))
-        return state.chat_model[1]  # type: ignore[index]
+    return load_run_twin(state, run_dir)
 
 
 def my_name(db: DbDep) -> str:
@@ -75,40 +90,94 @@ def my_name(db: DbDep) -> str:
     return " ".join(part for part in (owner.first_name, owner.last_name) if part) or "Me"
 
 
-@router.get("/chat")
-def chat_page(request: Request, db: DbDep, state: StateDep) -> Response:
+def _load_or_404(settings: Any, conversation_id: str) -> conv.Conversation:
+    try:
+        return conv.load_conversation(settings, conversation_id)
+    except ChatError as exc:
+        raise HTTPException(status_code=404, detail=exc.message) from exc
+
+
+def _page(
+    request: Request, db: DbDep, state: WebState, current: conv.Conversation | None
+) -> Response:
     run_dir = newest_run(state)
     peers = [d.name for d in list_dialogs(db) if d.included and d.name]
-    return render(request, "chat.html", {"run": run_dir.name if run_dir else None, "peers": peers})
+    context = {
+        "run": run_dir.name if run_dir else None,
+        "peers": peers,
+        "conversations": conv.list_conversations(state.settings),
+        "current": current,
+        "peer": current.peer if current else (peers[0] if peers else conv.DEFAULT_PEER),
+    }
+    return render(request, "chat.html", context)
+
+
+@router.get("/chat")
+def chat_page(request: Request, db: DbDep, state: StateDep) -> Response:
+    return _page(request, db, state, None)
+
+
+@router.get("/chat/{conversation_id}")
+def conversation_page(
+    request: Request, conversation_id: str, db: DbDep, state: StateDep
+) -> Response:
+    return _page(request, db, state, _load_or_404(state.settings, conversation_id))
+
+
+@router.post("/chat/{conversation_id}/delete")
+def delete_conversation(conversation_id: str, settings: SettingsDep) -> Response:
+    _load_or_404(settings, conversation_id)
+    conv.delete_conversation(settings, conversation_id)
+    return RedirectResponse("/chat", status_code=303)
 
 
 @router.post("/chat/reply")
 def chat_reply(
     body: ReplyRequest,
+    settings: SettingsDep,
     twin: Annotated[Any, Depends(get_twin)],
     me: Annotated[str, Depends(my_name)],
-) -> StreamingResponse:
-    """Stream my next message: ``data: {"text": …}`` pieces, then ``event: done``."""
-    from twin.prepare.format import Turn
-
-    turns = [
-        Turn(speaker=me if t.mine else body.peer, text=t.text, mine=t.mine) for t in body.turns
-    ]
+) -> ClosingStreamingResponse:
+    """Stream my next message: ``event: conversation`` (its id), ``data: {"text": …}`` pieces,
+    then ``event: done``; the conversation is saved with the reply once it is complete."""
+    if body.conversation_id:
+        conversation = _load_or_404(settings, body.conversation_id)
+    else:
+        conversation = conv.new_conversation(peer=body.peer, now_unix=now_unix())
+    conversation = conversation.model_copy(
+        update={
+            "peer": body.peer.strip() or conv.DEFAULT_PEER,
+            "temperature": body.temperature,
+            "top_k": body.top_k or None,
+            "updated_unix": now_unix(),
+        }
+    )
+    if body.regenerate:
+        conversation = conv.take_back_reply(conversation)
+    else:
+        conversation = conv.add_peer_message(conversation, body.text or "")
     # Bad settings raise ChatError here, before the stream starts, and become a 400.
-    pieces: Iterator[str] = twin.stream_reply(
-        context=turns, me=me, peer=body.peer, temperature=body.temperature
+    pieces = twin.stream_reply(
+        context=conv.prompt_turns(conversation, me=me),
+        me=me,
+        peer=conversation.peer,
+        temperature=conversation.temperature,
+        top_k=conversation.top_k,
     )
+    conv.save_conversation(settings, conversation)
 
-    def events() -> Iterator[str]:
-        # A sync iterator: Starlette runs it in a worker thread, so generation never blocks the
-        # event loop; closing it (client gone) releases the model for the next caller.
+    async def events() -> AsyncIterator[str]:
+        yield sse({"id": conversation.id, "title": conversation.title}, event="conversation")
+        reply: list[str] = []
         try:
-            for piece in pieces:
-                yield f"data: {json.dumps({'text': piece})}\n\n"
+            async for piece in iterate_in_thread(pieces):
+                reply.append(piece)
+                yield sse({"text": piece})
         except ChatError as exc:
-            yield f"event: failure\ndata: {json.dumps({'detail': str(exc)})}\n\n"
-        yield "event: done\ndata: {}\n\n"
+            yield sse({"detail": str(exc)}, event="failure")
+            return
+        done = conv.add_my_reply(conversation, "".join(reply).strip(), run_id=twin.name)
+        conv.save_conversation(settings, done)
+        yield sse({}, event="done")
 
-    return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
-    )
+    return event_stream(events())

@@ -23,7 +23,8 @@ from twin.db import get_engine
 from twin.errors import ConfigError, TelegramError
 from twin.store import get_owner, now_unix
 from twin.telegram import login
-from twin.vault import decrypt, encrypt
+from twin.telegram.client import with_telegram_credentials
+from twin.vault import encrypt
 from twin.web.deps import OwnerDep, StateDep, WebState, render
 
 router = APIRouter()
@@ -44,15 +45,7 @@ def qr_svg(url: str) -> str:
 
 def credentials_settings(state: WebState) -> Settings | None:
     """The settings with API credentials: from the environment, else saved from this page."""
-    settings = state.settings
-    if settings.api_id is not None and settings.api_hash:
-        return settings
-    with Session(get_engine(settings)) as db:
-        owner = get_owner(db)
-        if owner.api_id is None or owner.api_hash_encrypted is None:
-            return None
-        api_hash = decrypt(settings, owner.api_hash_encrypted)
-    return settings.model_copy(update={"api_id": owner.api_id, "api_hash": api_hash})
+    return with_telegram_credentials(state.settings)
 
 
 def _login_key(principal: OwnerDep) -> str:
