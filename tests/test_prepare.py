@@ -335,3 +335,19 @@ def test_fast_token_counts_equal_litgpt_encode(
     texts = ["", "hi", "привет, как дела? 🙂", "Anna: ok\nMe: <photo> look", "<|endoftext|> x"]
     expected = [tokenizer.encode(t, bos=bos, eos=eos).tolist() for t in texts]
     assert budget.encode_many(texts, bos=bos, eos=eos) == expected
+
+
+def test_one_batch_with_mixed_flags_encodes_like_litgpt(tokenizer_dir: Path) -> None:
+    from twin.prepare.sessions import TokenBudget
+
+    tokenizer = Tokenizer(tokenizer_dir)
+    budget = TokenBudget(tokenizer=tokenizer, max_seq_length=64)
+    items: list[tuple[str, bool | None, bool]] = [
+        ("You are Me.\n", None, False),
+        ("\nAnna: привет", False, False),
+        ("", False, True),
+        ("ok 🙂", False, True),
+        ("<|endoftext|> x", None, True),
+    ]
+    expected = [tokenizer.encode(t, bos=bos, eos=eos).tolist() for t, bos, eos in items]
+    assert budget.encode_flagged(items) == expected

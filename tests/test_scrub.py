@@ -233,6 +233,25 @@ def test_corpus_targets() -> None:
     assert fp_rate <= 0.005
 
 
+def test_every_card_of_a_run_of_cards_is_redacted() -> None:
+    # One run of digit groups holding five cards once kept the fifth in clear text.
+    assert scrub(" ".join(["4111 1111 1111 1111"] * 5)) == " ".join(["<CARD>"] * 5)
+    assert scrub("2200178288279860 4111111111111111, 5555") == "<CARD> <CARD>, 5555"
+
+
+def test_repeated_messages_scrub_the_same_every_time() -> None:
+    # A scrubber remembers short messages; what it returns must not depend on what it saw.
+    texts = [json.loads(line)["text"] for line in CORPUS.read_text(encoding="utf-8").splitlines()]
+    texts = [*[t for t in texts if len(t) <= 32][:300], "ok", "да", "код 4821", "код 4821"]
+    warm = Scrubber()
+    first = [warm.scrub(t) for t in texts]
+    first[-1].found.append("EMAIL")  # a caller changing its result changes nothing else
+    again = [warm.scrub(t) for t in texts]
+    cold = [Scrubber().scrub(t) for t in texts]
+    assert [(r.text, r.found) for r in again] == [(r.text, r.found) for r in cold]
+    assert again[-1].text == "код <CODE>" and again[-1].found == ["CODE"]
+
+
 # -- properties ------------------------------------------------------------------------------
 chat_alphabet = st.characters(codec=None, exclude_categories=())
 messy_text = st.text(

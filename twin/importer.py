@@ -9,6 +9,12 @@ ijson builds each chat object for us; to keep a long chat from piling up in memo
 is created through `_ChatStream.new_map` and, each time the parser asks for more bytes, the
 finished messages of the chat being built are taken out of its ``messages`` list and written.
 Everything is written in one transaction: a failure anywhere leaves the database as it was.
+The price of that guarantee: the import holds SQLite's write lock from its first row to its
+commit, which for a multi-million-message export is tens of seconds. Readers are never blocked
+(WAL), but every other writer waits: a web request or a harvest that writes meanwhile blocks for
+up to the 30 s busy timeout (`twin.db.BUSY_TIMEOUT_MS`) and then fails with "database is
+locked". That is why the web app keeps an import's progress in memory instead of the job row,
+and why a large import should not run alongside a harvest.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from twin.config import Settings
 from twin.db import session_scope
 from twin.errors import ImportFailed
 from twin.models import Source
-from twin.store import MessageIn, get_owner, upsert_dialog, upsert_messages
+from twin.store import MessageRow, get_owner, upsert_dialog, upsert_message_rows
 
 try:  # the C backend is ~10x faster; the pure-Python one still works, slowly
     _ijson: Any = ijson.get_backend("yajl2_c")
@@ -50,7 +56,7 @@ MEDIA_KINDS = {
     "audio_file": "audio",
 }
 # Keys that mark a media message when there is no media_type, checked in this order.
-MEDIA_KEYS = (
+MEDIA_KEYS: tuple[tuple[str, str], ...] = (
     ("photo", "photo"),
     ("contact_information", "contact"),
     ("location_information", "location"),
@@ -60,6 +66,8 @@ MEDIA_KEYS = (
     ("invoice_information", "invoice"),
     ("file", "file"),
 )
+_MEDIA_KEY_NAMES = frozenset(key for key, _ in MEDIA_KEYS)
+_EXPORT = Source.export.value
 
 Progress = Callable[[int, int], None]
 """Called with (bytes read, file size) as the import advances."""
@@ -113,6 +121,8 @@ def media_kind(raw: dict[str, Any]) -> str | None:
     media_type = raw.get("media_type")
     if media_type:
         return MEDIA_KINDS.get(media_type, media_type)
+    if raw.keys().isdisjoint(_MEDIA_KEY_NAMES):  # one C-level test for the common text message
+        return None
     for key, kind in MEDIA_KEYS:
         if key in raw:
             return kind
@@ -128,30 +138,38 @@ def _unix(value: Any) -> int | None:
     return int(value) if value not in (None, "") else None
 
 
-def convert_message(raw: dict[str, Any], *, me: str) -> tuple[MessageIn, bool]:
-    """Turn an exported message into a `MessageIn`; also say whether its time is local.
+def convert_message(raw: dict[str, Any], *, me: str, dialog_id: int) -> tuple[MessageRow, bool]:
+    """Turn an exported message into its ``message`` row; also say whether its time is local.
+
+    The row is built positionally (`twin.store.MessageRow`): this runs once per message of a
+    possibly multi-million-message export.
 
     Args:
         raw: a message object of type ``message`` or ``service``.
         me: the owner's ``from_id`` (``"user<id>"``).
+        dialog_id: the `Dialog.id` the message belongs to.
     """
-    sent = _unix(raw.get("date_unixtime"))
+    get = raw.get
+    sent = _unix(get("date_unixtime"))
     local = sent is None
     if sent is None:
         # Last resort: `date` is the exporting machine's local time without an offset.
         sent = int(datetime.fromisoformat(raw["date"]).timestamp())
-    service = raw.get("type") == "service"
+    edited = get("edited_unixtime")
+    service = get("type") == "service"
     return (
-        MessageIn(
-            tg_id=raw["id"],
-            sent_unix=sent,
-            out=sender_id(raw) == me,
-            text="" if service else message_text(raw),
-            reply_to_id=raw.get("reply_to_message_id"),
-            edited_unix=_unix(raw.get("edited_unixtime")),
-            media_kind=None if service else media_kind(raw),
-            service_kind=(raw.get("action") or "service") if service else None,
-            forwarded="forwarded_from" in raw,
+        (
+            dialog_id,
+            raw["id"],
+            sent,
+            (get("from_id") or get("actor_id")) == me,  # sender_id(raw), inlined
+            "" if service else message_text(raw),
+            get("reply_to_message_id"),
+            None if edited is None else _unix(edited),
+            None if service else media_kind(raw),
+            (get("action") or "service") if service else None,
+            "forwarded_from" in raw,
+            _EXPORT,
         ),
         local,
     )
@@ -284,7 +302,7 @@ class _Writer:
         self.summary_counts: Counter[str] = Counter()
         self.skipped: Counter[str] = Counter()
         self.dialog_ids: dict[int, int] = {}
-        self.pending: dict[int, list[MessageIn]] = {}
+        self.pending: dict[int, list[MessageRow]] = {}
         self.unresolved: list[dict[str, Any]] = []  # single chat, owner not known yet
         self.connection = session.connection().connection.driver_connection
         if self.me is not None:
@@ -352,21 +370,26 @@ class _Writer:
                 return
             raws, self.unresolved = self.unresolved, []
         me = f"user{self.me}"
+        dialog_id = self.dialog_id(chat)
         batch = self.pending.setdefault(peer, [])
+        append = batch.append
+        skipped = local_time = 0
         for raw in raws:
             if raw.get("type") not in ("message", "service"):
-                self.summary_counts["skipped"] += 1
+                skipped += 1
                 continue
             try:
-                message, local = convert_message(raw, me=me)
+                row, local = convert_message(raw, me=me, dialog_id=dialog_id)
             except (KeyError, ValueError, TypeError) as exc:
                 raise ImportFailed(
                     f"Message {raw.get('id')!r} in the chat with {chat.get('name')!r} is "
                     f"malformed ({type(exc).__name__}: {exc}).",
                     hint=f"twin expects {EXPECTED}.",
                 ) from exc
-            batch.append(message)
-            self.summary_counts["local_time"] += local
+            append(row)
+            local_time += local
+        self.summary_counts["skipped"] += skipped
+        self.summary_counts["local_time"] += local_time
         if len(batch) >= BATCH_SIZE:
             self.flush(chat)
 
@@ -387,21 +410,24 @@ class _Writer:
             name = next((r.get("from") for r in raws if r.get("from_id") == sender), None)
             self._claim_owner(int(sender.removeprefix("user")), name)
 
-    def flush(self, chat: dict[str, Any]) -> None:
+    def dialog_id(self, chat: dict[str, Any]) -> int:
+        """The chat's `Dialog.id`, creating or refreshing the dialog on first sight."""
         peer = int(chat["id"])
-        batch = self.pending.pop(peer, [])
         dialog_id = self.dialog_ids.get(peer)
         if dialog_id is None:
             dialog = upsert_dialog(
                 self.session, peer_id=peer, name=str(chat.get("name") or ""), source=Source.export
             )
             dialog_id = self.dialog_ids[peer] = dialog.id or 0
+        return dialog_id
+
+    def flush(self, chat: dict[str, Any]) -> None:
+        self.dialog_id(chat)
+        batch = self.pending.pop(int(chat["id"]), [])
         if not batch:
             return
         changes = self.connection.total_changes
-        new = upsert_messages(
-            self.session, dialog_id=dialog_id, messages=batch, source=Source.export
-        )
+        new = upsert_message_rows(self.session, rows=batch)
         self.summary_counts["new"] += new
         self.summary_counts["updated"] += self.connection.total_changes - changes - new
 

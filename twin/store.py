@@ -6,6 +6,7 @@ Both ways in (the API harvest and the export import) write through `upsert_dialo
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
@@ -19,9 +20,9 @@ from twin.models import Dialog, DialogPublic, Message, Owner, Source
 class MessageIn(NamedTuple):
     """A message as a source delivers it, before it has a row (see `Message` for the fields).
 
-    A named tuple rather than a pydantic model: the import writes millions of them, and the
-    fields are already typed by the converters that build them; its order is the column order
-    of `_UPSERT_SQL`.
+    A named tuple rather than a pydantic model: millions of messages pass through here, and
+    the fields are already typed by the converters that build them; its order is the column
+    order of `_UPSERT_SQL` (see `MessageRow`).
     """
 
     tg_id: int
@@ -33,6 +34,14 @@ class MessageIn(NamedTuple):
     media_kind: str | None = None
     service_kind: str | None = None
     forwarded: bool = False
+
+
+MessageRow = tuple[
+    int, int, int, bool, str, int | None, int | None, str | None, str | None, bool, str
+]
+"""A whole ``message`` row in `_UPSERT_SQL`'s order: ``(dialog_id, *MessageIn, source)``.
+
+The export import builds these directly: a million messages are a million tuples fewer."""
 
 
 def now_unix() -> int:
@@ -118,17 +127,27 @@ def upsert_messages(
         messages: the messages to write.
         source: where they came from.
     """
-    if not messages:
-        return 0
-    # Raw DB-API executemany over plain tuples: the ORM would be ~10x slower on a 1M import.
-    connection = session.connection()
-    # Ids only grow, and an update keeps its row's id: rows above the old maximum are new.
-    (max_id,) = connection.exec_driver_sql("SELECT coalesce(max(id), 0) FROM message").one()
     tag = source.value
-    connection.exec_driver_sql(_UPSERT_SQL, [(dialog_id, *m, tag) for m in messages])
-    (new,) = connection.exec_driver_sql(
-        "SELECT count(*) FROM message WHERE id > ?", (max_id,)
-    ).one()
+    return upsert_message_rows(session, rows=[(dialog_id, *m, tag) for m in messages])
+
+
+def upsert_message_rows(session: Session, *, rows: Sequence[MessageRow]) -> int:
+    """`upsert_messages` for whole rows the caller built; return how many were new.
+
+    Args:
+        session: the open session (not committed here).
+        rows: the rows, each ``(dialog_id, *MessageIn, source)``.
+    """
+    if not rows:
+        return 0
+    # Raw DB-API executemany over plain tuples, in the session's transaction: the ORM would be
+    # ~10x slower on a 1M import.
+    connection = session.connection().connection.driver_connection
+    assert isinstance(connection, sqlite3.Connection)
+    # Ids only grow, and an update keeps its row's id: rows above the old maximum are new.
+    (max_id,) = connection.execute("SELECT coalesce(max(id), 0) FROM message").fetchone()
+    connection.executemany(_UPSERT_SQL, rows)
+    (new,) = connection.execute("SELECT count(*) FROM message WHERE id > ?", (max_id,)).fetchone()
     return int(new)
 
 

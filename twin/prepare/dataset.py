@@ -425,18 +425,24 @@ def _scrub(message: ChatMessage, scrubber: Scrubber, report: ScrubReport, key: s
     return message._replace(text=result.text)
 
 
+# `json.dumps` with options builds a new encoder per call; one shared encoder gives the same text.
+_RECORD_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+
+
 class _JsonArrayWriter:
     """Streams records into a JSON array, one per line, so no split is held in memory."""
 
     def __init__(self, path: Path) -> None:
-        self.file: TextIO = path.open("w", encoding="utf-8", newline="\n")
+        self.file: TextIO = path.open("w", encoding="utf-8", newline="\n", buffering=1 << 20)
         self.count = 0
 
     def write(self, samples: list[Sample]) -> None:
-        for sample in samples:
-            self.file.write("[\n" if self.count == 0 else ",\n")
-            self.file.write(json.dumps(sample.record(), ensure_ascii=False, sort_keys=True))
-            self.count += 1
+        if not samples:
+            return
+        encode = _RECORD_ENCODER.encode
+        records = ",\n".join(encode(sample.record()) for sample in samples)
+        self.file.write(("[\n" if self.count == 0 else ",\n") + records)
+        self.count += len(samples)
 
     def close(self) -> None:
         self.file.write("\n]\n" if self.count else "[]\n")

@@ -190,6 +190,9 @@ _PLUGINS: tuple[RegexBasedDetector, ...] = (
 # per-message budget keeps a pasted log from taking minutes (own rules still see every token).
 _PLUGIN_MAX_TOKEN = 2048
 _PLUGIN_MAX_TOKENS = 500
+# Texts up to this long are remembered with their result, up to this many at a time.
+_SHORT_CACHE_CHARS = 32
+_SHORT_CACHE_ENTRIES = 100_000
 
 _CARD_MAX_GROUPS = 8
 _CARD_RUN_RE = re.compile(r"(?<![0-9+])[0-9]+(?:[ \-][0-9]+)*(?![0-9])")
@@ -207,6 +210,7 @@ _IBAN_LENGTHS = {
 }  # fmt: skip
 
 _DIGIT_RUN_RE = re.compile(r"[0-9]+")
+_DIGIT_RE = re.compile(r"[0-9]")
 # Phone-shaped spans; libphonenumber then decides. The look-behind skips times ("10:30").
 _PHONE_CANDIDATE_RE = re.compile(
     r"(?<![\w.,/+\-=])(?<![0-9]:)\+?\(?[0-9][0-9 ().\-]{5,22}[0-9](?![\w/]|[.,:\-][0-9])"
@@ -426,6 +430,8 @@ class Scrubber:
         )
         # Phone lookups are the slowest rule; chats repeat the same numbers, so remember them.
         self._phone_cache: dict[str, tuple[tuple[int, int], ...]] = {}
+        # Chats repeat short messages ("ok", "да", "😂") thousands of times: scrub each once.
+        self._short_cache: dict[str, tuple[str, tuple[str, ...]]] = {}
 
     def scrub(self, text: str) -> ScrubResult:
         """Replace every secret or personal datum in `text` with its placeholder.
@@ -433,6 +439,17 @@ class Scrubber:
         Args:
             text: one chat message, any length, any unicode.
         """
+        cached = self._short_cache.get(text)
+        if cached is not None:
+            return ScrubResult(text=cached[0], found=list(cached[1]))
+        result = self._scrub(text)
+        if len(text) <= _SHORT_CACHE_CHARS:
+            if len(self._short_cache) >= _SHORT_CACHE_ENTRIES:
+                self._short_cache.clear()
+            self._short_cache[text] = (result.text, tuple(result.found))
+        return result
+
+    def _scrub(self, text: str) -> ScrubResult:
         text = _fix_surrogates(text)
         current = normalize_for_detection(text)
         found: set[str] = set()
@@ -458,7 +475,7 @@ class Scrubber:
             spans.extend(
                 _Span(m.start(), m.end(), "SECRET") for m in _PRIVATE_KEY_RE.finditer(text)
             )
-        if _LONG_TOKEN_RE.search(text):
+        if len(text) >= 16 and _LONG_TOKEN_RE.search(text):
             self._keys(text, url_spans, spans)
         if "@" in text:
             spans.extend(_Span(m.start(), m.end(), "EMAIL") for m in _EMAIL_RE.finditer(text))
@@ -469,7 +486,8 @@ class Scrubber:
         keywords = _keyword_positions(text)
         if keywords:
             self._keywords(text, keywords, spans)
-        if _count_digits(text) >= 7:
+        # Most messages hold no digit at all: one search settles them before any counting.
+        if _DIGIT_RE.search(text) and _count_digits(text) >= 7:
             self._numbers(text, spans)
         if len(text) >= self.config.seed_min_words * 4 and self._may_hold_seed(text):
             self._seeds(text, spans)
@@ -558,9 +576,8 @@ class Scrubber:
 
     def _numbers(self, text: str, spans: list[_Span]) -> None:
         for m in _CARD_RUN_RE.finditer(text):
-            card = _find_card(m.group())
-            if card:
-                spans.append(_Span(m.start() + card[0], m.start() + card[1], "CARD"))
+            for start, end in _find_cards(m.group()):
+                spans.append(_Span(m.start() + start, m.start() + end, "CARD"))
         for m in _IBAN_RE.finditer(text):
             length = _iban_length(m.group())
             if length:
@@ -611,8 +628,12 @@ class Scrubber:
 
     def _may_hold_seed(self, text: str) -> bool:
         # Cheap count before the exact scan: most long messages have few BIP39 words.
-        words = (w.strip(",.;:-()") for w in text.lower().split())
-        return sum(w in _BIP39_WORDS for w in words) >= self.config.seed_min_words
+        # A word that strips to a BIP39 word is ASCII: counting those is a cheap upper bound.
+        words = text.lower().split()
+        if sum(map(str.isascii, words)) < self.config.seed_min_words:
+            return False
+        stripped = (w.strip(",.;:-()") for w in words)
+        return sum(w in _BIP39_WORDS for w in stripped) >= self.config.seed_min_words
 
     def _seeds(self, text: str, spans: list[_Span]) -> None:
         lowered = _lower_same_length(text)
@@ -799,11 +820,12 @@ def _luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _find_card(run: str) -> tuple[int, int] | None:
-    """Offsets of the longest card number made of whole digit groups in `run`: Luhn-valid, or
-    laid out as four groups of four digits."""
+def _find_cards(run: str) -> list[tuple[int, int]]:
+    """Offsets of the card numbers made of whole digit groups in `run`, Luhn-valid or laid out
+    as four groups of four digits: the longest first, then the longest of what is left on either
+    side of it, and so on (a run can hold several cards: "4111 1111 1111 1111 5500 …")."""
     groups = [(m.start(), m.end()) for m in _DIGIT_RUN_RE.finditer(run)]
-    best: tuple[int, int] | None = None
+    candidates: list[tuple[int, int]] = []
     for i, (first, _) in enumerate(groups):
         if run[first] not in "23456":  # IIN: cards start with 2-6
             continue
@@ -811,9 +833,7 @@ def _find_card(run: str) -> tuple[int, int] | None:
         if len(window) == 4 and all(end - start == 4 for start, end in window):
             # "dddd dddd dddd dddd" is how cards are printed and typed; a mistyped one (Luhn
             # fails) is still somebody's card number, so over-redact.
-            span = (first, window[-1][1])
-            if best is None or span[1] - span[0] > best[1] - best[0]:
-                best = span
+            candidates.append((first, window[-1][1]))
         digits = ""
         # Cards are written in at most 8 groups (4-4-4-4-3, 4-6-5, …); bounding the window
         # keeps a megabyte of "1 2 3 4" linear.
@@ -821,10 +841,13 @@ def _find_card(run: str) -> tuple[int, int] | None:
             digits += run[start:end]
             if len(digits) > 19:
                 break
-            longer = best is None or end - first > best[1] - best[0]
-            if longer and len(digits) >= 13 and _luhn_ok(digits):
-                best = (first, end)
-    return best
+            if len(digits) >= 13 and _luhn_ok(digits):
+                candidates.append((first, end))
+    chosen: list[tuple[int, int]] = []  # sorted, never overlapping
+    for start, end in sorted(candidates, key=lambda span: (span[0] - span[1], span[0])):
+        if not _overlaps(chosen, start, end):
+            bisect.insort(chosen, (start, end))
+    return chosen
 
 
 def _iban_length(candidate: str) -> int:
