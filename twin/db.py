@@ -67,19 +67,54 @@ def get_engine(settings: Settings | None = None) -> Engine:
     return _cached_engine((settings or get_settings()).db_url)
 
 
+# SQLite's primary result codes for a write the disk refused (the low byte of the extended code).
+_SQLITE_IOERR, _SQLITE_FULL = 10, 13
+
+
+def _disk_error(exc: BaseException, settings: Settings) -> StoreError | None:
+    """A `StoreError` saying the disk is full (or failing) if ``exc`` is SQLite saying so.
+
+    Args:
+        exc: an exception raised while writing the database.
+        settings: for the data dir named in the message.
+    """
+    orig = getattr(exc, "orig", exc)
+    code = getattr(orig, "sqlite_errorcode", None)
+    if not isinstance(orig, sqlite3.OperationalError) or code is None:
+        return None
+    if code & 0xFF == _SQLITE_FULL:
+        problem = "the disk is full"
+    elif code & 0xFF == _SQLITE_IOERR:
+        problem = f"the disk refused a write ({orig})"
+    else:
+        return None
+    return StoreError(
+        f"Could not write the database in {settings.data_dir}: {problem}. Nothing of this "
+        "step was saved; what was stored before is unchanged.",
+        hint="Free some disk space (or move TWIN_DATA_DIR to a larger disk), then run it again.",
+    )
+
+
 @contextmanager
 def session_scope(settings: Settings | None = None) -> Iterator[Session]:
     """A session that commits on success and rolls back on error.
 
+    A full disk turns into a `StoreError` that says so (the transaction is rolled back, so the
+    database keeps its previous state).
+
     Args:
         settings: whose database to open; default: the process settings.
     """
+    settings = settings or get_settings()
     with Session(get_engine(settings), expire_on_commit=False) as session:
         try:
             yield session
             session.commit()
-        except BaseException:
+        except BaseException as exc:
             session.rollback()
+            full = _disk_error(exc, settings)
+            if full is not None:
+                raise full from exc
             raise
 
 

@@ -92,7 +92,8 @@ def save_training_checkpoint(
     tmp = final.with_name(f".{final.name}.tmp")
     if fabric.global_rank == 0:
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        tmp.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp.mkdir(mode=0o700)
     fabric.barrier()
     fabric.save(tmp / STATE_FILE, state, filter={"model": lora_filter})
     fabric.barrier()

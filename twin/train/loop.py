@@ -6,6 +6,8 @@ refused run leaves no trace. `run_training` owns the run dir from then on.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import shutil
 import time
@@ -118,7 +120,8 @@ def prepare_run(
     else:
         run_id = run_id or new_run_id()
         run_dir = runs_dir(settings) / run_id
-        if run_dir.exists():
+        # A dir without run.json is a run killed before its first write: nothing to keep.
+        if (run_dir / "run.json").is_file():
             raise TrainError(
                 f"Run {run_id} already exists.",
                 hint=f"Continue it with `twin train --resume {run_id}` or pick another --run.",
@@ -260,21 +263,31 @@ def run_training(
     """Set up, fit and save a planned run (see `twin.train.train`)."""
     run_dir, record = plan.run_dir, plan.record
     if plan.resume_from is None and not (run_dir / "run.json").is_file():
-        run_dir.mkdir(parents=True)
+        # Private (0700), like the data dir: the checkpoints hold what was learned from chats.
+        run_dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        run_dir.mkdir(exist_ok=True, mode=0o700)
     remove_partial_checkpoints(run_dir)
     record.metrics["status"] = "running"
-    save_run(run_dir, record)
     try:
+        save_run(run_dir, record)
         return _fit(plan, merge=merge, progress=progress, should_stop=should_stop)
     except BaseException as exc:
         record.metrics["status"] = "failed"
         record.metrics["error"] = f"{type(exc).__name__}: {exc}"
-        save_run(run_dir, record)
+        # The disk may be what failed: a half-written checkpoint only takes space, and a
+        # run.json that cannot be updated still says "running", which resumes the same way.
+        with contextlib.suppress(OSError):
+            remove_partial_checkpoints(run_dir)
+            save_run(run_dir, record)
         if isinstance(exc, TrainError | KeyboardInterrupt):
             raise
+        cause, fix = str(exc), "Fix the cause"
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            cause = f"the disk is full ({exc.strerror}); the last complete checkpoint is kept"
+            fix = "Free some disk space"
         raise TrainError(
-            f"Training run {record.run_id} failed: {exc}",
-            hint=f"Fix the cause, then continue from its last checkpoint: "
+            f"Training run {record.run_id} failed: {cause}",
+            hint=f"{fix}, then continue from its last checkpoint: "
             f"`twin train --resume {record.run_id}`.",
         ) from exc
 
@@ -547,7 +560,7 @@ def _save_final(
     tmp = final.with_name(".final.tmp")
     if fabric.global_rank == 0:
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        tmp.mkdir(parents=True, mode=0o700)
     fabric.barrier()
     # Fabric gathers the LoRA parameters from every shard; the result is {"model": {...}}.
     fabric.save(tmp / "gathered.pth", {"model": model}, filter={"model": lora_filter})

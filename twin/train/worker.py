@@ -131,7 +131,8 @@ def start_training_job(
         env["TWIN_DATABASE_URL"] = settings.database_url
     log = settings.data_dir / "jobs" / f"{job.id}.log"
     log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with log.open("ab") as out:
+    # 0600: the log may quote dataset text in an error message.
+    with os.fdopen(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "twin.train.worker", str(job.id)],
             stdin=subprocess.DEVNULL,
