@@ -351,3 +351,25 @@ def test_one_batch_with_mixed_flags_encodes_like_litgpt(tokenizer_dir: Path) -> 
     ]
     expected = [tokenizer.encode(t, bos=bos, eos=eos).tolist() for t, bos, eos in items]
     assert budget.encode_flagged(items) == expected
+
+
+def test_a_killed_runs_temp_dir_is_removed_by_the_next_run(db: Settings) -> None:
+    add_chat(db, peer_id=1, name="Anna", messages=conversation(10))
+    out = db.data_dir / "dataset"
+    abandoned = db.data_dir / ".dataset.999999999.abc"  # a pid that cannot be running
+    abandoned.mkdir(parents=True)
+    (abandoned / "train.json").write_text("[private partial samples")
+    prepare_dataset(settings=db, out_dir=out, min_messages=1)
+    assert not abandoned.exists()
+    assert sorted(p.name for p in db.data_dir.iterdir() if p.name.startswith(".dataset")) == []
+
+
+def test_an_old_set_moved_aside_by_a_killed_swap_is_put_back(db: Settings) -> None:
+    add_chat(db, peer_id=1, name="Anna", messages=conversation(10))
+    out = db.data_dir / "dataset"
+    prepare_dataset(settings=db, out_dir=out, min_messages=1)
+    aside = db.data_dir / ".dataset.999999999.abc.old"  # killed between the two renames
+    out.rename(aside)
+    prepare_dataset(settings=db, out_dir=out, min_messages=1, seed=7)
+    assert not aside.exists()
+    assert sorted(p.name for p in out.iterdir()) == ["stats.json", "train.json", "val.json"]

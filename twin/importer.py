@@ -19,6 +19,8 @@ and why a large import should not run alongside a harvest.
 
 from __future__ import annotations
 
+import re
+import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import ijson
+import sqlalchemy.exc
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
@@ -197,6 +200,7 @@ class _ChatStream:
         self.recent: list[dict[str, Any]] = []
         self.chat: dict[str, Any] | None = None
         self.on_messages: Callable[[dict[str, Any], list[dict[str, Any]]], None] | None = None
+        self.carry = b""  # the tail of the last chunk that may be the start of an escape
 
     def new_map(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
@@ -205,13 +209,16 @@ class _ChatStream:
 
     def read(self, size: int = READ_SIZE) -> bytes:
         self._drain_open_chat()
-        data = self.file.read(size)
-        self.position += len(data)
-        self.last_read = len(data)
-        self.lines += data.count(b"\n")
-        if self.progress is not None:
-            self.progress(self.position, self.size)
-        return data
+        while True:
+            chunk = self.file.read(size)
+            self.position += len(chunk)
+            self.last_read = len(chunk)
+            self.lines += chunk.count(b"\n")
+            if self.progress is not None:
+                self.progress(self.position, self.size)
+            data, self.carry = _replace_lone_surrogates(self.carry + chunk, final=not chunk)
+            if data or not chunk:  # an empty read means the end to ijson
+                return data
 
     def _drain_open_chat(self) -> None:
         for d in reversed(self.recent):
@@ -235,6 +242,66 @@ def _open(path: Path) -> tuple[Path, int]:
     if not path.is_file():
         raise ImportFailed(f"{path} does not exist.", hint=f"Give the path of {EXPECTED}.")
     return path, path.stat().st_size
+
+
+# A \uD800-\uDFFF escape that is not half of a pair (JSON allows it; a broken emoji produces
+# it) makes ijson's C backend fail with UnicodeDecodeError. Such escapes become \ufffd, so the
+# message is kept. A backslash run of even length before "u" is text, not an escape.
+_LONE_SURROGATE_RE = re.compile(
+    rb"(?<!\\)((?:\\\\)*)\\u"
+    rb"(?:[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"  # a high half with no low half after
+    rb"|(?<![dD][89abAB][0-9a-fA-F]{2}\\u)[dD][c-fC-F][0-9a-fA-F]{2})"  # a low half alone
+)
+_HIGH_HALF_RE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}")
+_ESCAPE_TAIL = 12  # "\uD83D\uDE0" split by a chunk boundary: held back for the next read
+
+
+def _replace_lone_surrogates(data: bytes, *, final: bool) -> tuple[bytes, bytes]:
+    """``data`` with lone surrogate escapes replaced by ``\ufffd``, and the tail held back
+    because an escape in it may continue in the next chunk.
+
+    Args:
+        data: a chunk of the export (with the previous call's tail in front).
+        final: no more data follows.
+    """
+    carry = b""
+    if not final:
+        cut = data.find(b"\\", max(0, len(data) - _ESCAPE_TAIL))
+        if cut != -1:
+            if _HIGH_HALF_RE.fullmatch(data, max(0, cut - 6), cut):
+                cut -= 6  # a high half right before: it needs to see what follows it
+            while cut > 0 and data[cut - 1] == 0x5C:  # keep a backslash run whole
+                cut -= 1
+            data, carry = data[:cut], data[cut:]
+    if b"\\u" in data:
+        data = _LONE_SURROGATE_RE.sub(rb"\1\\ufffd", data)
+    return data, carry
+
+
+# What a value of the wrong type (null text, a list as an id, an id beyond 64 bits, …) raises
+# on its way from the parser to SQLite. Operational errors (disk full, locked) are not here.
+_MALFORMED = (
+    TypeError,
+    ValueError,  # also pydantic's ValidationError and UnicodeDecodeError
+    AttributeError,
+    KeyError,
+    IndexError,
+    OverflowError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+    sqlite3.IntegrityError,
+    sqlalchemy.exc.IntegrityError,
+    sqlalchemy.exc.ProgrammingError,
+    sqlalchemy.exc.InterfaceError,
+)
+
+
+def _malformed(path: Path, exc: BaseException, where: str) -> ImportFailed:
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return ImportFailed(
+        f"{path} holds a value twin cannot read {where} ({type(exc).__name__}: {detail[:200]}).",
+        hint=f"twin expects {EXPECTED}; export the chats again from Telegram Desktop.",
+    )
 
 
 def _parse_error(path: Path, stream: _ChatStream, exc: Exception) -> ImportFailed:
@@ -452,7 +519,10 @@ def import_export(
         progress: called with (bytes read, file size) as the file is read.
     """
     path, size = _open(Path(path))
-    head = _read_head(path, size)
+    try:
+        head = _read_head(path, size)
+    except _MALFORMED as exc:
+        raise _malformed(path, exc, "at its top") from exc
     if head.user_id is not None and me is not None and head.user_id != me:
         raise ImportFailed(
             f"--me {me} disagrees with the export, which belongs to user {head.user_id}.",
@@ -468,14 +538,19 @@ def import_export(
         stream = _ChatStream(f, size=size, progress=progress)
         stream.on_messages = writer.on_messages
         chats = 0
-        for chat in _chats(path, stream, full=head.full):
-            if not isinstance(chat, dict):
-                raise ImportFailed(
-                    f"{path} is not a Telegram export.", hint=f"Expected {EXPECTED}."
-                )
-            writer.end_chat(chat)
-            chat.clear()
-            chats += 1
+        try:
+            for chat in _chats(path, stream, full=head.full):
+                if not isinstance(chat, dict):
+                    raise ImportFailed(
+                        f"{path} is not a Telegram export.", hint=f"Expected {EXPECTED}."
+                    )
+                writer.end_chat(chat)
+                chat.clear()
+                chats += 1
+        except _MALFORMED as exc:
+            # A value of the wrong type deep inside an otherwise valid export: name the place;
+            # the transaction rolls back, so nothing of this import stays.
+            raise _malformed(path, exc, f"near line {stream.lines}") from exc
         if chats == 0:
             raise ImportFailed(f"{path} holds no chats.", hint=f"Expected {EXPECTED}.")
         counts = writer.summary_counts

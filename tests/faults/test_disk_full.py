@@ -128,11 +128,6 @@ def test_full_disk_during_prepare_keeps_the_previous_dataset(
     _prepare_on_full_disk(imported, small_disk)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="prepare_dataset lets the OSError (ENOSPC) through instead of a PrepareError: "
-    "`twin prepare` on a full disk ends in a traceback",
-)
 def test_full_disk_during_prepare_says_so_clearly(imported: Settings, small_disk: Path) -> None:
     error = _prepare_on_full_disk(imported, small_disk)
     assert isinstance(error, PrepareError) and "space" in str(error).lower()

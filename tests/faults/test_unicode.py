@@ -138,12 +138,6 @@ def test_unicode_survives_import_prepare_training_and_chat(db: Settings, tmp_pat
         json.loads(json.dumps({"reply": reply}, ensure_ascii=False))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a lone surrogate (JSON escape \\ud800, which JSON allows and a broken emoji can "
-    "produce) crashes the export parser with UnicodeDecodeError instead of a clean import "
-    "(replaced by U+FFFD) or an ImportFailed",
-)
 def test_lone_surrogates_import_or_fail_clearly(db: Settings, tmp_path: Path) -> None:
     from twin.importer import import_export
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import hashlib
 import json
 import math
@@ -29,6 +30,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+import psutil
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
@@ -221,7 +223,10 @@ def prepare_dataset(
         dialogs = _choose_dialogs(connection, stats, bounds, min_messages)
         me = _owner_name(connection)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+        _remove_abandoned_temp_dirs(out_dir)
+        tmp_dir = Path(
+            tempfile.mkdtemp(prefix=f".{out_dir.name}.{os.getpid()}.", dir=out_dir.parent)
+        )
         try:
             writer = _SplitWriter(tmp_dir)
             report = ScrubReport()
@@ -262,11 +267,41 @@ def prepare_dataset(
             _write_json(tmp_dir / "stats.json", stats.model_dump(mode="json"))
             _swap_in(tmp_dir, out_dir)
             timings["write"] += time.perf_counter() - started
+        except OSError as exc:
+            raise _write_error(out_dir, exc) from exc
         finally:
             # After a swap this holds the previous dataset; after an error, the partial one.
             shutil.rmtree(tmp_dir, ignore_errors=True)
     stats.timings = {k: round(v, 3) for k, v in sorted(timings.items())}
     return stats
+
+
+def _remove_abandoned_temp_dirs(out_dir: Path) -> None:
+    """Delete temp dirs of runs that were killed before their cleanup ran (they hold private
+    samples); a dir is abandoned when the pid in its name is no longer running."""
+    for path in out_dir.parent.glob(f".{out_dir.name}.*"):
+        pid = path.name.removeprefix(f".{out_dir.name}.").split(".", 1)[0]
+        if not path.is_dir() or (pid.isdigit() and psutil.pid_exists(int(pid))):
+            continue
+        if path.name.endswith(".old") and not out_dir.exists():
+            # Killed mid-swap (the fallback without renameat2): this is the previous dataset.
+            os.rename(path, out_dir)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _write_error(out_dir: Path, exc: OSError) -> PrepareError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return PrepareError(
+            f"No space left to write the dataset next to {out_dir}; the previous dataset is "
+            "unchanged.",
+            hint="Free some disk space (or pass --out on another disk) and run prepare again.",
+        )
+    return PrepareError(
+        f"Could not write the dataset next to {out_dir}: {exc.strerror or exc}; the previous "
+        "dataset is unchanged.",
+        hint="Check that the folder exists and is writable.",
+    )
 
 
 def _check_options(
