@@ -56,5 +56,5 @@ VOLUME ["/data"]
 EXPOSE 8765
 # The login page answers without a session; urllib follows its redirect to /setup on first run.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('TWIN_PORT', '8765') + '/login', timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('TWIN_PORT', '8765') + '/healthz', timeout=4)"]
 ENTRYPOINT ["/bin/sh", "/app/docker/entrypoint.sh"]

@@ -211,12 +211,6 @@ def test_training_worker_survives_a_killed_server(
     assert server.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the job page and its event stream reap only out-of-process jobs (train): after a "
-    "server crash an import job shows 'running' until another import starts; the app could "
-    "reap dead jobs of every kind when it starts",
-)
 def test_a_dead_import_job_shows_as_failed_after_a_restart(
     owner: object, settings: Settings
 ) -> None:

@@ -23,7 +23,13 @@ from twin.web.security import LoginThrottle
 
 from .conftest import PASSWORD, form_token, set_password
 
-PUBLIC_ROUTES = {("GET", "/setup"), ("POST", "/setup"), ("GET", "/login"), ("POST", "/login")}
+PUBLIC_ROUTES = {
+    ("GET", "/setup"),
+    ("POST", "/setup"),
+    ("GET", "/login"),
+    ("POST", "/login"),
+    ("GET", "/healthz"),
+}
 
 
 def _flatten(routes: list[BaseRoute]) -> list[APIRoute]:
@@ -377,3 +383,9 @@ def test_throttle_waits_double_per_client_and_globally() -> None:
     assert throttle.retry_after("a") == 0
     throttle.record_success("a")
     assert throttle.record_failure("a") == 0
+
+
+def test_health_check_answers_anonymously_and_says_nothing_else(client: TestClient) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}

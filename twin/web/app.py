@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from twin.config import Settings
 from twin.errors import TwinError
+from twin.jobs import reap_dead_jobs
 from twin.web import auth, security
 from twin.web.deps import (
     WEB_DIR,
@@ -154,7 +155,16 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.twin = WebState(settings=settings, templates=templates)
     app.add_middleware(GuardMiddleware, settings=settings)
 
+    # Jobs left "running" by a server or worker that died are failed (and resumable) now.
+    reap_dead_jobs(settings=settings)
+
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        """Liveness for container health checks: no auth, and nothing about the owner."""
+        return {"status": "ok"}
+
     app.include_router(auth.router)
     app.include_router(auth.session_router)
     protected = APIRouter(dependencies=[Depends(require_owner), Depends(verify_csrf)])

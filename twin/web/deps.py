@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from sqlmodel import Session
@@ -70,6 +71,8 @@ def get_db(settings: SettingsDep) -> Iterator[Session]:
 
 
 DbDep = Annotated[Session, Depends(get_db)]
+# A row id in a path: SQLite's integers are 64-bit, so a larger one is a 422, not a 500.
+DbId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
 
 
 def api_token_file(settings: Settings) -> Path:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from twin.store import list_dialogs, set_included
-from twin.web.deps import DbDep, render
+from twin.web.deps import DbDep, DbId, render
 
 router = APIRouter()
 
@@ -28,10 +28,10 @@ def _set(db: DbDep, dialog_id: int, included: bool) -> Response:
 
 
 @router.post("/contacts/{dialog_id}/include")
-def include_dialog(dialog_id: int, db: DbDep) -> Response:
+def include_dialog(dialog_id: DbId, db: DbDep) -> Response:
     return _set(db, dialog_id, True)
 
 
 @router.post("/contacts/{dialog_id}/exclude")
-def exclude_dialog(dialog_id: int, db: DbDep) -> Response:
+def exclude_dialog(dialog_id: DbId, db: DbDep) -> Response:
     return _set(db, dialog_id, False)
