@@ -13,7 +13,9 @@ import asyncio
 import datetime as dt
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import phonenumbers
 from pydantic import BaseModel
@@ -34,6 +36,8 @@ from twin.telegram.client import (
     telegram_error,
 )
 from twin.vault import encrypt
+
+T = TypeVar("T")
 
 LOGIN_TTL_SECONDS = 10 * 60
 """How long a started login waits for its code or password before it is dropped."""
@@ -107,6 +111,20 @@ def normalize_phone(phone: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+async def _connect_then(client: TelegramClient, first_call: Callable[[], Awaitable[T]]) -> T:
+    """Connect ``client`` and make its first call; on any failure disconnect it again (a
+    pending login that never registered must not keep a connection open)."""
+    try:
+        await client.connect()
+        return await first_call()
+    except errors.RPCError as exc:
+        await client.disconnect()
+        raise telegram_error(exc) from exc
+    except BaseException:
+        await client.disconnect()
+        raise
+
+
 async def start_login(
     settings: Settings, *, phone: str, client_factory: ClientFactory | None = None
 ) -> LoginTicket:
@@ -121,15 +139,7 @@ async def start_login(
     phone = normalize_phone(phone)
     await _drop_expired()
     client = (client_factory or default_factory(settings))(session=None, receive_updates=False)
-    try:
-        await client.connect()
-        sent = await client.send_code_request(phone)
-    except errors.RPCError as exc:
-        await client.disconnect()
-        raise telegram_error(exc) from exc
-    except BaseException:
-        await client.disconnect()
-        raise
+    sent = await _connect_then(client, lambda: client.send_code_request(phone))
     login_id = _register(
         _Pending(
             settings=settings,
@@ -197,15 +207,7 @@ async def start_qr_login(
     await _drop_expired()
     # Telegram announces the scan with an update, so this client must receive updates.
     client = (client_factory or default_factory(settings))(session=None, receive_updates=True)
-    try:
-        await client.connect()
-        qr = await client.qr_login()
-    except errors.RPCError as exc:
-        await client.disconnect()
-        raise telegram_error(exc) from exc
-    except BaseException:
-        await client.disconnect()
-        raise
+    qr = await _connect_then(client, client.qr_login)
     pending = _Pending(
         settings=settings,
         client=client,

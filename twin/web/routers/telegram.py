@@ -9,7 +9,7 @@ and are never echoed, logged or stored. The API hash is stored encrypted and nev
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 import qrcode
@@ -149,18 +149,28 @@ async def send_code(
     return RedirectResponse("/telegram", status_code=303)
 
 
-@router.post("/telegram/code")
-async def submit_code(
-    request: Request, state: StateDep, principal: OwnerDep, code: Annotated[str, Form()] = ""
+async def _next_step(
+    request: Request,
+    state: StateDep,
+    principal: OwnerDep,
+    step: Callable[[str], Awaitable[login.LoginResult]],
 ) -> Response:
+    """Run one step (code, password) of the pending login of this browser session."""
     key = _login_key(principal)
     pending = state.telegram_logins.get(key)
     if pending is None:
         return _page(request, state, key, error="This login expired. Start again.")
-    result, page = await _run_step(
-        request, state, key, lambda: login.submit_code(pending["id"], code)
-    )
+    result, page = await _run_step(request, state, key, lambda: step(pending["id"]))
     return page or _after(state, key, result)  # type: ignore[arg-type]
+
+
+@router.post("/telegram/code")
+async def submit_code(
+    request: Request, state: StateDep, principal: OwnerDep, code: Annotated[str, Form()] = ""
+) -> Response:
+    return await _next_step(
+        request, state, principal, lambda login_id: login.submit_code(login_id, code)
+    )
 
 
 @router.post("/telegram/password")
@@ -170,14 +180,9 @@ async def submit_password(
     principal: OwnerDep,
     password: Annotated[str, Form()] = "",
 ) -> Response:
-    key = _login_key(principal)
-    pending = state.telegram_logins.get(key)
-    if pending is None:
-        return _page(request, state, key, error="This login expired. Start again.")
-    result, page = await _run_step(
-        request, state, key, lambda: login.submit_password(pending["id"], password)
+    return await _next_step(
+        request, state, principal, lambda login_id: login.submit_password(login_id, password)
     )
-    return page or _after(state, key, result)  # type: ignore[arg-type]
 
 
 @router.post("/telegram/qr")
