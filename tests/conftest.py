@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -15,6 +16,12 @@ from twin.config import Settings, get_settings
 from twin.db import _cached_engine, upgrade_database
 
 DATA = Path(__file__).parent / "data"
+
+# CI explores the same examples every run (a red build names a reproducible case); locally,
+# property tests keep drawing new ones.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 @pytest.fixture(autouse=True)

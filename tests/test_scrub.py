@@ -367,3 +367,20 @@ def test_a_mistyped_card_in_the_printed_layout_is_still_redacted() -> None:
     result = scrub_text("карта 4276 3801 2345 6785, переведи туда плиз")
     assert result.text == "карта <CARD>, переведи туда плиз"
     assert result.found == ["CARD"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("код 4821код 4821код 4821код 4821код 4821", "код <CODE>" * 5),
+        (
+            "код 4821код 4821код 4821код 4821https://x.io/?token=1",
+            "код <CODE>" * 4 + "<URL_SECRET>",
+        ),
+        ("код 4821" * 40, "<SECRET>"),  # a chain that never settles is redacted whole
+    ],
+)
+def test_matches_exposed_by_earlier_replacements_are_all_redacted(text: str, expected: str) -> None:
+    once = SCRUBBER.scrub(text).text
+    assert once == expected
+    assert SCRUBBER.scrub(once).text == once

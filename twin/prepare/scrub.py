@@ -406,6 +406,10 @@ class _Span(NamedTuple):
     kind: str
 
 
+_MAX_PASSES = 16
+"""Detection passes before a message that keeps yielding new matches is redacted whole."""
+
+
 class Scrubber:
     """Compiled rules, built once and reused for every message.
 
@@ -453,12 +457,19 @@ class Scrubber:
         text = _fix_surrogates(text)
         current = normalize_for_detection(text)
         found: set[str] = set()
-        # Replacing can join text into a new match (rare); repeat until stable.
-        for _ in range(4):
+        # Replacing can expose a new match ("код 4821код 4821": the second code only has its
+        # boundary once the first is a placeholder); repeat until stable.
+        for _ in range(_MAX_PASSES):
             spans = self._detect(current)
             if not spans:
                 break
             current = _apply(current, spans, found)
+        else:
+            if self._detect(current):
+                # Still finding more after many passes: a pathological chain. Over-redact the
+                # whole message rather than leak its tail (and stay idempotent).
+                current = "<SECRET>"
+                found.add("SECRET")
         if not found:
             return ScrubResult(text=text, found=[])
         return ScrubResult(text=current, found=sorted(found, key=_PRIORITY.__getitem__))
