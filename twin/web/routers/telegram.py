@@ -132,20 +132,43 @@ def _after(state: WebState, key: str, result: login.LoginResult) -> Response:
 async def send_code(
     request: Request, state: StateDep, principal: OwnerDep, phone: Annotated[str, Form()] = ""
 ) -> Response:
+    return await _start(
+        request,
+        state,
+        principal,
+        lambda settings, factory: login.start_login(settings, phone=phone, client_factory=factory),
+        lambda ticket: {"step": "code", "phone": ticket.phone},
+    )
+
+
+async def _start(
+    request: Request,
+    state: StateDep,
+    principal: OwnerDep,
+    start: Callable[[Settings, Any], Awaitable[Any]],
+    pending: Callable[[Any], dict[str, Any]],
+) -> Response:
+    """Begin a login (code or QR) for this browser session, replacing any pending one.
+
+    Args:
+        request: the request being answered.
+        state: the app state holding pending logins.
+        principal: the logged-in owner.
+        start: starts the login with the credentials' settings and the client factory
+            (None: the real one).
+        pending: what to remember of the returned ticket (besides its login id).
+    """
     key = _login_key(principal)
     settings = credentials_settings(state)
     if settings is None:
         return _page(request, state, key, error="Enter the API id and hash first.")
     await _forget(state, key)
     ticket, page = await _run_step(
-        request,
-        state,
-        key,
-        lambda: login.start_login(settings, phone=phone, client_factory=_factory(state, settings)),
+        request, state, key, lambda: start(settings, _factory(state, settings))
     )
     if page is not None:
         return page
-    state.telegram_logins[key] = {"id": ticket.login_id, "step": "code", "phone": ticket.phone}  # type: ignore[union-attr]
+    state.telegram_logins[key] = {"id": ticket.login_id, **pending(ticket)}  # type: ignore[union-attr]
     return RedirectResponse("/telegram", status_code=303)
 
 
@@ -187,21 +210,13 @@ async def submit_password(
 
 @router.post("/telegram/qr")
 async def start_qr(request: Request, state: StateDep, principal: OwnerDep) -> Response:
-    key = _login_key(principal)
-    settings = credentials_settings(state)
-    if settings is None:
-        return _page(request, state, key, error="Enter the API id and hash first.")
-    await _forget(state, key)
-    ticket, page = await _run_step(
+    return await _start(
         request,
         state,
-        key,
-        lambda: login.start_qr_login(settings, client_factory=_factory(state, settings)),
+        principal,
+        lambda settings, factory: login.start_qr_login(settings, client_factory=factory),
+        lambda ticket: {"step": "qr", "qr_url": ticket.url},
     )
-    if page is not None:
-        return page
-    state.telegram_logins[key] = {"id": ticket.login_id, "step": "qr", "qr_url": ticket.url}  # type: ignore[union-attr]
-    return RedirectResponse("/telegram", status_code=303)
 
 
 @router.get("/telegram/qr/events")
