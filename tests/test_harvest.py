@@ -5,22 +5,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from typing import Any
 
 import pytest
 from sqlmodel import select
 from telethon.tl import types
-from tgserver import CODE, ME_ID, PHONE, TelegramServer, build_world, media_samples
+from tgserver import ME_ID, TelegramServer, build_world, media_samples
 
 from twin.config import Settings, get_settings
 from twin.db import session_scope
 from twin.errors import TelegramError
 from twin.models import Dialog, HarvestState, Message
-from twin.telegram import login
-from twin.telegram.client import load_session
 from twin.telegram.harvest import (
     HarvestProgress,
-    HarvestSummary,
     harvest,
     message_to_row,
     skip_reason,
@@ -37,30 +33,6 @@ def tg(db: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
     return get_settings()
 
 
-def logged_in(settings: Settings, server: TelegramServer) -> TelegramServer:
-    async def flow() -> None:
-        ticket = await login.start_login(
-            settings, phone=PHONE, client_factory=server.client_factory(settings)
-        )
-        await login.submit_code(ticket.login_id, CODE)
-
-    asyncio.run(flow())
-    return server
-
-
-def run_harvest(settings: Settings, server: TelegramServer, **options: Any) -> HarvestSummary:
-    async def go() -> HarvestSummary:
-        client = server.client_factory(settings)(
-            session=load_session(settings), receive_updates=False
-        )
-        try:
-            return await harvest(settings=settings, client=client, pause_seconds=0, **options)
-        finally:
-            await client.disconnect()
-
-    return asyncio.run(go())
-
-
 def stored(settings: Settings) -> dict[int, dict[int, Message]]:
     """{peer id: {tg id: row}}"""
     with session_scope(settings) as session:
@@ -72,9 +44,9 @@ def stored(settings: Settings) -> dict[int, dict[int, Message]]:
 
 
 def test_harvest_stores_exactly_the_private_chats(tg: Settings) -> None:
-    server = logged_in(tg, TelegramServer())
+    server = TelegramServer().log_in(tg)
     seen: list[HarvestProgress] = []
-    summary = run_harvest(tg, server, progress=lambda p: seen.append(p.model_copy()))
+    summary = server.harvest(tg, progress=lambda p: seen.append(p.model_copy()))
 
     rows = stored(tg)
     history = server.world.history
@@ -141,8 +113,8 @@ def test_skip_rules() -> None:
 
 
 def test_second_run_fetches_only_new_messages(tg: Settings) -> None:
-    server = logged_in(tg, TelegramServer())
-    run_harvest(tg, server)
+    server = TelegramServer().log_in(tg)
+    server.harvest(tg)
     now = int(time.time())
     new_ids = [
         server.world.add_message(2002, date=now, out=i % 2 == 0, text=f"new {i}") for i in range(3)
@@ -150,20 +122,20 @@ def test_second_run_fetches_only_new_messages(tg: Settings) -> None:
     server.history_pages.clear()
     before = server.requests["GetHistoryRequest"]
 
-    summary = run_harvest(tg, server)
+    summary = server.harvest(tg)
     assert summary.messages_new == 3
     assert server.requests["GetHistoryRequest"] - before == 1
     assert [sorted(ids) for _, ids in server.history_pages] == [new_ids]
 
 
 def test_kill_and_resume_loses_nothing_and_refetches_nothing(tg: Settings) -> None:
-    server = logged_in(tg, TelegramServer())
+    server = TelegramServer().log_in(tg)
     # The connection dies while asking for the 5th page.
     server.fail_next(
         "GetHistoryRequest", None, None, None, None, ConnectionError("connection reset")
     )
     with pytest.raises(TelegramError, match="Lost the connection") as info:
-        run_harvest(tg, server)
+        server.harvest(tg)
     assert "resumes" in (info.value.hint or "")
     first = stored(tg)
     stored_ids = {(p, i) for p, rows in first.items() for i in rows}
@@ -171,7 +143,7 @@ def test_kill_and_resume_loses_nothing_and_refetches_nothing(tg: Settings) -> No
     assert stored_ids == answered and len(server.history_pages) == 4  # each page was committed
 
     server.history_pages.clear()
-    summary = run_harvest(tg, server)
+    summary = server.harvest(tg)
     refetched = {(p, i) for p, ids in server.history_pages for i in ids}
     assert not refetched & stored_ids
     rows = stored(tg)
@@ -181,16 +153,16 @@ def test_kill_and_resume_loses_nothing_and_refetches_nothing(tg: Settings) -> No
 
 
 def test_short_flood_wait_is_slept_long_one_recorded(tg: Settings) -> None:
-    server = logged_in(tg, TelegramServer())
+    server = TelegramServer().log_in(tg)
     server.fail_next("GetHistoryRequest", "FLOOD_WAIT_1")
     started = time.monotonic()
-    summary = run_harvest(tg, server)
+    summary = server.harvest(tg)
     assert time.monotonic() - started >= 1
     assert not summary.flood_waits and summary.dialogs_harvested == 4
 
     server.world.add_message(2001, date=int(time.time()), out=True, text="one more")
     server.fail_next("GetHistoryRequest", "FLOOD_WAIT_3600")
-    summary = run_harvest(tg, server)
+    summary = server.harvest(tg)
     assert [f.seconds for f in summary.flood_waits] == [3600]
     with session_scope(tg) as session:
         states = session.exec(select(HarvestState)).all()
@@ -199,7 +171,7 @@ def test_short_flood_wait_is_slept_long_one_recorded(tg: Settings) -> None:
         assert abs(waiting[0].retry_after_unix - (time.time() + 3600)) < 60  # type: ignore[operator]
 
     before = server.requests["GetHistoryRequest"]
-    summary = run_harvest(tg, server)
+    summary = server.harvest(tg)
     assert server.requests["GetHistoryRequest"] == before
     (reason,) = [s.reason for s in summary.skipped if s.peer_id == 2001]
     assert reason in ("flood wait: retry in 1 hour", "flood wait: retry in 59 minutes")
@@ -207,35 +179,32 @@ def test_short_flood_wait_is_slept_long_one_recorded(tg: Settings) -> None:
 
 def test_edit_within_the_window_is_picked_up(tg: Settings) -> None:
     now = int(time.time())
-    server = logged_in(
-        tg,
-        TelegramServer(
-            build_world(people=2, messages_per_person=120, end_unix=now - 600, spacing_seconds=300)
-        ),
-    )
-    run_harvest(tg, server)
+    server = TelegramServer(
+        build_world(people=2, messages_per_person=120, end_unix=now - 600, spacing_seconds=300)
+    ).log_in(tg)
+    server.harvest(tg)
     target = next(
         m for m in server.world.history[2001] if isinstance(m, types.Message) and not m.edit_date
     )
     server.world.edit_message(2001, target.id, "fixed typo", when=now)
 
-    summary = run_harvest(tg, server)
+    summary = server.harvest(tg)
     assert summary.messages_edited == 1 and summary.messages_new == 0
     row = stored(tg)[2001][target.id]
     assert (row.text, row.edited_unix) == ("fixed typo", now)
 
 
 def test_old_history_is_not_rescanned(tg: Settings) -> None:
-    server = logged_in(tg, TelegramServer())  # messages from 2023: long past editing
-    run_harvest(tg, server)
+    server = TelegramServer().log_in(tg)  # messages from 2023: long past editing
+    server.harvest(tg)
     before = server.requests["GetHistoryRequest"]
-    summary = run_harvest(tg, server)
+    summary = server.harvest(tg)
     assert server.requests["GetHistoryRequest"] == before and summary.messages_rescanned == 0
 
 
 def test_takeout_session_is_used_when_asked(tg: Settings) -> None:
-    server = logged_in(tg, TelegramServer())
-    summary = run_harvest(tg, server, takeout=True)
+    server = TelegramServer().log_in(tg)
+    summary = server.harvest(tg, takeout=True)
     assert summary.takeout and summary.messages_new > 0
     assert server.takeout_requests["GetHistoryRequest"] == server.requests["GetHistoryRequest"]
     assert server.takeout_requests["GetDialogsRequest"] == 1
@@ -243,10 +212,10 @@ def test_takeout_session_is_used_when_asked(tg: Settings) -> None:
 
 
 def test_takeout_needing_approval_says_what_to_do(tg: Settings) -> None:
-    server = logged_in(tg, TelegramServer())
+    server = TelegramServer().log_in(tg)
     server.takeout_delay_seconds = 86400
     with pytest.raises(TelegramError, match="approve") as info:
-        run_harvest(tg, server, takeout=True)
+        server.harvest(tg, takeout=True)
     assert "official Telegram app" in (info.value.hint or "") and info.value.retry_after == 86400
     assert server.requests["GetHistoryRequest"] == 0
 

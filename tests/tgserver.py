@@ -35,7 +35,9 @@ from telethon.tl import TLObject, TLRequest, functions, types
 from telethon.tl.alltlobjects import LAYER
 
 from twin.config import Settings
-from twin.telegram.client import ClientFactory, make_client
+from twin.telegram import login
+from twin.telegram.client import ClientFactory, load_session, make_client
+from twin.telegram.harvest import HarvestSummary, harvest
 
 ME_ID = 1000
 PHONE = "+447911123456"
@@ -354,6 +356,32 @@ class TelegramServer:
             return self.attach(client)
 
         return factory
+
+    def log_in(self, settings: Settings) -> TelegramServer:
+        """Log the owner in through twin's real login flow (phone, then code); return self."""
+
+        async def flow() -> None:
+            ticket = await login.start_login(
+                settings, phone=PHONE, client_factory=self.client_factory(settings)
+            )
+            await login.submit_code(ticket.login_id, CODE)
+
+        asyncio.run(flow())
+        return self
+
+    def harvest(self, settings: Settings, **options: Any) -> HarvestSummary:
+        """Run twin's harvest with the stored session against this server (no pauses)."""
+
+        async def go() -> HarvestSummary:
+            client = self.client_factory(settings)(
+                session=load_session(settings), receive_updates=False
+            )
+            try:
+                return await harvest(settings=settings, client=client, pause_seconds=0, **options)
+            finally:
+                await client.disconnect()
+
+        return asyncio.run(go())
 
     def fail_next(self, request_name: str, *errors: str | BaseException | None) -> None:
         """Make the next ``request_name`` requests fail (e.g. ``"GetHistoryRequest"``)."""

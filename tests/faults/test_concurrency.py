@@ -6,7 +6,6 @@ write lock for its whole (all-or-nothing) transaction, so every other writer mus
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -103,11 +102,7 @@ def test_contacts_toggle_through_the_web_while_an_import_runs(
 
 
 def test_store_writes_from_threads_while_a_harvest_runs(db: Settings) -> None:
-    from tgserver import CODE, PHONE, TelegramServer, build_world
-
-    from twin.telegram import login
-    from twin.telegram.client import load_session
-    from twin.telegram.harvest import harvest
+    from tgserver import TelegramServer, build_world
 
     settings = db.model_copy(update={"api_id": API_ID, "api_hash": API_HASH})
     server = TelegramServer(build_world(seed=3, people=4, messages_per_person=400))
@@ -120,21 +115,8 @@ def test_store_writes_from_threads_while_a_harvest_runs(db: Settings) -> None:
     running.set()
 
     def run_harvest() -> None:
-        async def go() -> None:
-            ticket = await login.start_login(
-                settings, phone=PHONE, client_factory=server.client_factory(settings)
-            )
-            await login.submit_code(ticket.login_id, CODE)
-            client = server.client_factory(settings)(
-                session=load_session(settings), receive_updates=False
-            )
-            try:
-                await harvest(settings=settings, client=client, pause_seconds=0)
-            finally:
-                await client.disconnect()
-
         try:
-            asyncio.run(go())
+            server.log_in(settings).harvest(settings)
         except BaseException as exc:
             errors.append(exc)
         finally:

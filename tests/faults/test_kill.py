@@ -8,7 +8,6 @@ delay drawn from [0, the duration of an uninterrupted run). After every kill the
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import random
@@ -92,30 +91,12 @@ def child_import(data_dir: str, path: str) -> int:
 
 
 def child_harvest(data_dir: str, seed: int) -> int:
-    from tgserver import CODE, PHONE, TelegramServer, build_world
-
-    from twin.telegram import login
-    from twin.telegram.client import load_session
-    from twin.telegram.harvest import harvest
+    from tgserver import TelegramServer, build_world
 
     settings = child_settings(data_dir, api_id=API_ID, api_hash=API_HASH)
     server = TelegramServer(build_world(seed=seed, people=4, messages_per_person=150))
 
-    async def go() -> int:
-        ticket = await login.start_login(
-            settings, phone=PHONE, client_factory=server.client_factory(settings)
-        )
-        await login.submit_code(ticket.login_id, CODE)
-        client = server.client_factory(settings)(
-            session=load_session(settings), receive_updates=False
-        )
-        try:
-            summary = await harvest(settings=settings, client=client, pause_seconds=0)
-        finally:
-            await client.disconnect()
-        return summary.messages_new
-
-    return asyncio.run(go())
+    return server.log_in(settings).harvest(settings).messages_new
 
 
 def child_prepare(data_dir: str, out_dir: str, seed: int) -> int:
