@@ -270,6 +270,8 @@ class Forker:
     def start(self, target: str, *, fsize_limit: int | None = None, **kwargs: Any) -> int:
         """Fork a child running ``target(**kwargs)``; return its pid."""
         log = self.log_dir / f"child-{time.monotonic_ns()}.log"
+        # Created here: a child killed at once may never get to open it itself.
+        log.touch(mode=0o600)
         command = {"op": "run", "target": target, "kwargs": kwargs, "log": str(log)}
         command["fsize_limit"] = fsize_limit
         pid = int(self._ask(command)["pid"])
