@@ -35,6 +35,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# Test-only reference implementations. Not in pyproject: transformers 5.x (whose GGUF loader
+	# reads Gemma 3 correctly) needs huggingface-hub>=1.31 while litgpt pins <1.4 for downloads,
+	# which twin never makes; litgpt works with the newer hub.
+	$(BIN)/python -m pip install --quiet "transformers==5.24.0" "accelerate==1.15.0"
 	touch $@
 
 clean:
