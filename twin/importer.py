@@ -19,11 +19,13 @@ and why a large import should not run alongside a harvest.
 
 from __future__ import annotations
 
+import operator
 import re
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from itertools import accumulate
 from pathlib import Path
 from typing import IO, Any
 
@@ -179,6 +181,64 @@ def convert_message(raw: dict[str, Any], *, me: str, dialog_id: int) -> tuple[Me
 
 
 # ---------------------------------------------------------------------------------------------
+# Nesting depth
+
+MAX_NESTING = 100
+"""The deepest nesting of arrays and objects a file may have (an export nests 6 levels).
+ijson keeps each open level's path, so its time and memory grow with the square of the depth:
+100,000 nested arrays (200 KB) would take minutes and gigabytes."""
+
+_STRING_RE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_STRING_REST_RE = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*"')  # a string begun in an earlier chunk
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+_OPENERS_AS_ONE = bytes.maketrans(b"[]{}", b"\x01\x00\x01\x00")
+
+
+class NestingGuard:
+    """Follows the nesting depth of JSON fed in chunks and refuses it past ``limit`` levels.
+
+    Strings are cut out with a regex and brackets counted with C-level byte operations; the
+    depth inside a chunk is traced only when the chunk could reach the limit. A chunk must not
+    end inside an escape (``_ChatStream`` holds such a tail back).
+
+    Args:
+        limit: the deepest nesting allowed.
+    """
+
+    def __init__(self, limit: int = MAX_NESTING) -> None:
+        self.limit = limit
+        self.depth = 0
+        self.in_string = False
+
+    def feed(self, data: bytes) -> None:
+        """Follow ``data``; raise `ImportFailed` once the nesting passes the limit."""
+        if self.in_string:
+            rest = _STRING_REST_RE.match(data)
+            if rest is None:
+                return  # the whole chunk is inside one string
+            data, self.in_string = data[rest.end() :], False
+        structure = _STRING_RE.sub(b"", data)
+        open_quote = structure.find(b'"')
+        if open_quote != -1:  # a string that goes on in the next chunk
+            structure, self.in_string = structure[:open_quote], True
+        brackets = structure.translate(None, _NOT_BRACKETS)
+        opened = brackets.count(b"[") + brackets.count(b"{")
+        if self.depth + opened > self.limit:
+            # Depth after the i-th bracket (1-based) = start + 2·(openers so far) − i.
+            ones = brackets.translate(_OPENERS_AS_ONE)
+            deepest = max(
+                map(operator.sub, map((2).__mul__, accumulate(ones)), range(1, len(ones) + 1))
+            )
+            if self.depth + deepest > self.limit:
+                raise ImportFailed(
+                    f"The file nests arrays or objects more than {self.limit} levels deep; "
+                    "a Telegram export never does.",
+                    hint=f"twin expects {EXPECTED}.",
+                )
+        self.depth += 2 * opened - len(brackets)
+
+
+# ---------------------------------------------------------------------------------------------
 # Streaming
 
 
@@ -201,6 +261,7 @@ class _ChatStream:
         self.chat: dict[str, Any] | None = None
         self.on_messages: Callable[[dict[str, Any], list[dict[str, Any]]], None] | None = None
         self.carry = b""  # the tail of the last chunk that may be the start of an escape
+        self.nesting = NestingGuard()
 
     def new_map(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
@@ -217,6 +278,7 @@ class _ChatStream:
             if self.progress is not None:
                 self.progress(self.position, self.size)
             data, self.carry = _replace_lone_surrogates(self.carry + chunk, final=not chunk)
+            self.nesting.feed(data)
             if data or not chunk:  # an empty read means the end to ijson
                 return data
 
