@@ -156,11 +156,19 @@ def login_submit(
         )
         response.headers["Retry-After"] = str(wait_s)
         return response
-    owner = get_owner(db)
-    if owner.password_hash and security.verify_password(owner.password_hash, password):
-        state.throttle.succeed(client)
+    right = False
+    try:
+        owner = get_owner(db)
+        right = bool(owner.password_hash) and security.verify_password(
+            owner.password_hash or "", password
+        )
+    finally:
+        if right:
+            state.throttle.succeed(client)
+        else:
+            wait_s = state.throttle.fail(client)
+    if right:
         return _start_session(request, state, target)
-    wait_s = state.throttle.fail(client)
     message = "Wrong password."
     if wait_s:
         message += f" Try again in {wait_s} s."

@@ -96,8 +96,8 @@ class LoginThrottle:
     further one doubles its wait, from ``base_delay_s`` up to ``max_delay_s``.
 
     A client is a browser: the device cookie of an earlier login (``trusted``), else the form
-    cookie of the login page. Call `begin` before checking a password, then `succeed` or
-    `fail`. Untrusted checks also draw from one token bucket shared by all
+    cookie of the login page. Call `begin` before checking a password, then always `succeed`
+    or `fail`. Untrusted checks also draw from one token bucket shared by all
     (``global_burst`` checks, refilled one per ``global_interval_s``): a guesser who changes
     cookies at every try gets no more than that rate, and never a wait longer than one
     interval for others once it stops. A trusted browser does not draw from the bucket, so no
@@ -137,12 +137,14 @@ class LoginThrottle:
             wait = failures.blocked_until - now
             if wait <= 0 and not trusted:
                 wait = self._take_token(now)
+            if math.isinf(wait):  # a check of this client is in flight
+                wait = self.base_delay_s
             if wait > 0:
                 return max(1, math.ceil(wait))
             failures.count += 1  # counted as wrong until `succeed` says otherwise
             if failures.count > self.free_attempts:
-                delay = self.base_delay_s * 2 ** (failures.count - self.free_attempts - 1)
-                failures.blocked_until = now + min(delay, self.max_delay_s)
+                # Past the free attempts, one check at a time: `fail` sets the real wait.
+                failures.blocked_until = math.inf
             return 0
 
     def fail(self, client: str) -> int:
