@@ -25,6 +25,8 @@ from fastapi.testclient import TestClient
 from test_private_files import modes, private_modes
 
 from twin.config import Settings
+from twin.errors import ImportFailed
+from twin.importer import NestingGuard
 from twin.jobs import get_job
 from twin.models import JobState
 from twin.web import create_app
@@ -76,12 +78,31 @@ def test_a_deeply_nested_upload_is_refused_before_any_import(
     owner: TestClient, settings: Settings
 ) -> None:
     before = _db_counts(settings)
-    body = b'{"about": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"  # 200 KB
+    # The attack nested 100,000 levels; 5,000 is as far past the limit and, if the guard ever
+    # went missing, costs ijson megabytes instead of gigabytes.
+    body = b'{"about": ' + b"[" * 5_000 + b"]" * 5_000 + b"}"
     response = owner.post("/import", content=body, headers={"Accept": "application/json"})
     assert response.status_code == 400, response.text
     assert "more than 100 levels deep" in response.json()["detail"]
     assert _db_counts(settings) == before  # no job either
     assert _leftovers(settings) == []
+
+
+def test_the_nesting_guard_refuses_the_original_bomb_at_its_first_chunk() -> None:
+    guard = NestingGuard()
+    with pytest.raises(ImportFailed, match="more than 100 levels deep"):
+        guard.feed(b'{"about": ' + b"[" * 100_000)
+    # Brackets inside strings, escaped quotes and strings cut between chunks do not count.
+    text = json.dumps({"t": "[" * 500 + '\\"{' * 300, "n": [[[{"k": "]]]"}]]]}).encode()
+    guard = NestingGuard(limit=5)
+    start = 0
+    while start < len(text):  # 7-byte chunks, never ending inside an escape (as the importer)
+        end = start + 7
+        while end < len(text) and text[end - 1 : end] == b"\\":
+            end += 1
+        guard.feed(text[start:end])
+        start = end
+    assert guard.depth == 0
 
 
 def _wait_for_job(settings: Settings, job_id: int) -> JobState:
