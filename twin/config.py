@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     """Extra host names the web app answers to besides localhost, 127.0.0.1 and [::1]."""
     max_upload_bytes: int = 4 * 1024**3
     """Largest Telegram export (result.json) the web app accepts, in bytes."""
+    max_request_bytes: int = 4 * 1024**2
+    """Largest body of any other web request (forms, chat, the API), in bytes."""
     phone_regions: list[str] = Field(default_factory=lambda: ["RU", "UA", "US", "GB", "PL", "DE"])
     """Regions whose local phone-number formats the scrubber recognizes."""
 

@@ -97,10 +97,19 @@ def is_dead(job: Job, *, now: int | None = None, stale_seconds: int = STALE_SECO
     return now - last_sign > stale_seconds
 
 
+NOT_RESUMABLE_KINDS = frozenset({"import"})
+"""An import is all or nothing and its upload is gone with the server: it starts over."""
+
+
 def _dead_note(job: Job) -> str:
+    then = (
+        "Upload the export again: nothing of it was kept."
+        if job.kind in NOT_RESUMABLE_KINDS
+        else "It can be resumed."
+    )
     return (
         f"The {job.kind} job's process (pid {job.pid}) stopped without finishing "
-        "(killed, crashed or the machine restarted). It can be resumed."
+        f"(killed, crashed or the machine restarted). {then}"
     )
 
 
@@ -128,7 +137,8 @@ def _reap(session: Session, *, kind: str | None, stale_seconds: int) -> list[Job
     for job in session.exec(query).all():
         if is_dead(job, stale_seconds=stale_seconds):
             job.state, job.error = JobState.failed, _dead_note(job)
-            job.result_json = json.dumps({**_result(job), "resumable": True})
+            resumable = job.kind not in NOT_RESUMABLE_KINDS
+            job.result_json = json.dumps({**_result(job), "resumable": resumable})
             job.updated_unix = _now()
             session.add(job)
             reaped.append(job)

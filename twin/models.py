@@ -125,3 +125,18 @@ class Job(SQLModel, table=True):
     created_unix: int = 0
     updated_unix: int = 0
     heartbeat_unix: int | None = None
+
+
+class BrowserSession(SQLModel, table=True):
+    """A logged-in browser of the web app (survives a restart; logout deletes it).
+
+    The cookie holds a random id; only its SHA-256 is stored, so a copy of the database opens
+    no session.
+    """
+
+    __tablename__ = "web_session"
+
+    id_sha256: str = Field(primary_key=True)
+    csrf_token: str
+    created_unix: int
+    expires_unix: int = Field(index=True)

@@ -3,8 +3,9 @@
 ``docker/entrypoint.sh`` runs here exactly as the image runs it (with a temp data dir and a free
 port on 127.0.0.1): it must migrate the database and serve the login page. Then the server is
 SIGKILLed while it runs an import (a thread of the server: the job dies with it and must show as
-failed and resumable after a restart, with nothing half-imported) and while a training job runs
-(its own process: it survives the server and finishes; the restarted server shows it running).
+failed, not resumable, after a restart, with nothing half-imported and its upload removed) and
+while a training job runs (its own process: it survives the server and finishes; the restarted
+server shows it running).
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def _one_job(data_dir: Path) -> int:
     return int(job_id)
 
 
-def test_server_killed_mid_import_leaves_a_failed_resumable_job(
+def test_server_killed_mid_import_leaves_a_failed_job_and_no_upload(
     start_server: type[Server], tmp_path: Path
 ) -> None:
     server = start_server()
@@ -160,16 +161,20 @@ def test_server_killed_mid_import_leaves_a_failed_resumable_job(
     with connect(db_file(data_dir)) as connection:
         (messages,) = connection.execute("SELECT count(*) FROM message").fetchone()
     assert messages == 0, "a killed import left part of itself"
+    assert list((data_dir / "uploads").iterdir()), "the upload should still be there"
     server = start_server()
     server.log_in()
     assert server.http.get(f"/jobs/{job_id}").status_code == 200
+    assert list((data_dir / "uploads").iterdir()) == []  # the restart removed the stale upload
 
     # Nothing blocks a second attempt: it marks the dead job failed, then imports everything.
     again = server.http.post("/import", content=body)
     assert again.status_code == 201, again.text
     job = get_job(settings=settings, job_id=job_id)
     assert job.state == JobState.failed and "stopped without finishing" in (job.error or "")
-    assert json.loads(job.result_json or "{}")["resumable"] is True
+    # An import is all or nothing and its upload is gone: it is not called resumable.
+    assert "Upload the export again" in (job.error or "")
+    assert json.loads(job.result_json or "{}")["resumable"] is False
     deadline = time.monotonic() + 120
     while get_job(settings=settings, job_id=job_id + 1).state == JobState.running:
         assert time.monotonic() < deadline

@@ -273,20 +273,36 @@ def test_wrong_passwords_are_throttled_with_growing_waits(client: TestClient) ->
     assert "twin_session" not in client.cookies
 
 
-def test_api_token_works_without_cookie_or_csrf(client: TestClient, settings: Settings) -> None:
+def test_api_token_opens_the_api_and_nothing_else(client: TestClient, settings: Settings) -> None:
     set_password(client)
     client.cookies.clear()
     dialog_id = _add_dialog(settings)
-    assert client.get("/contacts", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert client.get("/v1/models", headers={"Authorization": "Bearer nope"}).status_code == 401
     token = issue_api_token(settings)
     assert token not in api_token_file(settings).read_text()
-    bearer = {"Authorization": f"Bearer {token}"}
-    assert client.get("/contacts", headers=bearer).status_code == 200
+    bearer = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
     # No ambient authority (a browser never adds this header by itself), so no CSRF token.
-    assert client.post(f"/contacts/{dialog_id}/exclude", headers=bearer).status_code == 303
-    assert not _included(settings, dialog_id)
+    assert client.get("/v1/models", headers=bearer).status_code == 200
+    # Everything else needs the owner's browser session: reading private data, minting a new
+    # token (which would lock the owner's client out), settings, uploads, chat.
+    digest = api_token_file(settings).read_text()
+    for method, path in [
+        ("GET", "/contacts"),
+        ("GET", "/dataset"),
+        ("GET", "/chat"),
+        ("GET", "/settings"),
+        ("POST", f"/contacts/{dialog_id}/exclude"),
+        ("POST", "/settings/token"),
+        ("POST", "/settings/api"),
+        ("POST", "/import"),
+        ("POST", "/chat/reply"),
+    ]:
+        response = client.request(method, path, headers=bearer, content=b'{"about": 1}')
+        assert response.status_code == 401, (method, path, response.status_code)
+    assert _included(settings, dialog_id)
+    assert api_token_file(settings).read_text() == digest
     issue_api_token(settings)  # a new token replaces the old one
-    assert client.get("/contacts", headers=bearer).status_code == 401
+    assert client.get("/v1/models", headers=bearer).status_code == 401
 
 
 def test_security_headers_on_pages_and_errors(owner: TestClient) -> None:
@@ -370,19 +386,26 @@ def test_access_log_drops_query_strings(caplog: pytest.LogCaptureFixture) -> Non
     assert "12345" not in caplog.text and "/x" in caplog.text
 
 
-def test_throttle_waits_double_per_client_and_globally() -> None:
+def test_throttle_waits_double_per_client_and_the_bucket_refills() -> None:
     now = [1000.0]
     throttle = LoginThrottle(
-        free_attempts=2, global_free_attempts=5, base_delay_s=2, max_delay_s=10,
-        clock=lambda: now[0],
-    )  # fmt: skip
-    waits = [throttle.record_failure("a") for _ in range(6)]
+        free_attempts=2, base_delay_s=2, max_delay_s=10, global_burst=100, clock=lambda: now[0]
+    )
+    waits = []
+    for _ in range(6):
+        assert throttle.begin("a", trusted=False) == 0
+        waits.append(throttle.fail("a"))
+        now[0] += waits[-1]
     assert waits == [0, 0, 2, 4, 8, 10]  # doubling, then capped
-    assert throttle.retry_after("a") == 10 and throttle.retry_after("b") > 0  # global: 6 > 5
-    now[0] += 10
-    assert throttle.retry_after("a") == 0
-    throttle.record_success("a")
-    assert throttle.record_failure("a") == 0
+    assert throttle.begin("b", trusted=False) == 0  # another browser is not held
+    throttle.succeed("a")
+    assert throttle.begin("a", trusted=False) == 0 and throttle.fail("a") == 0
+    # The global bucket: untrusted checks at most `global_burst` at once, then one per interval.
+    bucket = LoginThrottle(global_burst=3, global_interval_s=5, clock=lambda: now[0])
+    assert [bucket.begin(f"c{i}", trusted=False) for i in range(4)] == [0, 0, 0, 5]
+    assert bucket.begin("owner", trusted=True) == 0  # a known browser never waits for others
+    now[0] += 5
+    assert bucket.begin("c9", trusted=False) == 0
 
 
 def test_health_check_answers_anonymously_and_says_nothing_else(client: TestClient) -> None:

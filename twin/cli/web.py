@@ -30,6 +30,7 @@ def serve(
 
     from twin.web import create_app
     from twin.web.app import quiet_access_log
+    from twin.web.server import server_config
 
     settings = get_settings()
     updates = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
@@ -46,16 +47,7 @@ def serve(
         )
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     typer.secho(f"twin is running at http://{shown}:{settings.port}/", fg=typer.colors.GREEN)
-    # One worker: sessions, login throttling and Telegram clients live in this process.
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        workers=1,
-        server_header=False,
-        proxy_headers=False,
-        log_level="info",
-    )
+    uvicorn.Server(server_config(app, host=settings.host, port=settings.port)).run()
 
 
 def register(app: typer.Typer) -> None:

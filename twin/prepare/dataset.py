@@ -468,7 +468,7 @@ class _JsonArrayWriter:
     """Streams records into a JSON array, one per line, so no split is held in memory."""
 
     def __init__(self, path: Path) -> None:
-        self.file: TextIO = path.open("w", encoding="utf-8", newline="\n", buffering=1 << 20)
+        self.file: TextIO = _open_private(path, buffering=1 << 20)
         self.count = 0
 
     def write(self, samples: list[Sample]) -> None:
@@ -578,8 +578,14 @@ def _no_samples_error(skipped: Counter[str]) -> PrepareError:
     )
 
 
+def _open_private(path: Path, *, buffering: int = -1) -> TextIO:
+    """A new text file only the owner can read (0600), like the rest of the data dir."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    return open(fd, "w", encoding="utf-8", newline="\n", buffering=buffering)
+
+
 def _write_json(path: Path, value: Any) -> None:
-    with path.open("w", encoding="utf-8", newline="\n") as f:
+    with _open_private(path) as f:
         f.write(json.dumps(value, ensure_ascii=False, sort_keys=True, indent=2) + "\n")
         f.flush()
         os.fsync(f.fileno())

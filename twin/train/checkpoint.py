@@ -76,6 +76,19 @@ def restore_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def make_private(path: Path) -> None:
+    """Owner-only modes under ``path``: directories 0700, files 0600 (torch, litgpt and
+    shutil write with the umask, usually 0644).
+
+    Args:
+        path: a file, or a directory walked whole.
+    """
+    path.chmod(0o700 if path.is_dir() else 0o600)
+    if path.is_dir():
+        for child in path.rglob("*"):
+            child.chmod(0o700 if child.is_dir() else 0o600)
+
+
 def save_training_checkpoint(
     fabric: L.Fabric, *, run_dir: Path, step: int, state: dict[str, Any]
 ) -> Path:
@@ -98,6 +111,7 @@ def save_training_checkpoint(
     fabric.save(tmp / STATE_FILE, state, filter={"model": lora_filter})
     fabric.barrier()
     if fabric.global_rank == 0:
+        make_private(tmp)
         if final.exists():  # a checkpoint at the same step from before a resume: same content
             shutil.rmtree(final)
         tmp.rename(final)

@@ -31,6 +31,7 @@ from twin.train.batching import epoch_batches
 from twin.train.checkpoint import (
     latest_checkpoint,
     load_training_checkpoint,
+    make_private,
     remove_partial_checkpoints,
     restore_rng_states,
     rng_states,
@@ -464,6 +465,7 @@ def _fit(
         if fabric.global_rank == 0:
             with (run_dir / METRICS_FILE).open("a", encoding="utf-8") as fp:
                 fp.write(json.dumps(entry) + "\n")
+            make_private(run_dir / METRICS_FILE)
         if state["step"] % config.checkpoint_interval == 0:
             save_checkpoint()
         if state["step"] < max_steps and should_stop is not None and should_stop():
@@ -547,6 +549,7 @@ def _truncate_metrics(run_dir: Path, step: int) -> None:
     ]
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    make_private(tmp)
     tmp.replace(path)
 
 
@@ -586,6 +589,7 @@ def _save_final(
                 lora=record.lora,
                 out_file=tmp / "lit_model.pth",
             )
+        make_private(tmp)
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)

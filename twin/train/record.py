@@ -91,4 +91,5 @@ def save_run(run_dir: Path, record: RunRecord) -> None:
     """
     tmp = run_dir / (RUN_RECORD + ".tmp")
     tmp.write_text(record.model_dump_json(indent=2), encoding="utf-8")
+    tmp.chmod(0o600)
     tmp.replace(run_dir / RUN_RECORD)

@@ -9,7 +9,8 @@ and `verify_csrf`.
 from __future__ import annotations
 
 import logging
-from typing import Any
+import re
+from collections.abc import Mapping
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
@@ -17,7 +18,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from twin.config import Settings
@@ -25,9 +28,11 @@ from twin.errors import TwinError
 from twin.jobs import reap_dead_jobs
 from twin.web import auth, security
 from twin.web.deps import (
+    PRINCIPAL_SCOPE_KEY,
     WEB_DIR,
     LoginRequired,
     WebState,
+    authenticate,
     login_redirect_target,
     render,
     require_owner,
@@ -47,7 +52,7 @@ from twin.web.routers import (
 )
 from twin.web.routers import settings as settings_page
 from twin.web.routers.openai_api import OpenAIError, openai_error_response
-from twin.web.upload import UploadTooLarge
+from twin.web.upload import UploadTooLarge, remove_stale_uploads, upload_too_large
 
 SECURITY_HEADERS = {
     # No inline scripts or styles: the few scripts live in /static.
@@ -65,12 +70,32 @@ SECURITY_HEADERS = {
 }
 
 
+PUBLIC_PATHS = frozenset({"/setup", "/login", "/healthz"})
+"""Paths answered without a login (besides /static): `twin.web.auth.router` and the health check."""
+SINGLE_HEADERS = (b"host", b"origin", b"sec-fetch-site", b"authorization", b"content-length")
+"""Headers a request may carry once: a second copy could smuggle a value past a check."""
+UPLOAD_PATH = "/import"
+
+log = logging.getLogger(__name__)
+
+
 class GuardMiddleware:
-    """Refuse foreign Hosts (400) and cross-origin writes (403); add security headers.
+    """The checks every request passes before any route sees it, in this order:
+
+    1. one copy each of Host, Origin and the other `SINGLE_HEADERS`, and a well-formed Host
+       naming this app (400 otherwise: DNS rebinding, header smuggling);
+    2. no cross-origin writes (403);
+    3. the owner's session (or, on /v1/*, the API token) outside `PUBLIC_PATHS` (401 or a
+       redirect to the login page), before a byte of the body is read;
+    4. a body no larger than ``max_request_bytes`` (``max_upload_bytes`` for an upload): 413
+       from the Content-Length, or as soon as the streamed body passes the limit.
+
+    Every answer gets the security headers, and an unhandled error becomes a 500 in the
+    route's own format (an error page, JSON, or OpenAI's error JSON) with them.
 
     Args:
         app: the wrapped ASGI app.
-        settings: for the port and the extra allowed host names.
+        settings: for the port, the extra allowed host names and the body limits.
     """
 
     def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
@@ -81,27 +106,12 @@ class GuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        host = headers.get("host")
-        refusal: tuple[int, str] | None = None
-        if not security.is_allowed_host(
-            host, allowed=self.settings.allowed_hosts, port=self.settings.port
-        ):
-            refusal = (
-                400,
-                "This address is not one twin answers to. Open it via http://127.0.0.1 "
-                "(or add the name to TWIN_ALLOWED_HOSTS).",
-            )
-        elif scope["method"] not in security.SAFE_METHODS and not security.is_same_origin(
-            headers.get("origin"),
-            scheme=scope.get("scheme", "http"),
-            host_header=host,
-            fetch_site=headers.get("sec-fetch-site"),
-        ):
-            refusal = (403, "Cross-site request refused.")
+        started = False
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message.setdefault("headers", [])
                 present = {k.lower() for k, _ in message["headers"]}
                 for name, value in SECURITY_HEADERS.items():
@@ -109,20 +119,131 @@ class GuardMiddleware:
                         message["headers"].append((name.encode(), value.encode()))
             await send(message)
 
-        if refusal is not None:
-            response = Response(refusal[1], status_code=refusal[0], media_type="text/plain")
-            await response(scope, receive, send_with_headers)
-            return
-        await self.app(scope, receive, send_with_headers)
+        request = Request(scope)
+        try:
+            refusal = self._refusal(scope)
+            if refusal is None:
+                refusal = await self._authenticate(request)
+            if refusal is None:
+                refusal, receive = self._limit_body(request, receive)
+            if refusal is not None:
+                await refusal(scope, receive, send_with_headers)
+                return
+            await self.app(scope, receive, send_with_headers)
+        except ClientDisconnect:
+            # The browser went away (a closed tab mid-upload): nothing to answer, no traceback.
+            log.info("client disconnected during %s %s", scope["method"], _log_path(scope["path"]))
+        except Exception:
+            log.exception("unhandled error in %s %s", scope["method"], _log_path(scope["path"]))
+            if not started:
+                response = error_answer(
+                    request,
+                    500,
+                    "Something went wrong inside twin.",
+                    "Try again; if it keeps happening, the server's log names the error.",
+                )
+                await response(scope, receive, send_with_headers)
+
+    def _refusal(self, scope: Scope) -> Response | None:
+        """A 400 for a foreign, malformed or repeated Host; a 403 for a cross-origin write."""
+        names = [name for name, _ in scope["headers"]]
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        host = headers.get("host")
+        if any(names.count(name) > 1 for name in SINGLE_HEADERS):
+            repeated = sorted({n.decode() for n in SINGLE_HEADERS if names.count(n) > 1})
+            return _plain(400, f"Repeated header refused: {', '.join(repeated)}.")
+        if not security.is_allowed_host(
+            host, allowed=self.settings.allowed_hosts, port=self.settings.port
+        ):
+            return _plain(
+                400,
+                "This address is not one twin answers to. Open it via http://127.0.0.1 "
+                "(or add the name to TWIN_ALLOWED_HOSTS).",
+            )
+        if scope["method"] not in security.SAFE_METHODS and not security.is_same_origin(
+            headers.get("origin"),
+            scheme=scope.get("scheme", "http"),
+            host_header=host,
+            fetch_site=headers.get("sec-fetch-site"),
+        ):
+            return _plain(403, "Cross-site request refused.")
+        return None
+
+    async def _authenticate(self, request: Request) -> Response | None:
+        path = request.url.path
+        if path in PUBLIC_PATHS or path.startswith("/static/"):
+            return None
+        state: WebState = request.app.state.twin
+        try:
+            principal = await run_in_threadpool(
+                authenticate,
+                state,
+                path=path,
+                authorization=request.headers.get("authorization", ""),
+                cookie=request.cookies.get(security.SESSION_COOKIE),
+            )
+        except LoginRequired as exc:
+            return login_required_answer(request, exc)
+        request.scope.setdefault("state", {})[PRINCIPAL_SCOPE_KEY] = principal
+        return None
+
+    def _limit_body(self, request: Request, receive: Receive) -> tuple[Response | None, Receive]:
+        """Refuse a declared body over the limit, and cut a streamed one off when it passes it."""
+        upload = request.method == "POST" and request.url.path == UPLOAD_PATH
+        limit = self.settings.max_upload_bytes if upload else self.settings.max_request_bytes
+
+        def too_large() -> Exception:
+            if upload:
+                return upload_too_large(limit)
+            return StarletteHTTPException(
+                413,
+                f"The request body is larger than the limit of {limit:,} bytes "
+                "(TWIN_MAX_REQUEST_BYTES).",
+            )
+
+        length = request.headers.get("content-length", "")
+        if length and (not length.isdigit() or int(length) > limit):
+            if not length.isdigit():
+                return _plain(400, "Malformed Content-Length."), receive
+            exc = too_large()
+            if isinstance(exc, TwinError):
+                return error_answer(request, 413, exc.message, exc.hint), receive
+            assert isinstance(exc, StarletteHTTPException)
+            return error_answer(request, 413, str(exc.detail), None), receive
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise too_large()
+            return message
+
+        return None, limited_receive
+
+
+def _plain(status_code: int, text: str) -> Response:
+    return Response(text, status_code=status_code, media_type="text/plain")
+
+
+_PRIVATE_PATH_RE = re.compile(r"^/chat/(?!completions$|reply$)[^/]+")
+
+
+def _log_path(path: str) -> str:
+    """A request path fit for a log: no query string, no conversation id."""
+    return _PRIVATE_PATH_RE.sub("/chat/…", path.split("?", 1)[0])
 
 
 class _StripQueryStrings(logging.Filter):
-    """Drop query strings from uvicorn's access log lines (they could carry something private)."""
+    """Drop query strings and conversation ids from uvicorn's access log lines (they could
+    carry something private)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and len(record.args) >= 3:
             args = list(record.args)
-            args[2] = str(args[2]).split("?", 1)[0]
+            args[2] = _log_path(str(args[2]))
             record.args = tuple(args)
         return True
 
@@ -157,6 +278,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     # Jobs left "running" by a server or worker that died are failed (and resumable) now.
     reap_dead_jobs(settings=settings)
+    remove_stale_uploads(settings)
 
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
 
@@ -199,52 +321,69 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:
-        if _is_api(request):
-            error = OpenAIError(
-                401,
-                "Missing or wrong API token. Create one on the Settings page of the twin web "
-                "app and send it as 'Authorization: Bearer <token>'.",
-                type="authentication_error",
-                code="invalid_api_key",
-            )
-            return openai_error_response(error, headers={"WWW-Authenticate": "Bearer"})
-        if _wants_html(request):
-            return RedirectResponse(login_redirect_target(request, setup=exc.setup), 303)
-        detail = "Set the owner password at /setup first." if exc.setup else "Log in first."
-        return JSONResponse(
-            {"detail": detail}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
-        )
+        return login_required_answer(request, exc)
 
     @app.exception_handler(TwinError)
     async def _twin_error(request: Request, exc: TwinError) -> Response:
         status_code = 413 if isinstance(exc, UploadTooLarge) else 400
-        if _is_api(request):
-            message = f"{exc.message} {exc.hint or ''}".strip()
-            return openai_error_response(OpenAIError(status_code, message))
-        return _error_response(request, status_code, exc.message, exc.hint)
+        return error_answer(request, status_code, exc.message, exc.hint)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if _is_api(request):
-            error = OpenAIError(exc.status_code, str(exc.detail))
-            return openai_error_response(error, headers=exc.headers)
-        return _error_response(request, exc.status_code, str(exc.detail), None, exc.headers)
+        return error_answer(request, exc.status_code, str(exc.detail), None, exc.headers)
 
     return app
 
 
-def _error_response(
+def login_required_answer(request: Request, exc: LoginRequired) -> Response:
+    """No valid session: a page redirects to the login, the API and JSON answer 401."""
+    if _is_api(request):
+        error = OpenAIError(
+            401,
+            "Missing or wrong API token. Create one on the Settings page of the twin web "
+            "app and send it as 'Authorization: Bearer <token>'.",
+            type="authentication_error",
+            code="invalid_api_key",
+        )
+        return openai_error_response(error, headers={"WWW-Authenticate": "Bearer"})
+    if _wants_html(request):
+        return RedirectResponse(login_redirect_target(request, setup=exc.setup), 303)
+    detail = "Set the owner password at /setup first." if exc.setup else "Log in first."
+    return JSONResponse({"detail": detail}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+
+def error_answer(
     request: Request,
     status_code: int,
     message: str,
     hint: str | None,
-    headers: dict[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
+    """An error in the route's own format: OpenAI's JSON on /v1/*, else a styled page for a
+    browser, else ``{"detail", "hint"}``.
+
+    Args:
+        request: the request that failed.
+        status_code: the HTTP status.
+        message: what went wrong.
+        hint: what to do about it.
+        headers: extra headers (e.g. WWW-Authenticate).
+    """
+    if _is_api(request):
+        text = f"{message} {hint or ''}".strip()
+        kind = "server_error" if status_code >= 500 else "invalid_request_error"
+        error = OpenAIError(status_code, text, type=kind)
+        return openai_error_response(error, headers=dict(headers) if headers else None)
+    response: Response | None = None
     if "text/html" in request.headers.get("accept", ""):
-        response: Response = render(
-            request, "error.html", {"message": message, "hint": hint}, status_code=status_code
-        )
-    else:
+        try:
+            response = render(
+                request, "error.html", {"message": message, "hint": hint}, status_code=status_code
+            )
+        except Exception:  # the page itself failed (e.g. the database): plain text then
+            log.exception("error page failed")
+            response = _plain(status_code, f"{message} {hint or ''}".strip())
+    if response is None:
         response = JSONResponse({"detail": message, "hint": hint}, status_code=status_code)
     for name, value in (headers or {}).items():
         response.headers[name] = value

@@ -1,7 +1,8 @@
 """First run, login and logout: the only pages reachable without the owner's session.
 
 Before a session exists, the forms are guarded by a double-submit CSRF cookie (SameSite=Strict)
-plus the app-wide Origin check; wrong passwords are throttled with exponential backoff.
+plus the app-wide Origin check; wrong passwords are throttled (`twin.web.security.LoginThrottle`):
+per browser with exponential backoff, and at a global rate for browsers that never logged in.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from twin.web.deps import (
     require_owner,
     verify_csrf,
 )
+from twin.web.sessions import DEVICE_COOKIE, DEVICE_TTL_SECONDS
 
 router = APIRouter()
 """Public routes: setup and login."""
@@ -61,6 +63,13 @@ def _start_session(request: Request, state: StateDep, target: str) -> Response:
         max_age=state.sessions.ttl_seconds,
         **_cookie_kwargs(request),  # type: ignore[arg-type]
     )
+    if state.devices.device_id(request.cookies.get(DEVICE_COOKIE)) is None:
+        response.set_cookie(
+            DEVICE_COOKIE,
+            state.devices.issue(),
+            max_age=DEVICE_TTL_SECONDS,
+            **_cookie_kwargs(request),  # type: ignore[arg-type]
+        )
     response.delete_cookie(security.PRELOGIN_COOKIE, path="/")
     return response
 
@@ -134,25 +143,32 @@ def login_submit(
             {"error": "The form expired. Try again.", "next": target},
             status_code=403,
         )
-    client = request.client.host if request.client else "unknown"
-    wait_s = state.throttle.retry_after(client)
+    device = state.devices.device_id(request.cookies.get(DEVICE_COOKIE))
+    # Without a device cookie, the form's cookie tells browsers apart (it matched the form).
+    client = f"device:{device}" if device else f"form:{csrf_token}"
+    wait_s = state.throttle.begin(client, trusted=device is not None)
     if wait_s:
         response = _prelogin_page(
             request,
             "login.html",
-            {
-                "error": f"Too many wrong passwords. Try again in {wait_s} s.",
-                "next": target,
-            },
+            {"error": f"Too many wrong passwords. Try again in {wait_s} s.", "next": target},
             status_code=429,
         )
         response.headers["Retry-After"] = str(wait_s)
         return response
-    owner = get_owner(db)
-    if owner.password_hash and security.verify_password(owner.password_hash, password):
-        state.throttle.record_success(client)
+    right = False
+    try:
+        owner = get_owner(db)
+        right = bool(owner.password_hash) and security.verify_password(
+            owner.password_hash or "", password
+        )
+    finally:
+        if right:
+            state.throttle.succeed(client)
+        else:
+            wait_s = state.throttle.fail(client)
+    if right:
         return _start_session(request, state, target)
-    wait_s = state.throttle.record_failure(client)
     message = "Wrong password."
     if wait_s:
         message += f" Try again in {wait_s} s."

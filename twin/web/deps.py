@@ -23,7 +23,8 @@ from twin.config import Settings
 from twin.db import get_engine
 from twin.models import Owner
 from twin.web import security
-from twin.web.security import LoginThrottle, SessionStore, WebSession
+from twin.web.security import LoginThrottle
+from twin.web.sessions import DeviceCookies, SessionStore, WebSession
 
 WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
 
@@ -34,7 +35,8 @@ class WebState:
 
     settings: Settings
     templates: Jinja2Templates
-    sessions: SessionStore = field(default_factory=SessionStore)
+    sessions: SessionStore = field(init=False)
+    devices: DeviceCookies = field(init=False)
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     setup_done: bool = False
     """Cached once the owner password exists (it is never unset while the app runs)."""
@@ -48,6 +50,10 @@ class WebState:
     """The run dir and the `twin.chat.generate.Twin` loaded from it, once chat was used."""
     game_rounds: dict[str, Any] = field(default_factory=dict)
     """The pending round of "Which one is me?" by browser session id (the answer stays here)."""
+
+    def __post_init__(self) -> None:
+        self.sessions = SessionStore(self.settings)
+        self.devices = DeviceCookies(self.settings)
 
 
 def get_state(request: Request) -> WebState:
@@ -125,23 +131,53 @@ class Principal:
         return self.session is None
 
 
-def require_owner(request: Request, state: StateDep) -> Principal:
-    """The owner's session from the cookie or a bearer token; otherwise `LoginRequired`."""
+API_PREFIX = "/v1/"
+"""The OpenAI-compatible API: the only paths an API token opens."""
+
+
+def authenticate(
+    state: WebState, *, path: str, authorization: str, cookie: str | None
+) -> Principal:
+    """Who is asking, or `LoginRequired`: on ``/v1/*`` a valid bearer token or the owner's
+    session cookie; everywhere else only the cookie (an API token opens the API, nothing more).
+
+    Args:
+        state: the app's state (settings, sessions).
+        path: the request path.
+        authorization: the Authorization header ("" when missing).
+        cookie: the session cookie's value.
+    """
     if not is_setup_done(state):
         raise LoginRequired(setup=True)
-    authorization = request.headers.get("authorization", "")
     scheme, _, token = authorization.partition(" ")
-    if scheme.lower() == "bearer" and token:
+    if path.startswith(API_PREFIX) and scheme.lower() == "bearer" and token.strip():
         digest_file = api_token_file(state.settings)
         if digest_file.is_file() and security.tokens_match(
             digest_file.read_text().strip(), security.token_digest(token.strip())
         ):
             return Principal()
         raise LoginRequired(setup=False)
-    session = state.sessions.get(request.cookies.get(security.SESSION_COOKIE))
+    session = state.sessions.get(cookie)
     if session is None:
         raise LoginRequired(setup=False)
     return Principal(session=session)
+
+
+PRINCIPAL_SCOPE_KEY = "twin.principal"
+"""Where the app's middleware leaves the `Principal` it authenticated (in ``scope["state"]``)."""
+
+
+def require_owner(request: Request, state: StateDep) -> Principal:
+    """The owner's session from the cookie or, for the API, a bearer token; else `LoginRequired`."""
+    known = request.scope.get("state", {}).get(PRINCIPAL_SCOPE_KEY)
+    if isinstance(known, Principal):
+        return known
+    return authenticate(
+        state,
+        path=request.url.path,
+        authorization=request.headers.get("authorization", ""),
+        cookie=request.cookies.get(security.SESSION_COOKIE),
+    )
 
 
 OwnerDep = Annotated[Principal, Depends(require_owner)]

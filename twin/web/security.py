@@ -2,15 +2,17 @@
 throttling and the Host/Origin checks that stop DNS rebinding and cross-site requests.
 
 Nothing here does HTTP or touches the database; `twin.web.deps` and `twin.web.auth` wire these
-pieces into requests. Sessions live in the memory of the one server process: a restart logs the
-browser out, which is the safe default for an app holding a Telegram account.
+pieces into requests; `twin.web.sessions` keeps the browser sessions in the database.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
+import re
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -18,7 +20,6 @@ from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 MIN_PASSWORD_LENGTH = 10
 SESSION_COOKIE = "twin_session"
@@ -80,61 +81,6 @@ def token_digest(token: str) -> str:
 
 
 @dataclass
-class WebSession:
-    """One logged-in browser."""
-
-    session_id: str
-    csrf_token: str
-    expires_at: float
-
-
-@dataclass
-class SessionStore:
-    """Live browser sessions, keyed by id; the cookie carries the id, signed and timed.
-
-    Args:
-        ttl_seconds: how long a session lives after login.
-        clock: the time source (seconds).
-    """
-
-    ttl_seconds: int = SESSION_TTL_SECONDS
-    clock: Clock = time.time
-    # A fresh key per process: sessions do not survive a restart anyway.
-    _serializer: URLSafeTimedSerializer = field(
-        default_factory=lambda: URLSafeTimedSerializer(secrets.token_bytes(32), salt="twin.session")
-    )
-    _sessions: dict[str, WebSession] = field(default_factory=dict)
-
-    def create(self) -> tuple[WebSession, str]:
-        """Start a session; return it and the cookie value to send."""
-        session = WebSession(new_token(), new_token(), self.clock() + self.ttl_seconds)
-        self._sessions[session.session_id] = session
-        return session, self._serializer.dumps(session.session_id)
-
-    def get(self, cookie: str | None) -> WebSession | None:
-        """The live session behind a cookie value, or None (forged, expired or logged out)."""
-        if not cookie:
-            return None
-        try:
-            session_id = self._serializer.loads(cookie, max_age=self.ttl_seconds)
-        except BadSignature:
-            return None
-        session = self._sessions.get(session_id)
-        if session is None or session.expires_at <= self.clock():
-            self._sessions.pop(session_id, None)
-            return None
-        return session
-
-    def revoke(self, session_id: str) -> None:
-        """Log one session out."""
-        self._sessions.pop(session_id, None)
-
-    def revoke_all(self) -> None:
-        """Log every browser out (after a password change)."""
-        self._sessions.clear()
-
-
-@dataclass
 class _Failures:
     count: int = 0
     blocked_until: float = 0.0
@@ -142,82 +88,118 @@ class _Failures:
 
 @dataclass
 class LoginThrottle:
-    """Exponential backoff after wrong passwords, per client and for all clients together.
+    """Wrong-password backoff per browser, plus a global rate for clients not known yet.
 
-    The first ``free_attempts`` failures of a client cost nothing; each further one doubles the
-    wait, from ``base_delay_s`` up to ``max_delay_s``. The global counter does the same with a
-    larger allowance, so spreading guesses over many addresses does not help.
+    Every password check is reserved under a lock before the (slow) hash is verified, and
+    counted as a failure until `succeed` gives it back: concurrent guesses cannot slip through
+    one free slot together. The first ``free_attempts`` failures of a client cost nothing; each
+    further one doubles its wait, from ``base_delay_s`` up to ``max_delay_s``.
+
+    A client is a browser: the device cookie of an earlier login (``trusted``), else the form
+    cookie of the login page. Call `begin` before checking a password, then always `succeed`
+    or `fail`. Untrusted checks also draw from one token bucket shared by all
+    (``global_burst`` checks, refilled one per ``global_interval_s``): a guesser who changes
+    cookies at every try gets no more than that rate, and never a wait longer than one
+    interval for others once it stops. A trusted browser does not draw from the bucket, so no
+    other local process can keep the owner's own browser out.
 
     Args:
         free_attempts: failures per client before waits begin.
-        global_free_attempts: failures over all clients before everyone waits.
         base_delay_s: the first wait, in seconds.
         max_delay_s: the longest wait, in seconds.
+        global_burst: checks untrusted clients may make at once.
+        global_interval_s: seconds to regain one untrusted check.
         clock: the time source (seconds).
     """
 
     free_attempts: int = 3
-    global_free_attempts: int = 20
     base_delay_s: float = 2.0
     max_delay_s: float = 15 * 60
+    global_burst: int = 10
+    global_interval_s: float = 6.0
     clock: Clock = time.monotonic
     _clients: dict[str, _Failures] = field(default_factory=dict)
-    _global: _Failures = field(default_factory=_Failures)
+    _tokens: float | None = None
+    _tokens_at: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def retry_after(self, client: str) -> int:
-        """Whole seconds ``client`` must wait before trying again (0: go ahead).
-
-        Args:
-            client: the client's address.
-        """
-        now = self.clock()
-        client_failures = self._clients.get(client, _Failures())
-        wait = max(client_failures.blocked_until, self._global.blocked_until) - now
-        return max(0, int(wait + 0.999))
-
-    def record_failure(self, client: str) -> int:
-        """Count a wrong password; return the seconds to wait before the next attempt.
+    def begin(self, client: str, *, trusted: bool) -> int:
+        """Reserve one password check for ``client``: 0 means go ahead (then call `succeed`
+        if the password was right), else the whole seconds to wait.
 
         Args:
-            client: the client's address.
+            client: who is trying (a browser's cookie, see the class).
+            trusted: the client is a browser that logged in before.
         """
-        now = self.clock()
-        client_failures = self._clients.setdefault(client, _Failures())
-        for failures, free in (
-            (client_failures, self.free_attempts),
-            (self._global, self.global_free_attempts),
-        ):
-            failures.count += 1
-            if failures.count > free:
-                delay = self.base_delay_s * 2 ** (failures.count - free - 1)
-                failures.blocked_until = now + min(delay, self.max_delay_s)
-        return self.retry_after(client)
+        with self._lock:
+            now = self.clock()
+            failures = self._clients.setdefault(client, _Failures())
+            wait = failures.blocked_until - now
+            if wait <= 0 and not trusted:
+                wait = self._take_token(now)
+            if math.isinf(wait):  # a check of this client is in flight
+                wait = self.base_delay_s
+            if wait > 0:
+                return max(1, math.ceil(wait))
+            failures.count += 1  # counted as wrong until `succeed` says otherwise
+            if failures.count > self.free_attempts:
+                # Past the free attempts, one check at a time: `fail` sets the real wait.
+                failures.blocked_until = math.inf
+            return 0
 
-    def record_success(self, client: str) -> None:
-        """Forget a client's failures (and the global ones: the owner is back).
+    def fail(self, client: str) -> int:
+        """The password was wrong: start ``client``'s wait from now (the check itself took a
+        while); return the whole seconds to wait (0: none).
 
         Args:
-            client: the client's address.
+            client: who tried.
         """
-        self._clients.pop(client, None)
-        self._global = _Failures()
+        with self._lock:
+            failures = self._clients.setdefault(client, _Failures(count=1))
+            if failures.count <= self.free_attempts:
+                return 0
+            delay = self.base_delay_s * 2 ** (failures.count - self.free_attempts - 1)
+            failures.blocked_until = self.clock() + min(delay, self.max_delay_s)
+            return math.ceil(min(delay, self.max_delay_s))
+
+    def succeed(self, client: str) -> None:
+        """The password was right: forget ``client``'s failures.
+
+        Args:
+            client: who logged in.
+        """
+        with self._lock:
+            self._clients.pop(client, None)
+
+    def _take_token(self, now: float) -> float:
+        """Take one untrusted check from the bucket; return 0, or the seconds until one."""
+        if self._tokens is None:
+            self._tokens, self._tokens_at = float(self.global_burst), now
+        refill = (now - self._tokens_at) / self.global_interval_s
+        self._tokens = min(float(self.global_burst), self._tokens + refill)
+        self._tokens_at = now
+        if self._tokens < 1:
+            return (1 - self._tokens) * self.global_interval_s
+        self._tokens -= 1
+        return 0.0
 
 
-def split_host(host_header: str) -> tuple[str, int | None]:
-    """``"[::1]:8765"`` → ``("[::1]", 8765)``; a missing or bad port gives None.
+# A Host header: a name or a bracketed IPv6 address, then optionally a port without leading
+# zeros. Anything else ("[::1]evil", "127.0.0.1:018801", spaces) is malformed.
+_HOST_RE = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?)(?::([1-9][0-9]{0,4}))?")
+
+
+def split_host(host_header: str) -> tuple[str, int | None] | None:
+    """``"[::1]:8765"`` → ``("[::1]", 8765)``, ``"localhost"`` → ``("localhost", None)``;
+    None when the value is not a well-formed host.
 
     Args:
         host_header: the Host header value.
     """
-    host = host_header.strip().lower()
-    if host.startswith("["):
-        name, _, rest = host.partition("]")
-        name += "]"
-        port_text = rest.removeprefix(":") if rest.startswith(":") else ""
-    else:
-        name, _, port_text = host.partition(":")
-    port = int(port_text) if port_text.isdigit() else None
-    return name, port
+    match = _HOST_RE.fullmatch(host_header.lower())
+    if match is None:
+        return None
+    return match.group(1), int(match.group(2)) if match.group(2) else None
 
 
 def is_allowed_host(host_header: str | None, *, allowed: Iterable[str], port: int) -> bool:
@@ -229,14 +211,12 @@ def is_allowed_host(host_header: str | None, *, allowed: Iterable[str], port: in
         allowed: extra host names accepted besides the local ones.
         port: the port the server listens on.
     """
-    if not host_header:
+    parsed = split_host(host_header) if host_header else None
+    if parsed is None:
         return False
-    name, host_port = split_host(host_header)
+    name, host_port = parsed
     names = {*LOCAL_HOSTS, *(a.lower() for a in allowed)}
-    if name not in names:
-        return False
-    has_port = ":" in host_header.rsplit("]", 1)[-1]
-    return not has_port or host_port == port
+    return name in names and host_port in (None, port)
 
 
 def is_same_origin(

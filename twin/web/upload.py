@@ -2,7 +2,8 @@
 
 The browser sends the file as the raw request body; it is streamed into a private file in the
 data dir, cut off as soon as it passes the size limit, and sniffed for the shape of a
-``result.json`` before any import starts. A refused upload leaves no file behind.
+``result.json`` (in a worker thread, never in the event loop) before any import starts. A
+refused upload leaves no file behind, and neither does a failed import.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import ijson
+from starlette.concurrency import run_in_threadpool
 
 from twin.config import Settings
 from twin.errors import ImportFailed
+from twin.importer import NestingGuard
 from twin.web.security import new_token
 
 # First keys of a full export ("about", "personal_information", …) or a one-chat export.
@@ -37,7 +40,7 @@ def uploads_dir(settings: Settings) -> Path:
     return path
 
 
-def _too_large(limit: int) -> UploadTooLarge:
+def upload_too_large(limit: int) -> UploadTooLarge:
     return UploadTooLarge(
         f"The file is larger than the upload limit of {limit / 1024**2:.0f} MB.",
         hint="Raise TWIN_MAX_UPLOAD_BYTES, or run `twin import PATH` on this machine instead.",
@@ -56,7 +59,7 @@ async def receive_upload(
     """
     limit = settings.max_upload_bytes
     if declared_size is not None and declared_size > limit:
-        raise _too_large(limit)
+        raise upload_too_large(limit)
     path = uploads_dir(settings) / f"{new_token()}.json"
     received = 0
     try:
@@ -65,16 +68,29 @@ async def receive_upload(
             async for chunk in chunks:
                 received += len(chunk)
                 if received > limit:
-                    raise _too_large(limit)
+                    raise upload_too_large(limit)
                 # Small sequential writes land in the page cache; not worth a thread hop each.
                 out.write(chunk)
         if received == 0:
             raise ImportFailed("The upload was empty.", hint=_NOT_AN_EXPORT_HINT)
-        check_export_shape(path)
+        await run_in_threadpool(check_export_shape, path)  # parsing never runs in the event loop
     except BaseException:
         path.unlink(missing_ok=True)
         raise
     return path
+
+
+def remove_stale_uploads(settings: Settings) -> None:
+    """Delete uploads left by a server that stopped mid-import (imports run in the server, so
+    at startup none is in use).
+
+    Args:
+        settings: whose data dir.
+    """
+    uploads = settings.data_dir / "uploads"
+    if uploads.is_dir():
+        for path in uploads.iterdir():
+            path.unlink(missing_ok=True)
 
 
 def check_export_shape(path: Path) -> None:
@@ -87,6 +103,7 @@ def check_export_shape(path: Path) -> None:
     """
     with path.open("rb") as f:
         head = f.read(_SNIFF_BYTES)
+    NestingGuard().feed(head)  # before ijson, whose cost grows with the square of the depth
     first_key: str | None = None
     try:
         for prefix, event, value in ijson.parse(head):

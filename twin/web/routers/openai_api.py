@@ -76,7 +76,8 @@ class CompletionRequest(BaseModel):
     top_k: int | None = Field(default=None, ge=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    seed: int | None = None
+    # torch.Generator.manual_seed's range: anything else would fail deep in sampling.
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)
     n: int = Field(default=1, ge=1, le=1)
 
 
