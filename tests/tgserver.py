@@ -684,7 +684,7 @@ class TelegramServer:
         # and an id that no longer exists answers messageEmpty in its place.
         found = [self.world.message(i.id) for i in request.id]
         messages = [
-            m if m is not None else types.MessageEmpty(i.id)
+            m if m is not None else types.MessageEmpty(i.id, peer_id=None)
             for i, m in zip(request.id, found, strict=True)
         ]
         self.checked_ids += [i.id for i in request.id]
