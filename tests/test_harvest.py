@@ -468,3 +468,19 @@ def test_unreachable_telegram_is_one_clear_error(
         assert str(info.value).startswith("Telegram could not be reached")
         assert detail in info.value.message and "export" in (info.value.hint or "")
         assert isinstance(info.value, TelegramError)
+
+
+def test_an_interrupted_run_does_not_narrow_the_edit_window(tg: Settings) -> None:
+    server = recent_world(people=1, messages=250).log_in(tg)
+    start = server.now()
+    server.harvest(tg)
+    texts = [m for m in server.world.history[2001] if isinstance(m, types.Message)]
+    target = texts[210]  # on the third page, sent a few hours before the first run
+    server.world.edit_message(2001, target.id, "edited later", when=start + 3600)
+
+    server.clock_offset_seconds = 47 * 3600  # the next runs, two days later
+    server.fail_next("GetHistoryRequest", None, ConnectionError("connection reset"))
+    with pytest.raises(TelegramError, match="Lost the connection"):
+        server.harvest(tg)
+    summary = server.harvest(tg)
+    assert summary.messages_edited == 1 and stored(tg)[2001][target.id].text == "edited later"

@@ -492,7 +492,10 @@ class _Run:
         with session_scope(self.settings) as db:
             new = upsert_messages(db, dialog_id=state.dialog_id, messages=page, source=Source.api)
             state.last_id = max(state.last_id, last_id)
-            state.last_run_unix = self.server_now
+            # Only a finished pass has read the whole window again: until then the window
+            # must stay as wide as the last finished run made it.
+            if state.last_run_unix is None:
+                state.last_run_unix = self.server_now
             state.complete = False  # until the dialog's run ends
             db.merge(state)
         self.summary.messages_new += new
