@@ -23,12 +23,8 @@ from twin.errors import TelegramError, TelegramUnreachable, TwinError
 from twin.models import Dialog, HarvestState, Message
 from twin.prepare.dataset import prepare_dataset
 from twin.telegram import login
-from twin.telegram.harvest import (
-    HarvestProgress,
-    harvest,
-    message_to_row,
-    skip_reason,
-)
+from twin.telegram.harvest import HarvestProgress, harvest
+from twin.telegram.rules import message_to_row, skip_reason
 
 PEOPLE = (2001, 2002, 2003, 2004)
 DELETED = 3002  # a deleted account: its chat is still there
