@@ -3,10 +3,11 @@
     python bench/bench_harvest.py [--people 20] [--messages 1000]
 
 Prints getHistory requests for a full harvest against the goal ceil(N/100) + D, the requests of
-a resume after an interruption (re-fetched messages must be 0), of an incremental run, and of
-the edit-window rescan (reported separately). Throughput is measured in this run and shown
-next to a baseline in the same process (iterating the same pages with Telethon alone, no store),
-because the machine is shared and absolute numbers drift.
+a resume after an interruption (re-fetched messages must be 0), of an incremental run with new
+messages in a few dialogs against the one-pass ideal (per dialog, ceil((messages of the recent
+window + new ones) / 100)), and the requests sent after a long FLOOD_WAIT (goal: 0). Throughput
+is measured in this run and shown next to a baseline in the same process (iterating the same
+pages with Telethon alone, no store), because the machine is shared and absolute numbers drift.
 """
 
 from __future__ import annotations
@@ -66,6 +67,14 @@ async def _baseline(settings: Settings, server: TelegramServer, people: list[int
     return elapsed
 
 
+def _recent_counts(server: TelegramServer, ids: list[int], *, since: int) -> dict[int, int]:
+    """Per dialog, its messages sent since ``since``: the recent window that one pass reads
+    again for edits and deletions, plus the new messages."""
+    return {
+        uid: sum(1 for m in server.world.history[uid] if m.date.timestamp() >= since) for uid in ids
+    }
+
+
 def settings_in(tmp: str) -> Settings:
     return Settings(data_dir=Path(tmp), api_id=1234567, api_hash="0f" * 16)
 
@@ -78,7 +87,8 @@ async def main(people: int, per_person: int) -> None:
         world = build_world(people=people, messages_per_person=per_person, end_unix=now - 3600)
         server = TelegramServer(world)
         await _login(settings, server)
-        ids = sorted(u for u in world.users if 2001 <= u < 3000)
+        # Every private chat: the people and the deleted account (bots and Saved Messages: no).
+        ids = sorted(u.id for u in world.users.values() if not (u.bot or u.is_self))
         n = sum(len(world.history[u]) for u in ids)
         goal = math.ceil(n / 100) + len(ids)
 
@@ -94,14 +104,25 @@ async def main(people: int, per_person: int) -> None:
             f"{n / baseline:,.0f} messages/s (ratio {baseline / seconds:.2f})"
         )
 
+        new_per_dialog = 150
         for uid in ids[:3]:
-            world.add_message(uid, date=now, out=True, text="new")
+            for _ in range(new_per_dialog):
+                world.add_message(uid, date=now, out=True, text="new")
         requests, _ = await _harvest(settings, server)
-        print(
-            f"incremental run (3 new messages): {requests} getHistory; the edit-window "
-            "rescan of the recent messages is included here:"
+        window = _recent_counts(server, ids, since=now - 48 * 3600)
+        ideal = sum(math.ceil(count / 100) for count in window.values())
+        # A rescan of the window separate from the fetch of the new messages:
+        two_passes = sum(
+            math.ceil((count - new_per_dialog * (uid in ids[:3])) / 100)
+            + math.ceil(new_per_dialog * (uid in ids[:3]) / 100)
+            for uid, count in window.items()
         )
-        print(f"  rescan requests ≈ {requests - 3} for messages sent within 48 h of the last run")
+        print(
+            f"incremental run ({new_per_dialog} new messages in 3 of {len(ids)} dialogs, "
+            f"history of the last {per_person * 600 // 86400} days): {requests} getHistory; "
+            f"one-pass ideal {ideal} (ratio {requests / ideal:.2f}); two separate passes would "
+            f"need {two_passes}"
+        )
 
     with tempfile.TemporaryDirectory() as tmp:  # resume after an interruption, old history
         settings = settings_in(tmp)
@@ -118,6 +139,21 @@ async def main(people: int, per_person: int) -> None:
         print(
             f"resume: interrupted after {cut} pages; rerun made {second} getHistory requests "
             f"(total {first - 1 + second}), re-fetched messages: {len(refetched)}"
+        )
+
+    with tempfile.TemporaryDirectory() as tmp:  # a day-long FLOOD_WAIT on the 3rd request
+        settings = settings_in(tmp)
+        upgrade_database(settings)
+        server = TelegramServer(build_world(people=people, messages_per_person=per_person))
+        await _login(settings, server)
+        server.fail_next("GetHistoryRequest", None, None, "FLOOD_WAIT_86400")
+        first, _ = await _harvest(settings, server)
+        sent = sum(server.requests.values())
+        await _harvest(settings, server)
+        print(
+            f"long flood wait (24 h, on request 3 of {goal}): requests after the wait in that "
+            f"run: {first - 3}; requests of any kind in a second run: "
+            f"{sum(server.requests.values()) - sent} (goal 0 and 0)"
         )
 
 

@@ -201,3 +201,13 @@ def test_single_chat_export_of_a_group_is_skipped(db: Settings, tmp_path: Path) 
     summary = import_export(settings=db, path=write(tmp_path / "group.json", chat))
     assert (summary.dialogs_imported, summary.chats_skipped) == (0, {"private_group": 1})
     assert rows(db) == []
+
+
+def test_service_notifications_chat_is_skipped(db: Settings, tmp_path: Path) -> None:
+    full = {
+        "personal_information": {"user_id": 1},
+        "chats": {"list": [json.loads(SINGLE.read_text()) | {"name": "Telegram", "id": 777000}]},
+    }
+    summary = import_export(settings=db, path=write(tmp_path / "codes.json", full))
+    assert (summary.dialogs_imported, summary.chats_skipped) == (0, {"service_notifications": 1})
+    assert rows(db) == [(1, None)]

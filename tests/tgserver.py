@@ -23,7 +23,7 @@ import struct
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from telethon import TelegramClient
@@ -110,6 +110,13 @@ class World:
         message = next(m for m in self.history[key] if m.id == msg_id)
         message.message = text
         message.edit_date = _utc(when)
+
+    def delete_messages(self, key: int, *msg_ids: int) -> None:
+        """Delete messages for both sides (or clear the history, with every id)."""
+        self.history[key] = [m for m in self.history[key] if m.id not in msg_ids]
+
+    def message(self, msg_id: int) -> types.Message | types.MessageService | None:
+        return next((m for ms in self.history.values() for m in ms if m.id == msg_id), None)
 
 
 _WORDS = ["hi", "hello", "sure", "ok", "thanks", "tomorrow", "coffee", "later", "yes", "no"]
@@ -293,7 +300,6 @@ class _Auth:
     qr_token: bytes | None = None
     qr_expires: int = 0
     qr_accepted: bool = False
-    takeout_ids: set[int] = field(default_factory=set)
 
 
 class TelegramServer:
@@ -312,12 +318,19 @@ class TelegramServer:
         self.password = password
         self.password_hint = password_hint
         self.qr_ttl_seconds = qr_ttl_seconds
+        self.clock_offset_seconds = 0
+        """Telegram's clock minus this machine's (negative: the machine's clock is ahead)."""
         self.requests: Counter[str] = Counter()
-        self.takeout_requests: Counter[str] = Counter()
         self.history_pages: list[tuple[int, list[int]]] = []
+        self.checked_ids: list[int] = []
+        self.flood_until: dict[str, float] = {}
+        """{request class name: time}: every such request is refused with FLOOD_WAIT till then."""
+        self.broken_peers: dict[int, str] = {}
+        """{peer key: error}: getHistory for that chat always fails so (``PEER_ID_INVALID``)."""
+        self.unreachable: BaseException | None = None
+        """Raised by every connection attempt (what Telethon raises when Telegram is not there)."""
+        """Ids asked for with messages.getMessages."""
         self.auths: dict[int, _Auth] = {}
-        self.finished_takeouts: list[bool] = []
-        self.takeout_delay_seconds: int | None = None
         self.invalid_phones: set[str] = set()
         # {request class name: [error, …]}: the next such requests fail with these, in order.
         # An error is an RPC error message ("FLOOD_WAIT_30"), an exception to raise as is, or
@@ -416,7 +429,6 @@ class TelegramServer:
 
     def answer(self, sender: InMemorySender, request: TLRequest) -> Any:
         """Unwrap the invoke* wrappers, then answer the inner request (or raise)."""
-        takeout_id = None
         sender.wants_updates = True
         while True:
             if isinstance(request, functions.InvokeWithLayerRequest):
@@ -427,22 +439,20 @@ class TelegramServer:
             elif isinstance(request, functions.InvokeWithoutUpdatesRequest):
                 sender.wants_updates = False
                 request = request.query
-            elif isinstance(request, functions.InvokeWithTakeoutRequest):
-                takeout_id = request.takeout_id
-                request = request.query
             else:
                 break
         name = type(request).__name__
         self.requests[name] += 1
         auth = self.auths.setdefault(sender.key_id, _Auth())
-        if takeout_id is not None:
-            if takeout_id not in auth.takeout_ids:
-                raise self.error(400, "TAKEOUT_INVALID", request)
-            self.takeout_requests[name] += 1
+        if self.flood_until.get(name, 0) > time.time():  # Telegram keeps refusing until then
+            left = int(self.flood_until[name] - time.time()) + 1
+            raise self.error(420, f"FLOOD_WAIT_{left}", request)
         failure = self.failures[name].pop(0) if self.failures.get(name) else None
         if isinstance(failure, BaseException):
             raise failure
         if failure is not None:
+            if failure.startswith("FLOOD_WAIT_"):
+                self.flood_until[name] = time.time() + int(failure.rsplit("_", 1)[1])
             raise self.error(420 if failure.startswith("FLOOD") else 400, failure, request)
         handler = getattr(self, "_" + name, None)
         if handler is None:
@@ -455,8 +465,12 @@ class TelegramServer:
     def error(code: int, message: str, request: TLRequest) -> BaseException:
         return rpc_message_to_error(types.RpcError(code, message), request)
 
+    def now(self) -> int:
+        """Telegram's clock."""
+        return int(time.time()) + self.clock_offset_seconds
+
     def _GetConfigRequest(self, request: Any, auth: _Auth) -> types.Config:
-        now = int(time.time())
+        now = self.now()
         return types.Config(
             date=_utc(now),
             expires=_utc(now + 3600),
@@ -501,10 +515,10 @@ class TelegramServer:
         return out
 
     def _GetStateRequest(self, request: Any, auth: _Auth) -> types.updates.State:
-        return types.updates.State(pts=1, qts=0, date=_utc(int(time.time())), seq=1, unread_count=0)
+        return types.updates.State(pts=1, qts=0, date=_utc(self.now()), seq=1, unread_count=0)
 
     def _GetDifferenceRequest(self, request: Any, auth: _Auth) -> types.updates.DifferenceEmpty:
-        return types.updates.DifferenceEmpty(date=_utc(int(time.time())), seq=1)
+        return types.updates.DifferenceEmpty(date=_utc(self.now()), seq=1)
 
     def _SendCodeRequest(self, request: Any, auth: _Auth) -> types.auth.SentCode:
         phone = "+" + request.phone_number.lstrip("+")
@@ -629,6 +643,8 @@ class TelegramServer:
 
     def _GetHistoryRequest(self, request: Any, auth: _Auth) -> Any:
         key = self._peer_key(request.peer, request)
+        if key in self.broken_peers:
+            raise self.error(400, self.broken_peers[key], request)
         newest_first = [
             m
             for m in reversed(self.world.history.get(key, []))
@@ -663,6 +679,18 @@ class TelegramServer:
             len(newest_first), page, [], chats, users, offset_id_offset=start
         )
 
+    def _GetMessagesRequest(self, request: Any, auth: _Auth) -> Any:
+        # Private chats and basic groups share one id space: ids are looked up account-wide,
+        # and an id that no longer exists answers messageEmpty in its place.
+        found = [self.world.message(i.id) for i in request.id]
+        messages = [
+            m if m is not None else types.MessageEmpty(i.id, peer_id=None)
+            for i, m in zip(request.id, found, strict=True)
+        ]
+        self.checked_ids += [i.id for i in request.id]
+        users = list(self.world.users.values())
+        return types.messages.Messages(messages, [], list(self.world.chats.values()), users)
+
     def _peer_key(self, peer: Any, request: Any) -> int:
         if isinstance(peer, types.InputPeerSelf):
             return ME_ID
@@ -675,18 +703,6 @@ class TelegramServer:
         if isinstance(peer, types.InputPeerChannel) and peer.channel_id in self.world.chats:
             return -peer.channel_id
         raise self.error(400, "PEER_ID_INVALID", request)
-
-    def _InitTakeoutSessionRequest(self, request: Any, auth: _Auth) -> types.account.Takeout:
-        if self.takeout_delay_seconds is not None:
-            raise self.error(420, f"TAKEOUT_INIT_DELAY_{self.takeout_delay_seconds}", request)
-        takeout_id = random.getrandbits(62)
-        auth.takeout_ids.add(takeout_id)
-        return types.account.Takeout(takeout_id)
-
-    def _FinishTakeoutSessionRequest(self, request: Any, auth: _Auth) -> bool:
-        auth.takeout_ids.clear()
-        self.finished_takeouts.append(bool(request.success))
-        return True
 
 
 # Methods Telegram answers before login.
@@ -739,6 +755,8 @@ class InMemorySender:
     async def connect(self, connection: Any) -> bool:
         if self._connected:
             return False
+        if self.server.unreachable is not None:
+            raise self.server.unreachable
         self._connection = connection
         if not self.auth_key.key:
             # Stands for the Diffie-Hellman exchange that creates a key on first contact.

@@ -48,6 +48,19 @@ class TelegramError(TwinError):
         self.retry_after = retry_after
 
 
+class TelegramUnreachable(TelegramError):
+    """No answer from Telegram, or an answer that is not Telegram's (timeout, DNS failure, a
+    captive portal or proxy in the way)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            f"Telegram could not be reached ({detail}).",
+            hint="Check your connection (a Wi-Fi login page, a proxy or a firewall can be in "
+            "the way) and try again; or import a Telegram Desktop export instead.",
+        )
+        self.detail = detail
+
+
 class ImportFailed(TwinError):
     """A Telegram Desktop export could not be imported."""
 

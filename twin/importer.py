@@ -38,7 +38,13 @@ from twin.config import Settings
 from twin.db import session_scope
 from twin.errors import ImportFailed
 from twin.models import Source
-from twin.store import MessageRow, get_owner, upsert_dialog, upsert_message_rows
+from twin.store import (
+    SERVICE_NOTIFICATIONS_ID,
+    MessageRow,
+    get_owner,
+    upsert_dialog,
+    upsert_message_rows,
+)
 
 try:  # the C backend is ~10x faster; the pure-Python one still works, slowly
     _ijson: Any = ijson.get_backend("yajl2_c")
@@ -73,6 +79,8 @@ MEDIA_KEYS: tuple[tuple[str, str], ...] = (
 )
 _MEDIA_KEY_NAMES = frozenset(key for key, _ in MEDIA_KEYS)
 _EXPORT = Source.export.value
+SERVICE_CHAT = "service_notifications"
+"""How the chat with Telegram's own account (777000) is counted among the skipped chats."""
 
 Progress = Callable[[int, int], None]
 """Called with (bytes read, file size) as the import advances."""
@@ -469,7 +477,11 @@ class _Writer:
         return None
 
     def importable(self, chat: dict[str, Any]) -> bool:
-        return chat.get("type") == "personal_chat" and chat.get("id") != self.me
+        # Telegram's own account (login codes) is a personal chat too, but nobody to learn from.
+        return chat.get("type") == "personal_chat" and chat.get("id") not in (
+            self.me,
+            SERVICE_NOTIFICATIONS_ID,
+        )
 
     def on_messages(self, chat: dict[str, Any], raws: list[dict[str, Any]]) -> None:
         """Messages finished while the chat is still being parsed."""
@@ -488,7 +500,7 @@ class _Writer:
                 "A chat in the export has no type or id.", hint=f"twin expects {EXPECTED}."
             )
         if not self.importable(chat):
-            self.skipped[kind] += 1
+            self.skipped[SERVICE_CHAT if chat.get("id") == SERVICE_NOTIFICATIONS_ID else kind] += 1
             return
         self.add(chat, chat.get("messages") or [])
         if self.unresolved:

@@ -96,6 +96,9 @@ class Message(SQLModel, table=True):
     """For service messages (no text), the action: phone_call, pin_message, …"""
     forwarded: bool = False
     source: Source = Source.api
+    deleted_unix: int | None = None
+    """A tombstone: when the harvest found the message deleted in Telegram (by either side).
+    The row stays so that no later import brings it back; datasets leave it out."""
 
 
 class HarvestState(SQLModel, table=True):
@@ -107,8 +110,23 @@ class HarvestState(SQLModel, table=True):
     complete: bool = False
     """True when the last run reached the newest message."""
     last_run_unix: int | None = None
+    """Telegram's clock (not this machine's) when the last run stored this dialog's messages."""
     retry_after_unix: int | None = None
+    """Skip the dialog until then (local clock): the backoff after an error."""
     last_error: str | None = None
+    """Telegram's name for the last error (``PEER_ID_INVALID``), kept until a run succeeds."""
+    failures: int = 0
+    """Runs in a row that failed on this dialog (sets the backoff)."""
+
+
+class RequestWait(SQLModel, table=True):
+    """A FLOOD_WAIT Telegram imposed on one kind of request: none is sent before the time."""
+
+    request: str = Field(primary_key=True)
+    """Telegram's method name, e.g. ``messages.getHistory``."""
+    seconds: int
+    retry_after_unix: int
+    """Local clock: when requests of this kind may be sent again."""
 
 
 class Job(SQLModel, table=True):

@@ -14,7 +14,10 @@ from typing import NamedTuple
 from sqlalchemy import Integer, cast, func
 from sqlmodel import Session, select
 
-from twin.models import Dialog, DialogPublic, Message, Owner, Source
+from twin.models import Dialog, DialogPublic, Message, Owner, RequestWait, Source
+
+SERVICE_NOTIFICATIONS_ID = 777000
+"""Telegram's own account (login codes, security alerts): never a person to learn from."""
 
 
 class MessageIn(NamedTuple):
@@ -159,6 +162,7 @@ def list_dialogs(session: Session) -> list[DialogPublic]:
             func.count().label("n"),
             func.sum(cast(Message.out, Integer)).label("mine"),
         )
+        .where(Message.deleted_unix.is_(None))  # type: ignore[union-attr]
         .group_by(Message.dialog_id)
         .subquery()
     )
@@ -197,3 +201,56 @@ def set_included(session: Session, *, dialog_ids: Iterable[int], included: bool)
             changed += 1
     session.flush()
     return changed
+
+
+def mark_deleted(session: Session, *, dialog_id: int, tg_ids: Iterable[int], when: int) -> int:
+    """Tombstone messages Telegram no longer has; return how many were newly marked.
+
+    Args:
+        session: the open session (not committed here).
+        dialog_id: the `Dialog.id` the messages belong to.
+        tg_ids: Telegram ids of the deleted messages.
+        when: when the deletion was found (unix seconds).
+    """
+    ids = list(tg_ids)
+    marked = 0
+    for start in range(0, len(ids), 500):  # SQLite limits bound parameters
+        result = session.connection().execute(
+            Message.__table__.update()  # type: ignore[attr-defined]
+            .where(
+                Message.dialog_id == dialog_id,
+                Message.tg_id.in_(ids[start : start + 500]),  # type: ignore[attr-defined]
+                Message.deleted_unix.is_(None),  # type: ignore[union-attr]
+            )
+            .values(deleted_unix=when)
+        )
+        marked += result.rowcount
+    return marked
+
+
+def active_wait(session: Session, *, requests: Iterable[str], now: int) -> RequestWait | None:
+    """The longest FLOOD_WAIT still running for any of ``requests``, or None.
+
+    Args:
+        session: the open session.
+        requests: Telegram method names (``messages.getHistory``).
+        now: the local time (unix seconds).
+    """
+    return session.exec(
+        select(RequestWait)
+        .where(RequestWait.request.in_(list(requests)), RequestWait.retry_after_unix > now)  # type: ignore[attr-defined]
+        .order_by(RequestWait.retry_after_unix.desc())  # type: ignore[attr-defined]
+    ).first()
+
+
+def record_wait(session: Session, *, request: str, seconds: int, now: int) -> RequestWait:
+    """Remember that Telegram asked to send no ``request`` for ``seconds`` from ``now``.
+
+    Args:
+        session: the open session (not committed here).
+        request: Telegram's method name.
+        seconds: the FLOOD_WAIT.
+        now: the local time (unix seconds).
+    """
+    wait = RequestWait(request=request, seconds=seconds, retry_after_unix=now + seconds)
+    return session.merge(wait)

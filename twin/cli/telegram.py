@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from twin.config import Settings, get_settings
 from twin.db import upgrade_database
-from twin.errors import TelegramError
+from twin.errors import TelegramError, TwinError
 from twin.telegram import login as tg_login
 from twin.telegram.client import format_wait
 from twin.telegram.harvest import HarvestProgress, HarvestSummary, harvest
@@ -93,11 +93,21 @@ def logout() -> None:
 
 
 def harvest_command(
-    takeout: bool = typer.Option(
-        False, "--takeout", help="Use a takeout (data export) session; approve it in the app."
+    check_deletions: bool = typer.Option(
+        False,
+        "--check-deletions",
+        help="Also ask Telegram about every older stored message (100 per request) and drop "
+        "the ones deleted there from datasets.",
     ),
+    takeout: bool = typer.Option(False, "--takeout", hidden=True),
 ) -> None:
     """Fetch your private chats into the local database (resumable, incremental)."""
+    if takeout:
+        raise TwinError(
+            "--takeout is no longer offered.",
+            hint="Run `twin harvest` without it: the ordinary harvest resumes where it stopped "
+            "and waits as long as Telegram asks.",
+        )
     settings = get_settings()
     upgrade_database(settings)
     with Progress(
@@ -113,27 +123,39 @@ def harvest_command(
                 description=f"{p.messages_new} new messages · {p.current_dialog or 'dialogs'}",
             )
 
-        summary = asyncio.run(harvest(settings=settings, takeout=takeout, progress=show))
+        summary = asyncio.run(
+            harvest(settings=settings, check_all_deletions=check_deletions, progress=show)
+        )
     _print_summary(summary)
 
 
 def _print_summary(summary: HarvestSummary) -> None:
     console.print(
         f"{summary.dialogs_harvested}/{summary.dialogs_total} private chats harvested, "
-        f"{summary.messages_new} new messages, {summary.messages_edited} edits picked up"
-        + (" (takeout)" if summary.takeout else "")
+        f"{summary.messages_new} new messages, {summary.messages_edited} edits picked up, "
+        f"{summary.messages_deleted} deleted in Telegram"
     )
     reasons: dict[str, int] = {}
     for skipped in summary.skipped:
         reasons[skipped.reason] = reasons.get(skipped.reason, 0) + 1
     for reason, count in sorted(reasons.items()):
         console.print(f"  skipped {count}: {reason}")
-    now = time.time()
-    for wait in summary.flood_waits:
-        left = format_wait(max(0, int(wait.retry_after_unix - now)))
+    now = int(time.time())
+    for error in summary.errors:
         console.print(
-            f"  [yellow]flood wait[/] {wait.name}: Telegram asks to wait "
-            f"{format_wait(wait.seconds)}; run again in {left}"
+            f"  [red]failed[/] {error.name}: {error.error} ({error.failures} run"
+            f"{'s' * (error.failures != 1)} in a row); retried by a run in "
+            f"{format_wait(max(0, error.retry_after_unix - now))} or later",
+            highlight=False,
+        )
+    wait = summary.flood_wait
+    if wait is not None:
+        come_back = time.strftime("%Y-%m-%d %H:%M", time.localtime(wait.retry_after_unix))
+        console.print(
+            f"  [yellow]stopped:[/] Telegram asks to wait {format_wait(wait.seconds)} before "
+            f"more {wait.request} requests; run again after {come_back} "
+            f"(in {format_wait(max(0, wait.retry_after_unix - now))})",
+            highlight=False,
         )
 
 

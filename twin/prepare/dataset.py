@@ -399,6 +399,7 @@ def _choose_dialogs(
     rows = connection.execute(
         "SELECT d.id, d.peer_id, d.name, d.included, count(m.id) FROM dialog AS d "
         "LEFT JOIN message AS m ON m.dialog_id = d.id AND m.sent_unix >= ? AND m.sent_unix < ? "
+        "AND m.deleted_unix IS NULL "
         "GROUP BY d.id ORDER BY d.id",
         bounds,
     ).fetchall()
@@ -438,6 +439,7 @@ def _read_dialog(
     cursor = connection.execute(
         "SELECT tg_id, sent_unix, out, coalesce(text, ''), media_kind, service_kind, forwarded "
         "FROM message WHERE dialog_id = ? AND sent_unix >= ? AND sent_unix < ? "
+        "AND deleted_unix IS NULL "  # deleted in Telegram: a tombstone, never a sample
         "ORDER BY sent_unix, tg_id",
         (dialog_id, *bounds),
     )

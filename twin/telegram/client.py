@@ -7,18 +7,20 @@ tests, against an in-memory server that replaces the client's network sender.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import platform
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.exc import OperationalError
 from telethon import TelegramClient, errors
+from telethon.errors.rpcerrorlist import rpc_errors_dict, rpc_errors_re
 from telethon.sessions import StringSession
 
 from twin import __version__
 from twin.config import Settings
 from twin.db import session_scope
-from twin.errors import ConfigError, TelegramError
+from twin.errors import ConfigError, TelegramError, TelegramUnreachable
 from twin.store import get_owner
 from twin.vault import decrypt
 
@@ -26,6 +28,16 @@ from twin.vault import decrypt
 DEVICE_MODEL = "twin"
 APP_VERSION = f"twin {__version__}"
 LOGIN_HINT = "Run `twin login` (or log in from the web app) first."
+
+UNREACHABLE = (ConnectionError, OSError, TimeoutError, asyncio.IncompleteReadError)
+"""What Telethon raises when Telegram cannot be reached or something else answers: a refused or
+reset connection, a DNS failure, a timeout, or a foreign answer cut short (a captive portal or
+a proxy speaking HTTP ends the stream mid-packet: `asyncio.IncompleteReadError`)."""
+
+# Telethon raises one class per documented error, but its ``message`` is the generic
+# BAD_REQUEST/FORBIDDEN…; the class → Telegram's own name.
+_ERROR_NAMES = {cls: name for name, cls in rpc_errors_dict.items()}
+_ERROR_NAMES.update({cls: pattern.removesuffix("_(\\d+)") for pattern, cls in rpc_errors_re})
 
 
 class ClientFactory(Protocol):
@@ -114,6 +126,32 @@ def load_session(settings: Settings) -> str | None:
     return decrypt(settings, token) if token else None
 
 
+def unreachable_error(exc: BaseException) -> TelegramUnreachable:
+    """The `TelegramUnreachable` for a low-level connection failure (one of `UNREACHABLE`)."""
+    if isinstance(exc, asyncio.IncompleteReadError):
+        detail = "the answer was not Telegram's: a captive portal or a proxy may be in the way"
+    elif isinstance(exc, TimeoutError):
+        detail = "no answer in time"
+    else:
+        detail = str(exc) or type(exc).__name__
+    return TelegramUnreachable(detail)
+
+
+async def connect_client(client: TelegramClient) -> None:
+    """Connect ``client``; raises `TelegramUnreachable` when Telegram cannot be reached.
+
+    Login and harvest both connect through here, so the CLI and the web show one message.
+
+    Args:
+        client: a client that is not connected yet.
+    """
+    try:
+        await client.connect()
+    except UNREACHABLE as exc:
+        await client.disconnect()
+        raise unreachable_error(exc) from exc
+
+
 async def connect_owner(
     settings: Settings, *, client_factory: ClientFactory | None = None
 ) -> TelegramClient:
@@ -127,14 +165,17 @@ async def connect_owner(
     if session is None:
         raise TelegramError("Not logged in to Telegram.", hint=LOGIN_HINT)
     client = (client_factory or default_factory(settings))(session=session, receive_updates=False)
+    await connect_client(client)
     try:
-        await client.connect()
         if not await client.is_user_authorized():
             raise TelegramError(
                 "The stored Telegram session is no longer valid (it was ended on another "
                 "device or by Telegram).",
                 hint=LOGIN_HINT,
             )
+    except UNREACHABLE as exc:
+        await client.disconnect()
+        raise unreachable_error(exc) from exc
     except BaseException:
         await client.disconnect()
         raise
@@ -160,13 +201,6 @@ def telegram_error(exc: errors.RPCError) -> TelegramError:
             return TelegramError(
                 f"Telegram asks to wait {format_wait(exc.seconds)} before this request.",
                 hint="Try again after that; twin resumes where it stopped.",
-                retry_after=exc.seconds,
-            )
-        case errors.TakeoutInitDelayError():
-            return TelegramError(
-                "Telegram wants you to approve the data export first.",
-                hint="Open an official Telegram app, allow the data export request in the "
-                "chat with 'Telegram', then run the harvest again (or run it without takeout).",
                 retry_after=exc.seconds,
             )
         case errors.PhoneNumberInvalidError():
@@ -199,4 +233,20 @@ def telegram_error(exc: errors.RPCError) -> TelegramError:
             )
         case errors.UnauthorizedError():
             return TelegramError("Telegram says this session is not logged in.", hint=LOGIN_HINT)
-    return TelegramError(f"Telegram refused the request: {exc.message}.")
+    return TelegramError(f"Telegram refused the request: {rpc_error_name(exc)}.")
+
+
+def rpc_error_name(exc: errors.RPCError) -> str:
+    """Telegram's name for an error: ``PEER_ID_INVALID``, ``FLOOD_WAIT`` (Telethon's
+    ``message`` is only the class of error, e.g. ``BAD_REQUEST``)."""
+    return _ERROR_NAMES.get(type(exc), exc.message or type(exc).__name__)
+
+
+def request_name(request: Any) -> str:
+    """Telegram's method name of a request, unwrapped: ``messages.getHistory``."""
+    while hasattr(request, "query"):  # invokeWithoutUpdates, invokeWithLayer, …
+        request = request.query
+    name = type(request).__name__.removesuffix("Request")
+    namespace = type(request).__module__.rsplit(".", 1)[-1]
+    method = name[:1].lower() + name[1:]
+    return method if namespace == "functions" else f"{namespace}.{method}"

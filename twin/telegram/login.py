@@ -29,11 +29,14 @@ from twin.db import session_scope
 from twin.errors import TelegramError
 from twin.store import get_owner, now_unix
 from twin.telegram.client import (
+    UNREACHABLE,
     ClientFactory,
+    connect_client,
     connect_owner,
     default_factory,
     telegram_credentials,
     telegram_error,
+    unreachable_error,
 )
 from twin.vault import encrypt
 
@@ -114,12 +117,15 @@ def normalize_phone(phone: str) -> str:
 async def _connect_then(client: TelegramClient, first_call: Callable[[], Awaitable[T]]) -> T:
     """Connect ``client`` and make its first call; on any failure disconnect it again (a
     pending login that never registered must not keep a connection open)."""
+    await connect_client(client)
     try:
-        await client.connect()
         return await first_call()
     except errors.RPCError as exc:
         await client.disconnect()
         raise telegram_error(exc) from exc
+    except UNREACHABLE as exc:
+        await client.disconnect()
+        raise unreachable_error(exc) from exc
     except BaseException:
         await client.disconnect()
         raise
