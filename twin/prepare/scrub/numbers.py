@@ -12,6 +12,8 @@ from twin.prepare.scrub.common import Span, overlaps
 _CARD_MAX_GROUPS = 8
 _CARD_RUN_RE = re.compile(r"(?<![0-9+])[0-9]+(?:[ \-][0-9]+)*(?![0-9])")
 _IBAN_RE = re.compile(r"\b[A-Za-z]{2}[0-9]{2}(?: ?[A-Za-z0-9]){11,32}\b")
+# A mistyped IBAN: capitals and digits, at least four digits after the check digits.
+_IBAN_SHAPED_RE = re.compile(r"[A-Z]{2}[0-9]{2}(?=(?:[A-Z ]*[0-9]){4})[A-Z0-9 ]+")
 _IBAN_LENGTHS = {
     "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22,
     "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28,
@@ -134,7 +136,9 @@ def _find_cards(run: str) -> list[tuple[int, int]]:
     groups = [(m.start(), m.end()) for m in _DIGIT_RUN_RE.finditer(run)]
     candidates: list[tuple[int, int]] = []
     for i, (first, _) in enumerate(groups):
-        if run[first] not in "23456":  # IIN: cards start with 2-6
+        # IIN: cards start with 2-6, 81 (UnionPay), 9 (national schemes: ПРОСТІР, БЕЛКАРТ,
+        # Troy; 16 digits) or 1800 (old JCB numbers).
+        if run[first] not in "234569" and not run.startswith(("81", "1800"), first):
             continue
         window = groups[i : i + 4]
         if len(window) == 4 and all(end - start == 4 for start, end in window):
@@ -148,7 +152,11 @@ def _find_cards(run: str) -> list[tuple[int, int]]:
             digits += run[start:end]
             if len(digits) > 19:
                 break
-            if len(digits) >= 13 and _luhn_ok(digits):
+            # Maestro cards can be as short as 12 digits (and start with 5 or 6).
+            shortest = 12 if run[first] in "56" else 13
+            if run[first] == "9" and len(digits) != 16:
+                continue
+            if len(digits) >= shortest and _luhn_ok(digits):
                 candidates.append((first, end))
     chosen: list[tuple[int, int]] = []  # sorted, never overlapping
     for start, end in sorted(candidates, key=lambda span: (span[0] - span[1], span[0])):
@@ -161,25 +169,28 @@ def _iban_length(candidate: str) -> int:
     """Length of the IBAN at the start of `candidate` (spaces included), or 0.
 
     Valid IBANs of any country count; so does a string of a known country's exact IBAN length
-    whose check digits fail, when it is mostly digits and ends where a word ends: a mistyped
-    IBAN still names somebody's account.
+    whose check digits fail, written in capitals and digits and ending where a word ends: a
+    mistyped IBAN still names somebody's account.
     """
     compact = candidate.replace(" ", "").upper()
     expected = _IBAN_LENGTHS.get(compact[:2])
     length = expected or len(compact)
     if len(compact) < length or length < 15:
         return 0
-    iban = compact[:length]
-    rearranged = iban[4:] + iban[:4]
-    valid = int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
-    if not valid and (expected is None or sum(c.isdigit() for c in iban[4:]) * 2 < length - 4):
-        return 0
     # Map the compact length back onto the spaced candidate.
-    seen = 0
+    seen = end = 0
     for pos, ch in enumerate(candidate):
         seen += ch != " "
         if seen == length:
-            if not valid and pos + 1 < len(candidate) and candidate[pos + 1] != " ":
-                return 0
-            return pos + 1
-    return 0
+            end = pos + 1
+            break
+    iban = compact[:length]
+    rearranged = iban[4:] + iban[:4]
+    if int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1:
+        return end
+    mistyped = (
+        expected is not None
+        and (end == len(candidate) or candidate[end] == " ")
+        and _IBAN_SHAPED_RE.fullmatch(candidate, 0, end)
+    )
+    return end if mistyped else 0
