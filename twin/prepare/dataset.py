@@ -37,6 +37,7 @@ from sqlmodel import Session
 from twin.config import Settings
 from twin.db import get_engine
 from twin.errors import PrepareError
+from twin.prepare.format import speaker_names
 from twin.prepare.scrub import Scrubber, ScrubConfig, ScrubReport
 from twin.prepare.sessions import (
     CHARS_PER_TOKEN,
@@ -56,6 +57,8 @@ DATASET_FILES = ("train.json", "val.json", "stats.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
 """In litgpt's order of precedence: a checkpoint with both uses ``tokenizer.json``."""
 _FAR = 2**62  # stands for "no bound" in the date filter
+# A message is scrubbed after this many messages before it (either speaker).
+_CONTEXT_MESSAGES = 2
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(dialogs_done, dialogs_total)``."""
@@ -221,7 +224,7 @@ def prepare_dataset(
             _FAR if until_unix is None else until_unix,
         )
         dialogs = _choose_dialogs(connection, stats, bounds, min_messages)
-        me = _owner_name(connection)
+        owner = _owner_name(connection)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         _remove_abandoned_temp_dirs(out_dir)
         tmp_dir = Path(
@@ -232,7 +235,8 @@ def prepare_dataset(
             report = ScrubReport()
             lengths = array("I")
             skipped = Counter[str]()
-            for done, (dialog_stats, peer_id, peer) in enumerate(dialogs, start=1):
+            for done, (dialog_stats, peer_id, peer_name) in enumerate(dialogs, start=1):
+                me, peer = speaker_names(me=owner, peer=peer_name, scrubber=scrubber)
                 dialog_id = dialog_stats.id
                 rows = _read_dialog(connection, dialog_id, bounds, timings)
                 for messages in iter_sessions(rows, gap_seconds=gap_seconds):
@@ -240,7 +244,7 @@ def prepare_dataset(
                     if not any(m.out for m in messages):
                         continue  # nothing of mine to learn from; skip the scrubbing too
                     started = time.perf_counter()
-                    messages = [_scrub(m, scrubber, report, str(dialog_id)) for m in messages]
+                    messages = _scrub_session(messages, scrubber, report, str(dialog_id))
                     timings["scrub"] += time.perf_counter() - started
                     started = time.perf_counter()
                     turns = merge_consecutive(messages, me=me, peer=peer)
@@ -373,7 +377,7 @@ def _check_out_dir(out_dir: Path) -> None:
 def _owner_name(connection: sqlite3.Connection) -> str:
     row = connection.execute("SELECT first_name, last_name FROM owner WHERE id = 1").fetchone()
     name = " ".join(part for part in (row or ()) if part)
-    return name or "Me"
+    return name
 
 
 def _choose_dialogs(
@@ -450,14 +454,23 @@ def _read_dialog(
         yield from map(ChatMessage._make, rows)
 
 
-def _scrub(message: ChatMessage, scrubber: Scrubber, report: ScrubReport, key: str) -> ChatMessage:
-    if not message.text:
-        return message
-    result = scrubber.scrub(message.text)
-    if not result.found:
-        return message
-    report.add(key, result.found)
-    return message._replace(text=result.text)
+def _scrub_session(
+    messages: list[ChatMessage], scrubber: Scrubber, report: ScrubReport, key: str
+) -> list[ChatMessage]:
+    """Scrub each message, reading it after the two before it (either speaker): a secret is
+    often its own message, right after the one that names or asks for it."""
+    scrubbed: list[ChatMessage] = []
+    for i, message in enumerate(messages):
+        if not message.text:
+            scrubbed.append(message)
+            continue
+        context = "\n".join(m.text for m in messages[max(0, i - _CONTEXT_MESSAGES) : i] if m.text)
+        result = scrubber.scrub(message.text, context=context)
+        if result.found:
+            report.add(key, result.found)
+            message = message._replace(text=result.text)
+        scrubbed.append(message)
+    return scrubbed
 
 
 # `json.dumps` with options builds a new encoder per call; one shared encoder gives the same text.

@@ -26,7 +26,7 @@ DEFAULT_REGIONS: tuple[str, ...] = ("RU", "UA", "US", "GB", "PL", "DE")
 # --- normalization -------------------------------------------------------------------------
 # Zero-width, bidi, soft hyphen, variation selectors, Hangul fillers, tag characters and C0
 # controls: all invisible, all able to split a secret so that no rule sees it.
-_INVISIBLE_RE = re.compile(
+INVISIBLE_RE = re.compile(
     "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f"
     "\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0"
     "\U000e0000-\U000e007f]"
@@ -42,12 +42,12 @@ def normalize_for_detection(text: str) -> str:
         text: a message without lone surrogates.
     """
     if text.isascii():
-        return _INVISIBLE_RE.sub("", text) if not text.isprintable() else text
-    if _INVISIBLE_RE.search(text):
-        text = _INVISIBLE_RE.sub("", text)
+        return INVISIBLE_RE.sub("", text) if not text.isprintable() else text
+    if INVISIBLE_RE.search(text):
+        text = INVISIBLE_RE.sub("", text)
     if not unicodedata.is_normalized("NFKC", text):
         # NFKC can expand a character into an invisible one (rare); strip once more.
-        text = _INVISIBLE_RE.sub("", unicodedata.normalize("NFKC", text))
+        text = INVISIBLE_RE.sub("", unicodedata.normalize("NFKC", text))
     return text
 
 

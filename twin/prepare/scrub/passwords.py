@@ -148,6 +148,11 @@ def find_credential_pairs(text: str, positions: list[int], spans: list[Span]) ->
             _add(m, spans, strength=strength, keyword="")
 
 
+def is_credential_word(word: str) -> bool:
+    """Whether `word` is itself a password or login keyword ("пароль", "login")."""
+    return bool(re.fullmatch(rf"(?:{_PW_STRONG_KW}|{_PW_WEAK_KW}|{_CRED_KW})[?:!.]*", word, re.I))
+
+
 def _group_value(m: re.Match[str]) -> tuple[int, int, str] | None:
     for name in ("q1", "q2", "q3", "v"):
         if name in m.re.groupindex and m.group(name):

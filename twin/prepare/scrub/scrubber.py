@@ -20,7 +20,7 @@ from twin.prepare.scrub.common import (
 from twin.prepare.scrub.keys import find_emails, find_keys, find_urls
 from twin.prepare.scrub.numbers import NumberFinder
 from twin.prepare.scrub.seeds import find_seeds
-from twin.prepare.scrub.words import find_stated_secrets
+from twin.prepare.scrub.words import cue_of, find_answer_to_cue, find_stated_secrets
 
 _DIGIT_RE = re.compile(r"[0-9]")
 # Texts up to this long are remembered with their result, up to this many at a time.
@@ -86,35 +86,42 @@ class Scrubber:
         # Chats repeat short messages ("ok", "да", "😂") thousands of times: scrub each once.
         self._short_cache: dict[str, tuple[str, tuple[str, ...]]] = {}
 
-    def scrub(self, text: str) -> ScrubResult:
+    def scrub(self, text: str, *, context: str = "") -> ScrubResult:
         """Replace every secret or personal datum in `text` with its placeholder.
 
         Args:
             text: one chat message, any length, any unicode.
+            context: the messages just before `text` in the same chat (either speaker), joined
+                with newlines. A secret is often sent on its own right after the message that
+                names it ("пароль от вайфая?" → "Kx7pQ2zRw"); a password, login or code
+                keyword there makes such a value a secret. Only `text` is returned.
         """
+        cue = cue_of(context) if context else ""
+        if cue:
+            return self._scrub(text, cue)
         cached = self._short_cache.get(text)
         if cached is not None:
             return ScrubResult(text=cached[0], found=list(cached[1]))
-        result = self._scrub(text)
+        result = self._scrub(text, "")
         if len(text) <= _SHORT_CACHE_CHARS:
             if len(self._short_cache) >= _SHORT_CACHE_ENTRIES:
                 self._short_cache.clear()
             self._short_cache[text] = (result.text, tuple(result.found))
         return result
 
-    def _scrub(self, text: str) -> ScrubResult:
+    def _scrub(self, text: str, cue: str) -> ScrubResult:
         text = fix_surrogates(text)
         current = normalize_for_detection(text)
         found: set[str] = set()
         # Replacing can expose a new match ("код 4821код 4821": the second code only has its
         # boundary once the first is a placeholder); repeat until stable.
         for _ in range(_MAX_PASSES):
-            spans = self._detect(current)
+            spans = self._detect_after(cue, current)
             if not spans:
                 break
             current = _apply(current, spans, found)
         else:
-            if self._detect(current):
+            if self._detect_after(cue, current):
                 # Still finding more after many passes: a pathological chain. Over-redact the
                 # whole message rather than leak its tail (and stay idempotent).
                 current = "<SECRET>"
@@ -122,6 +129,20 @@ class Scrubber:
         if not found:
             return ScrubResult(text=text, found=[])
         return ScrubResult(text=current, found=sorted(found, key=PRIORITY.__getitem__))
+
+    def _detect_after(self, cue: str, text: str) -> list[Span]:
+        """Spans of `text` found when it is read right after `cue` (the spans of `cue` and
+        the parts of spans reaching into it are dropped)."""
+        if not cue:
+            return self._detect(text)
+        offset = len(cue) + 1
+        spans = [
+            Span(max(start, offset) - offset, end - offset, kind)
+            for start, end, kind in self._detect(f"{cue}\n{text}")
+            if end > offset
+        ]
+        find_answer_to_cue(cue, text, spans)
+        return spans
 
     # -- detection ------------------------------------------------------------------------
     def _detect(self, text: str) -> list[Span]:

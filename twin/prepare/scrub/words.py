@@ -6,9 +6,21 @@ from __future__ import annotations
 
 import re
 
-from twin.prepare.scrub.common import Span, lower_same_length
+from twin.prepare.scrub.common import (
+    PLACEHOLDER_RE,
+    Span,
+    fix_surrogates,
+    fold_confusables,
+    lower_same_length,
+    normalize_for_detection,
+)
 from twin.prepare.scrub.keys import find_key_assignments
-from twin.prepare.scrub.passwords import find_credential_pairs, find_passwords
+from twin.prepare.scrub.passwords import (
+    find_credential_pairs,
+    find_passwords,
+    is_credential_word,
+    looks_like_password,
+)
 
 _CODE_KW = (
     r"код(?:а|у|ом|ы|ов|е|ик\w{0,2}|ище)?|kod(?:u|em|y|zik)?|codes?|otp|"
@@ -120,3 +132,46 @@ def _is_code(text: str, m: re.Match[str]) -> bool:
     if _CODE_CONTEXT_BEFORE_RE.search(text, max(0, kw_start - 24), kw_start):
         return False
     return not _CODE_CONTEXT_INSIDE_RE.search(text, m.start(), m.end())
+
+
+# How far back a keyword may stand and still name the value sent after it.
+_CUE_CHARS = 160
+_CUE_FAMILIES = ("password", "cred", "code")
+# A whole message that is one value: a word, or digits in two or three groups.
+_LONE_VALUE_RE = re.compile(
+    r"\s*[\"'«]?(?P<v>[^\s<>\x00\"'«»]{3,64}|[0-9]{2,4}(?:[ \-][0-9]{2,4}){1,2})[\"'»]?[.!]?\s*"
+)
+_LONE_CODE_RE = re.compile(r"[0-9]{4,8}|[0-9]{2,4}(?:[ \-][0-9]{2,4}){1,2}")
+
+
+def cue_of(context: str) -> str:
+    """The tail of `context` from its first password, login or code keyword near the end, in
+    the form the rules read; empty when there is none.
+
+    Args:
+        context: the messages before the one being scrubbed, joined with newlines.
+    """
+    tail = normalize_for_detection(fix_surrogates(context[-_CUE_CHARS:]))
+    if "<" in tail:
+        tail = PLACEHOLDER_RE.sub(lambda m: "\x00" * len(m.group()), tail)
+    tail = fold_confusables(tail)
+    keywords = _keyword_positions(tail)
+    starts = [pos for family in _CUE_FAMILIES for pos in keywords.get(family, ())]
+    return tail[min(starts) :] if starts else ""
+
+
+def find_answer_to_cue(cue: str, text: str, spans: list[Span]) -> None:
+    """Add `text` whole when it is a lone value answering the keyword of `cue`."""
+    m = _LONE_VALUE_RE.fullmatch(text)
+    if not m:
+        return
+    value = m.group("v")
+    keywords = _keyword_positions(cue)
+    if "code" in keywords and _LONE_CODE_RE.fullmatch(value):
+        spans.append(Span(m.start("v"), m.end("v"), "CODE"))
+    elif (
+        ("password" in keywords or "cred" in keywords)
+        and not is_credential_word(value)
+        and looks_like_password(value, strength="linked")
+    ):
+        spans.append(Span(m.start("v"), m.end("v"), "PASSWORD"))
