@@ -244,7 +244,7 @@ def prepare_dataset(
                     if not any(m.out for m in messages):
                         continue  # nothing of mine to learn from; skip the scrubbing too
                     started = time.perf_counter()
-                    messages = _scrub_session(messages, scrubber, report, str(dialog_id))
+                    messages = scrub_session(messages, scrubber, report, str(dialog_id))
                     timings["scrub"] += time.perf_counter() - started
                     started = time.perf_counter()
                     turns = merge_consecutive(messages, me=me, peer=peer)
@@ -454,7 +454,7 @@ def _read_dialog(
         yield from map(ChatMessage._make, rows)
 
 
-def _scrub_session(
+def scrub_session(
     messages: list[ChatMessage], scrubber: Scrubber, report: ScrubReport, key: str
 ) -> list[ChatMessage]:
     """Scrub each message, reading it after the two before it (either speaker): a secret is
