@@ -23,9 +23,10 @@ import re
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import IO, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import ijson
 import sqlalchemy.exc
@@ -71,6 +72,7 @@ MEDIA_KEYS: tuple[tuple[str, str], ...] = (
 )
 _MEDIA_KEY_NAMES = frozenset(key for key, _ in MEDIA_KEYS)
 _EXPORT = Source.export.value
+_BOM = b"\xef\xbb\xbf"
 
 Progress = Callable[[int, int], None]
 """Called with (bytes read, file size) as the import advances."""
@@ -90,6 +92,10 @@ class ImportSummary(BaseModel):
     """``unsupported`` messages the exporter could not render."""
     messages_local_time: int = 0
     """Messages without ``date_unixtime`` whose time was read from the local-time ``date``."""
+    time_zone: str | None = None
+    """The zone such ``date`` values were read in (None: this machine's)."""
+    duplicates: dict[str, list[int]] = Field(default_factory=dict)
+    """Message ids found more than once in one chat, by chat name (the first copy is kept)."""
     chats_skipped: dict[str, int] = Field(default_factory=dict)
     """Chats not imported, by export type (bot_chat, saved_messages, private_group, …)."""
 
@@ -141,7 +147,9 @@ def _unix(value: Any) -> int | None:
     return int(value) if value not in (None, "") else None
 
 
-def convert_message(raw: dict[str, Any], *, me: str, dialog_id: int) -> tuple[MessageRow, bool]:
+def convert_message(
+    raw: dict[str, Any], *, me: str, dialog_id: int, zone: tzinfo | None = None
+) -> tuple[MessageRow, bool]:
     """Turn an exported message into its ``message`` row; also say whether its time is local.
 
     The row is built positionally (`twin.store.MessageRow`): this runs once per message of a
@@ -151,13 +159,14 @@ def convert_message(raw: dict[str, Any], *, me: str, dialog_id: int) -> tuple[Me
         raw: a message object of type ``message`` or ``service``.
         me: the owner's ``from_id`` (``"user<id>"``).
         dialog_id: the `Dialog.id` the message belongs to.
+        zone: the zone of ``date`` when ``date_unixtime`` is missing (None: this machine's).
     """
     get = raw.get
     sent = _unix(get("date_unixtime"))
     local = sent is None
     if sent is None:
         # Last resort: `date` is the exporting machine's local time without an offset.
-        sent = int(datetime.fromisoformat(raw["date"]).timestamp())
+        sent = int(datetime.fromisoformat(raw["date"]).replace(tzinfo=zone).timestamp())
     edited = get("edited_unixtime")
     service = get("type") == "service"
     return (
@@ -211,6 +220,9 @@ class _ChatStream:
         self._drain_open_chat()
         while True:
             chunk = self.file.read(size)
+            if self.position == 0 and chunk.startswith(_BOM):
+                chunk = chunk[len(_BOM) :]  # a UTF-8 BOM (some editors add one on save)
+                self.position = len(_BOM)
             self.position += len(chunk)
             self.last_read = len(chunk)
             self.lines += chunk.count(b"\n")
@@ -342,6 +354,12 @@ def _read_head(path: Path, size: int) -> _ExportHead:
                         info[key] = value
         except ijson.JSONError as exc:
             raise _parse_error(path, stream, exc) from exc
+    if info:
+        raise ImportFailed(
+            f"{path} has no chats: it holds the account's information only.",
+            hint="Export again with 'Personal chats' ticked (Settings → Advanced → Export "
+            "Telegram data), in JSON format.",
+        )
     raise ImportFailed(f"{path} is not a Telegram export.", hint=f"twin expects {EXPECTED}.")
 
 
@@ -362,9 +380,14 @@ def _chats(path: Path, stream: _ChatStream, *, full: bool) -> Iterator[dict[str,
 class _Writer:
     """Turns chats and their messages into rows, in the open session."""
 
-    def __init__(self, session: Session, *, head: _ExportHead, me: int | None) -> None:
+    def __init__(
+        self, session: Session, *, head: _ExportHead, me: int | None, zone: tzinfo | None
+    ) -> None:
         self.session = session
         self.head = head
+        self.zone = zone
+        self.seen: dict[int, set[int]] = {}  # peer → message ids of this export
+        self.duplicates: dict[str, list[int]] = {}
         self.me = me if me is not None else head.user_id
         self.summary_counts: Counter[str] = Counter()
         self.skipped: Counter[str] = Counter()
@@ -385,9 +408,13 @@ class _Writer:
             )
         owner.tg_user_id = owner_id
         head = self.head
-        owner.first_name = owner.first_name or head.first_name or name
-        owner.last_name = owner.last_name or head.last_name
-        owner.username = owner.username or head.username
+        if head.first_name or head.last_name:
+            # The account's own personal_information wins over a name guessed from `from`
+            # by an earlier single-chat import ("Alex Morozov" + "Morozov" would double up).
+            owner.first_name, owner.last_name = head.first_name, head.last_name
+        elif not (owner.first_name or owner.last_name):
+            owner.first_name = name
+        owner.username = head.username or owner.username
         self.me = owner_id
 
     def chat_type(self, chat: dict[str, Any]) -> str | None:
@@ -440,13 +467,22 @@ class _Writer:
         dialog_id = self.dialog_id(chat)
         batch = self.pending.setdefault(peer, [])
         append = batch.append
+        seen = self.seen.setdefault(peer, set())
         skipped = local_time = 0
+        zone = self.zone
         for raw in raws:
             if raw.get("type") not in ("message", "service"):
                 skipped += 1
                 continue
+            tg_id = raw.get("id")
+            if tg_id in seen:
+                # Two copies of one id would merge into a row of neither (the first's time,
+                # the second's text): keep the first, and say so.
+                self.duplicates.setdefault(str(chat.get("name") or peer), []).append(tg_id)
+                continue
+            seen.add(tg_id)
             try:
-                row, local = convert_message(raw, me=me, dialog_id=dialog_id)
+                row, local = convert_message(raw, me=me, dialog_id=dialog_id, zone=zone)
             except (KeyError, ValueError, TypeError) as exc:
                 raise ImportFailed(
                     f"Message {raw.get('id')!r} in the chat with {chat.get('name')!r} is "
@@ -504,6 +540,7 @@ def import_export(
     settings: Settings,
     path: Path,
     me: int | None = None,
+    time_zone: str | None = None,
     progress: Progress | None = None,
 ) -> ImportSummary:
     """Import a Telegram Desktop JSON export; all of it or nothing.
@@ -516,9 +553,13 @@ def import_export(
         path: the export's ``result.json``, or the folder holding it.
         me: the owner's Telegram user id, for a single-chat export where it cannot be told
             from the senders (a full export names its account itself).
+        time_zone: the IANA zone of the machine that made the export (``Europe/Moscow``),
+            for messages without ``date_unixtime``, whose ``date`` has no offset; default:
+            this machine's zone.
         progress: called with (bytes read, file size) as the file is read.
     """
     path, size = _open(Path(path))
+    zone = _zone(time_zone)
     try:
         head = _read_head(path, size)
     except _MALFORMED as exc:
@@ -534,7 +575,7 @@ def import_export(
             hint="Pass --me with your Telegram user id.",
         )
     with session_scope(settings) as session, path.open("rb") as f:
-        writer = _Writer(session, head=head, me=me)
+        writer = _Writer(session, head=head, me=me, zone=zone)
         stream = _ChatStream(f, size=size, progress=progress)
         stream.on_messages = writer.on_messages
         chats = 0
@@ -562,6 +603,20 @@ def import_export(
             messages_updated=counts["updated"],
             messages_skipped=counts["skipped"],
             messages_local_time=counts["local_time"],
+            time_zone=time_zone,
+            duplicates=writer.duplicates,
             chats_skipped=dict(writer.skipped),
         )
     return summary
+
+
+def _zone(name: str | None) -> tzinfo | None:
+    if name is None:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ImportFailed(
+            f"Unknown time zone {name!r}.",
+            hint="Give an IANA zone name such as Europe/Moscow, America/New_York or UTC.",
+        ) from exc
