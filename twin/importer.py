@@ -6,7 +6,7 @@ are imported; every other chat is counted by type and skipped.
 
 The file is streamed with ijson's C backend so a multi-GB export imports in bounded memory.
 ijson builds each chat object for us; to keep a long chat from piling up in memory, every map
-is created through `_ChatStream.new_map` and, each time the parser asks for more bytes, the
+is created through `ChatStream.new_map` and, each time the parser asks for more bytes, the
 finished messages of the chat being built are taken out of its ``messages`` list and written.
 Everything is written in one transaction: a failure anywhere leaves the database as it was.
 The price of that guarantee: the import holds SQLite's write lock from its first row to its
@@ -19,13 +19,12 @@ and why a large import should not run alongside a harvest.
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import ijson
@@ -36,6 +35,7 @@ from sqlmodel import Session
 from twin.config import Settings
 from twin.db import session_scope
 from twin.errors import ImportFailed
+from twin.export_stream import READ_SIZE, ChatStream, Progress
 from twin.models import Source
 from twin.store import MessageRow, get_owner, upsert_dialog, upsert_message_rows
 
@@ -48,7 +48,6 @@ EXPECTED = (
     "a result.json from Telegram Desktop → Export chat history / Export Telegram data, JSON format"
 )
 BATCH_SIZE = 5000
-READ_SIZE = 1 << 16
 
 # Export media_type → the media kinds the API harvest uses.
 MEDIA_KINDS = {
@@ -72,10 +71,6 @@ MEDIA_KEYS: tuple[tuple[str, str], ...] = (
 )
 _MEDIA_KEY_NAMES = frozenset(key for key, _ in MEDIA_KEYS)
 _EXPORT = Source.export.value
-_BOM = b"\xef\xbb\xbf"
-
-Progress = Callable[[int, int], None]
-"""Called with (bytes read, file size) as the import advances."""
 
 
 class ImportSummary(BaseModel):
@@ -191,103 +186,12 @@ def convert_message(
 # Streaming
 
 
-class _ChatStream:
-    """A file wrapper for ijson that hands out the finished messages of the chat being parsed.
-
-    ijson calls `read` between chunks and `new_map` for every JSON object it builds. The chat
-    being built is the newest map holding a ``messages`` list; all its messages but the last
-    (which may still be half-parsed) are complete.
-    """
-
-    def __init__(self, file: IO[bytes], *, size: int, progress: Progress | None) -> None:
-        self.file = file
-        self.size = size
-        self.progress = progress
-        self.position = 0
-        self.lines = 1
-        self.last_read = 0
-        self.recent: list[dict[str, Any]] = []
-        self.chat: dict[str, Any] | None = None
-        self.on_messages: Callable[[dict[str, Any], list[dict[str, Any]]], None] | None = None
-        self.carry = b""  # the tail of the last chunk that may be the start of an escape
-
-    def new_map(self) -> dict[str, Any]:
-        d: dict[str, Any] = {}
-        self.recent.append(d)
-        return d
-
-    def read(self, size: int = READ_SIZE) -> bytes:
-        self._drain_open_chat()
-        while True:
-            chunk = self.file.read(size)
-            if self.position == 0 and chunk.startswith(_BOM):
-                chunk = chunk[len(_BOM) :]  # a UTF-8 BOM (some editors add one on save)
-                self.position = len(_BOM)
-            self.position += len(chunk)
-            self.last_read = len(chunk)
-            self.lines += chunk.count(b"\n")
-            if self.progress is not None:
-                self.progress(self.position, self.size)
-            data, self.carry = _replace_lone_surrogates(self.carry + chunk, final=not chunk)
-            if data or not chunk:  # an empty read means the end to ijson
-                return data
-
-    def _drain_open_chat(self) -> None:
-        for d in reversed(self.recent):
-            if isinstance(d.get("messages"), list):
-                self.chat = d
-                break
-        # A chat whose `messages` key is not parsed yet is the newest map: keep it in view.
-        self.recent = self.recent[-1:] if self.recent and self.recent[-1] is not self.chat else []
-        if self.chat is None or self.on_messages is None:
-            return
-        messages = self.chat.get("messages")
-        if messages is not None and len(messages) > 1:
-            done = messages[:-1]
-            del messages[:-1]
-            self.on_messages(self.chat, done)
-
-
 def _open(path: Path) -> tuple[Path, int]:
     if path.is_dir():
         path = path / "result.json"
     if not path.is_file():
         raise ImportFailed(f"{path} does not exist.", hint=f"Give the path of {EXPECTED}.")
     return path, path.stat().st_size
-
-
-# A \uD800-\uDFFF escape that is not half of a pair (JSON allows it; a broken emoji produces
-# it) makes ijson's C backend fail with UnicodeDecodeError. Such escapes become \ufffd, so the
-# message is kept. A backslash run of even length before "u" is text, not an escape.
-_LONE_SURROGATE_RE = re.compile(
-    rb"(?<!\\)((?:\\\\)*)\\u"
-    rb"(?:[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"  # a high half with no low half after
-    rb"|(?<![dD][89abAB][0-9a-fA-F]{2}\\u)[dD][c-fC-F][0-9a-fA-F]{2})"  # a low half alone
-)
-_HIGH_HALF_RE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}")
-_ESCAPE_TAIL = 12  # "\uD83D\uDE0" split by a chunk boundary: held back for the next read
-
-
-def _replace_lone_surrogates(data: bytes, *, final: bool) -> tuple[bytes, bytes]:
-    """``data`` with lone surrogate escapes replaced by ``\ufffd``, and the tail held back
-    because an escape in it may continue in the next chunk.
-
-    Args:
-        data: a chunk of the export (with the previous call's tail in front).
-        final: no more data follows.
-    """
-    carry = b""
-    if not final:
-        cut = data.find(b"\\", max(0, len(data) - _ESCAPE_TAIL))
-        if cut != -1:
-            if _HIGH_HALF_RE.fullmatch(data, max(0, cut - 6), cut):
-                cut -= 6  # a high half right before: it needs to see what follows it
-            while cut > 0 and data[cut - 1] == 0x5C:  # keep a backslash run whole
-                cut -= 1
-            data, carry = data[:cut], data[cut:]
-    if b"\\u" in data:
-        data = _LONE_SURROGATE_RE.sub(rb"\1\\ufffd", data)
-    return data, carry
 
 
 # What a value of the wrong type (null text, a list as an id, an id beyond 64 bits, …) raises
@@ -316,7 +220,7 @@ def _malformed(path: Path, exc: BaseException, where: str) -> ImportFailed:
     )
 
 
-def _parse_error(path: Path, stream: _ChatStream, exc: Exception) -> ImportFailed:
+def _parse_error(path: Path, stream: ChatStream, exc: Exception) -> ImportFailed:
     start = stream.position - stream.last_read
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return ImportFailed(
@@ -341,7 +245,7 @@ def _read_head(path: Path, size: int) -> _ExportHead:
     """Scan the top-level keys up to ``chats`` (full export) or ``messages`` (one chat)."""
     info: dict[str, Any] = {}
     with path.open("rb") as f:
-        stream = _ChatStream(f, size=size, progress=None)
+        stream = ChatStream(f, size=size, progress=None)
         try:
             for prefix, event, value in _ijson.parse(stream, use_float=True):
                 if prefix == "" and event not in ("start_map", "map_key"):
@@ -363,7 +267,7 @@ def _read_head(path: Path, size: int) -> _ExportHead:
     raise ImportFailed(f"{path} is not a Telegram export.", hint=f"twin expects {EXPECTED}.")
 
 
-def _chats(path: Path, stream: _ChatStream, *, full: bool) -> Iterator[dict[str, Any]]:
+def _chats(path: Path, stream: ChatStream, *, full: bool) -> Iterator[dict[str, Any]]:
     prefix = "chats.list.item" if full else ""
     try:
         yield from _ijson.items(
@@ -576,7 +480,7 @@ def import_export(
         )
     with session_scope(settings) as session, path.open("rb") as f:
         writer = _Writer(session, head=head, me=me, zone=zone)
-        stream = _ChatStream(f, size=size, progress=progress)
+        stream = ChatStream(f, size=size, progress=progress)
         stream.on_messages = writer.on_messages
         chats = 0
         try:
