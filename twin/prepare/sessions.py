@@ -498,10 +498,11 @@ def _oldest_fitting_start(stop: int, room: int, window_length: WindowLength) -> 
 
 
 def session_score(*, seed: int, peer_id: int, first_tg_id: int) -> float:
-    """A stable number in [0, 1) for a session: it goes to validation when below the fraction.
+    """A stable number in [0, 1) for a session: the order in which sessions are offered to
+    validation (see `twin.prepare.split.choose_validation`).
 
-    Hashing (not a shared random stream) keeps a session on the same side when other chats
-    are added or excluded.
+    Hashing (not a shared random stream) keeps the order of two sessions the same when other
+    chats are added or excluded.
 
     Args:
         seed: the split seed.
