@@ -16,7 +16,7 @@ SCRUBBER = Scrubber()
 
 
 def scrub(text: str, context: str = "") -> str:
-    return SCRUBBER.scrub(text, context=context).text
+    return SCRUBBER.scrub(text, context=context.split("\n") if context else ()).text
 
 
 @pytest.mark.parametrize(

@@ -471,7 +471,7 @@ def scrub_session(
         if not message.text:
             scrubbed.append(message)
             continue
-        context = "\n".join(m.text for m in messages[max(0, i - _CONTEXT_MESSAGES) : i] if m.text)
+        context = [m.text for m in messages[max(0, i - _CONTEXT_MESSAGES) : i] if m.text]
         result = scrubber.scrub(message.text, context=context)
         if result.found:
             report.add(key, result.found)

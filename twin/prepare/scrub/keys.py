@@ -113,6 +113,7 @@ _PLUGIN_MAX_TOKENS = 500
 # A random-looking word of 8+ letters and digits standing alone ("Kx7pQ2zRw"): not part of a
 # URL, path, address, mention or hashtag.
 _SHORT_RANDOM_RE = re.compile(r"(?<![\w@#/.:\-+=&%~])[A-Za-z0-9]{8,64}(?![\w@/\-+=&%]|\.\w)")
+_DIGIT_RE = re.compile(r"[0-9]")
 _CLASS_SWITCH_RE = re.compile(r"[a-z](?=[A-Z0-9])|[A-Z](?=[a-z0-9])|[0-9](?=[A-Za-z])")
 
 
@@ -147,10 +148,11 @@ def find_keys(text: str, url_spans: list[tuple[int, int]], spans: list[Span]) ->
         spans.extend(Span(m.start(), m.end(), "SECRET") for m in _PRIVATE_KEY_RE.finditer(text))
     if len(text) < 8:
         return
-    for m in _SHORT_RANDOM_RE.finditer(text):
-        if _looks_random_word(m.group()) and not overlaps(url_spans, m.start(), m.end()):
-            spans.append(Span(m.start(), m.end(), "SECRET"))
-    if len(text) < 16:
+    if _DIGIT_RE.search(text):  # a random-looking word always holds a digit
+        for m in _SHORT_RANDOM_RE.finditer(text):
+            if _looks_random_word(m.group()) and not overlaps(url_spans, m.start(), m.end()):
+                spans.append(Span(m.start(), m.end(), "SECRET"))
+    if len(text) < 16 or not _LONG_TOKEN_RE.search(text):
         return
     plugin_budget = _PLUGIN_MAX_TOKENS
     for m in _LONG_TOKEN_RE.finditer(text):

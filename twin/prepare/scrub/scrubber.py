@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
@@ -85,20 +85,22 @@ class Scrubber:
         )
         # Chats repeat short messages ("ok", "да", "😂") thousands of times: scrub each once.
         self._short_cache: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._cue_cache: dict[str, bool] = {}
 
-    def scrub(self, text: str, *, context: str = "") -> ScrubResult:
+    def scrub(self, text: str, *, context: Sequence[str] = ()) -> ScrubResult:
         """Replace every secret or personal datum in `text` with its placeholder.
 
         Args:
             text: one chat message, any length, any unicode.
-            context: the messages just before `text` in the same chat (either speaker), joined
-                with newlines. A secret is often sent on its own right after the message that
-                names it ("пароль от вайфая?" → "Kx7pQ2zRw"); a password, login or code
-                keyword there makes such a value a secret. Only `text` is returned.
+            context: the messages just before `text` in the same chat (either speaker), oldest
+                first. A secret is often sent on its own right after the message that names
+                it ("пароль от вайфая?" → "Kx7pQ2zRw"); a password, login or code keyword
+                there makes such a value a secret. Only `text` is returned.
         """
-        cue = cue_of(context) if context else ""
-        if cue:
-            return self._scrub(text, cue)
+        if context and any(map(self._names_a_secret, context)):
+            cue = cue_of("\n".join(context))
+            if cue:
+                return self._scrub(text, cue)
         cached = self._short_cache.get(text)
         if cached is not None:
             return ScrubResult(text=cached[0], found=list(cached[1]))
@@ -109,19 +111,31 @@ class Scrubber:
             self._short_cache[text] = (result.text, tuple(result.found))
         return result
 
+    def _names_a_secret(self, message: str) -> bool:
+        # Each message is context for the next two, and was usually scrubbed just before:
+        # `_scrub` remembers whether it names a secret.
+        known = self._cue_cache.get(message)
+        if known is None:
+            known = bool(cue_of(message))
+            self._remember_cue(message, known)
+        return known
+
     def _scrub(self, text: str, cue: str) -> ScrubResult:
+        raw = text
         text = fix_surrogates(text)
         current = normalize_for_detection(text)
         found: set[str] = set()
         # Replacing can expose a new match ("код 4821код 4821": the second code only has its
         # boundary once the first is a placeholder); repeat until stable.
-        for _ in range(_MAX_PASSES):
-            spans = self._detect_after(cue, current)
+        for n in range(_MAX_PASSES):
+            spans, names_a_secret = self._detect_after(cue, current)
+            if n == 0:
+                self._remember_cue(raw, names_a_secret)
             if not spans:
                 break
             current = _apply(current, spans, found)
         else:
-            if self._detect_after(cue, current):
+            if self._detect_after(cue, current)[0]:
                 # Still finding more after many passes: a pathological chain. Over-redact the
                 # whole message rather than leak its tail (and stay idempotent).
                 current = "<SECRET>"
@@ -130,32 +144,40 @@ class Scrubber:
             return ScrubResult(text=text, found=[])
         return ScrubResult(text=current, found=sorted(found, key=PRIORITY.__getitem__))
 
-    def _detect_after(self, cue: str, text: str) -> list[Span]:
-        """Spans of `text` found when it is read right after `cue` (the spans of `cue` and
-        the parts of spans reaching into it are dropped)."""
+    def _remember_cue(self, message: str, names_a_secret: bool) -> None:
+        if len(self._cue_cache) >= _SHORT_CACHE_ENTRIES:
+            self._cue_cache.clear()
+        self._cue_cache[message] = names_a_secret
+
+    def _detect_after(self, cue: str, text: str) -> tuple[list[Span], bool]:
+        """Spans of `text` found when it is read right after `cue`, and whether `text` names
+        a secret itself (the spans of `cue` and the parts of spans reaching into it are
+        dropped)."""
+        spans, names_a_secret = self._detect(text)
         if not cue:
-            return self._detect(text)
+            return spans, names_a_secret
         offset = len(cue) + 1
-        spans = [
+        # Only the rules anchored at a keyword need to read on from the cue.
+        stated: list[Span] = []
+        find_stated_secrets(f"{cue}\n{_rule_view(text)}", stated)
+        spans.extend(
             Span(max(start, offset) - offset, end - offset, kind)
-            for start, end, kind in self._detect(f"{cue}\n{text}")
+            for start, end, kind in stated
             if end > offset
-        ]
-        find_answer_to_cue(cue, text, spans)
-        return spans
+        )
+        find_answer_to_cue(cue, _rule_view(text), spans)
+        return spans, names_a_secret
 
     # -- detection ------------------------------------------------------------------------
-    def _detect(self, text: str) -> list[Span]:
-        """Find all spans to replace in normalized `text`; placeholders are never touched."""
-        if "<" in text:
-            # Same length, so offsets stay valid; NUL never matches any rule.
-            text = PLACEHOLDER_RE.sub(lambda m: "\x00" * len(m.group()), text)
-        text = fold_confusables(text)
+    def _detect(self, text: str) -> tuple[list[Span], bool]:
+        """Spans to replace in normalized `text` (placeholders are never touched), and whether
+        it holds a password, login or code keyword."""
+        text = _rule_view(text)
         spans: list[Span] = []
         url_spans = find_urls(text, spans)
         find_keys(text, url_spans, spans)
         find_emails(text, spans)
-        find_stated_secrets(text, spans)
+        names_a_secret = find_stated_secrets(text, spans)
         # Most messages hold no digit at all: one search settles them before any counting.
         if _DIGIT_RE.search(text) and sum(map(text.count, "0123456789")) >= 7:
             self._numbers.find(text, spans)
@@ -164,7 +186,15 @@ class Scrubber:
             spans.extend(
                 Span(m.start(), m.end(), "BLOCKED") for m in self._blocklist_re.finditer(text)
             )
-        return spans
+        return spans, names_a_secret
+
+
+def _rule_view(text: str) -> str:
+    """`text` as the rules read it: placeholders masked (same length, so offsets stay valid;
+    NUL never matches any rule) and look-alike letters folded."""
+    if "<" in text:
+        text = PLACEHOLDER_RE.sub(lambda m: "\x00" * len(m.group()), text)
+    return fold_confusables(text)
 
 
 def _apply(text: str, spans: list[Span], found: set[str]) -> str:

@@ -87,11 +87,12 @@ _STEM_RE = re.compile(
 _WORD_RE = re.compile(r"[^\W_]+")
 
 
-def find_stated_secrets(text: str, spans: list[Span]) -> None:
-    """Add the passwords, codes and key assignments that follow or precede their keyword."""
+def find_stated_secrets(text: str, spans: list[Span]) -> bool:
+    """Add the passwords, codes and key assignments that follow or precede their keyword;
+    return whether `text` holds a password, login or code keyword (a cue for what follows)."""
     keywords = _keyword_positions(text)
     if not keywords:
-        return
+        return False
     passwords = keywords.get("password", [])
     find_passwords(text, passwords, spans)
     find_credential_pairs(text, keywords.get("cred", []) + passwords, spans)
@@ -105,6 +106,7 @@ def find_stated_secrets(text: str, spans: list[Span]) -> None:
             if m and _is_code(text, m):
                 spans.append(Span(m.start("v"), m.end("v"), "CODE"))
     find_key_assignments(text, keywords.get("key", []), spans)
+    return any(family in keywords for family in _CUE_FAMILIES)
 
 
 def _keyword_positions(text: str) -> dict[str, list[int]]:
