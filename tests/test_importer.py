@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from twin.config import Settings
-from twin.db import session_scope
+from twin.db import session_scope, upgrade_database
 from twin.errors import ImportFailed
 from twin.importer import BATCH_SIZE, import_export
 from twin.store import get_owner
@@ -211,3 +215,100 @@ def test_service_notifications_chat_is_skipped(db: Settings, tmp_path: Path) -> 
     summary = import_export(settings=db, path=write(tmp_path / "codes.json", full))
     assert (summary.dialogs_imported, summary.chats_skipped) == (0, {"service_notifications": 1})
     assert rows(db) == [(1, None)]
+
+
+def full_export(chat: dict[str, Any], **personal: Any) -> dict[str, Any]:
+    return {"personal_information": personal, "chats": {"list": [chat]}}
+
+
+def test_an_older_export_never_reverts_an_edit(db: Settings, tmp_path: Path) -> None:
+    old = json.loads(SINGLE.read_text())
+    new = json.loads(SINGLE.read_text())
+    new["messages"][1].update(text="nice link!!", edited_unixtime="1709287999")
+    new["messages"][1].pop("text_entities")
+    import_export(settings=db, path=write(tmp_path / "new.json", new))
+    after_new = rows(db)
+    again = import_export(settings=db, path=write(tmp_path / "old.json", old))
+    assert (again.messages_new, again.messages_updated) == (0, 0)
+    assert rows(db) == after_new
+    assert messages(db)[11][2] == "nice link!!"
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    edits=st.lists(st.integers(min_value=1, max_value=10_000), min_size=1, max_size=4, unique=True),
+    order=st.permutations(range(4)),
+)
+def test_reimporting_any_older_export_changes_nothing(
+    db: Settings, tmp_path_factory: pytest.TempPathFactory, edits: list[int], order: list[int]
+) -> None:
+    # Versions of one chat, each a later edit of message 11; imported newest first into a fresh
+    # store, then the older ones in any order: the store keeps the newest.
+    fresh = db.model_copy(update={"data_dir": tmp_path_factory.mktemp("store")})
+    upgrade_database(fresh)
+    base = json.loads(SINGLE.read_text())
+    versions = [write(fresh.data_dir / "original.json", base)]
+    for k, edit in enumerate(sorted(edits)):
+        chat = json.loads(json.dumps(base))
+        chat["messages"][1].update(text=f"v{k}", edited_unixtime=str(1709287320 + edit))
+        chat["messages"][1].pop("text_entities")
+        versions.append(write(fresh.data_dir / f"v{k}.json", chat))
+    import_export(settings=fresh, path=versions[-1])
+    newest = rows(fresh)
+    for i in order:
+        if i < len(versions) - 1:
+            import_export(settings=fresh, path=versions[i])
+    assert rows(fresh) == newest
+    assert messages(fresh)[11][2] == f"v{len(edits) - 1}"
+
+
+def test_the_accounts_own_name_wins_over_a_guessed_one(db: Settings, tmp_path: Path) -> None:
+    chat = json.loads(SINGLE.read_text())
+    for m in chat["messages"]:
+        if m.get("from_id") == "user42":
+            m["from"] = "Alex Morozov"
+    import_export(settings=db, path=write(tmp_path / "single.json", chat))
+    full = full_export(chat, user_id=42, first_name="Alex", last_name="Morozov")
+    import_export(settings=db, path=write(tmp_path / "full.json", full))
+    with session_scope(db) as session:
+        owner = get_owner(session)
+        assert (owner.first_name, owner.last_name) == ("Alex", "Morozov")
+
+
+def test_a_utf8_bom_is_read_past(db: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + SINGLE.read_bytes())
+    assert import_export(settings=db, path=path).messages_new == 7
+
+
+def test_account_info_without_chats_says_so(db: Settings, tmp_path: Path) -> None:
+    path = write(tmp_path / "info.json", {"personal_information": {"user_id": 42}, "about": "x"})
+    with pytest.raises(ImportFailed, match="has no chats") as err:
+        import_export(settings=db, path=path)
+    assert "Personal chats" in str(err.value)
+
+
+def test_a_duplicate_message_id_is_named_and_the_first_copy_kept(
+    db: Settings, tmp_path: Path
+) -> None:
+    chat = json.loads(SINGLE.read_text())
+    copy = dict(chat["messages"][1], text="second copy", date_unixtime="1709299999")
+    copy.pop("text_entities")
+    chat["messages"].append(copy)
+    summary = import_export(settings=db, path=write(tmp_path / "dup.json", chat))
+    assert summary.duplicates == {chat["name"]: [11]}
+    assert messages(db)[11][:3] == (1709287260, 1, "nice link")
+
+
+def test_dates_without_unix_time_are_read_in_the_given_zone(db: Settings, tmp_path: Path) -> None:
+    chat = json.loads(SINGLE.read_text())
+    path = write(tmp_path / "zoned.json", chat)
+    summary = import_export(settings=db, path=path, time_zone="Asia/Tokyo")
+    assert (summary.messages_local_time, summary.time_zone) == (1, "Asia/Tokyo")
+    local = next(m for m in chat["messages"] if "date_unixtime" not in m)
+    expected = datetime.fromisoformat(local["date"]).replace(tzinfo=ZoneInfo("Asia/Tokyo"))
+    assert messages(db)[local["id"]][0] == int(expected.timestamp())
+    with pytest.raises(ImportFailed, match="Unknown time zone"):
+        import_export(settings=db, path=path, time_zone="Mars/Olympus")

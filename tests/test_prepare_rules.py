@@ -16,6 +16,7 @@ from twin.prepare.sessions import (
     CharBudget,
     ChatMessage,
     build_samples,
+    is_said,
     iter_sessions,
     merge_consecutive,
     render_message,
@@ -208,12 +209,25 @@ def dialogs(draw: st.DrawFn) -> list[ChatMessage]:
 @settings(max_examples=100, deadline=None)
 @given(dialogs(), st.sampled_from(GAPS[1:]))
 def test_no_session_spans_a_gap_at_or_over_the_threshold(messages, gap: int) -> None:
+    # Gaps are measured between messages someone said; service messages never bridge one.
     sessions = split_into_sessions(messages, gap_seconds=gap)
     assert [m for s in sessions for m in s] == messages
-    for session in sessions:
+    said = [[m for m in s if is_said(m)] for s in sessions]
+    for session in said:
         assert all(b.sent_unix - a.sent_unix < gap for a, b in itertools.pairwise(session))
-    for before, after in itertools.pairwise(sessions):
+    for before, after in itertools.pairwise(s for s in said if s):
         assert after[0].sent_unix - before[-1].sent_unix >= gap
+
+
+def test_a_service_message_does_not_bridge_a_long_gap() -> None:
+    hour = 3600
+    messages = [
+        ChatMessage(1, 0, False, "see you"),
+        ChatMessage(2, 20 * hour, False, "", service_kind="pin_message"),
+        ChatMessage(3, 40 * hour, True, "morning!"),
+    ]
+    sessions = split_into_sessions(messages, gap_seconds=DAY_SECONDS)
+    assert [[m.tg_id for m in s] for s in sessions] == [[1, 2], [3]]
 
 
 @settings(max_examples=100, deadline=None)

@@ -6,7 +6,7 @@ are imported; every other chat is counted by type and skipped.
 
 The file is streamed with ijson's C backend so a multi-GB export imports in bounded memory.
 ijson builds each chat object for us; to keep a long chat from piling up in memory, every map
-is created through `_ChatStream.new_map` and, each time the parser asks for more bytes, the
+is created through `ChatStream.new_map` and, each time the parser asks for more bytes, the
 finished messages of the chat being built are taken out of its ``messages`` list and written.
 Everything is written in one transaction: a failure anywhere leaves the database as it was.
 The price of that guarantee: the import holds SQLite's write lock from its first row to its
@@ -19,15 +19,13 @@ and why a large import should not run alongside a harvest.
 
 from __future__ import annotations
 
-import operator
-import re
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Iterator
-from datetime import datetime
-from itertools import accumulate
+from collections.abc import Iterator
+from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import ijson
 import sqlalchemy.exc
@@ -37,6 +35,7 @@ from sqlmodel import Session
 from twin.config import Settings
 from twin.db import session_scope
 from twin.errors import ImportFailed
+from twin.export_stream import READ_SIZE, ChatStream, Progress
 from twin.models import Source
 from twin.store import (
     SERVICE_NOTIFICATIONS_ID,
@@ -55,7 +54,6 @@ EXPECTED = (
     "a result.json from Telegram Desktop → Export chat history / Export Telegram data, JSON format"
 )
 BATCH_SIZE = 5000
-READ_SIZE = 1 << 16
 
 # Export media_type → the media kinds the API harvest uses.
 MEDIA_KINDS = {
@@ -82,9 +80,6 @@ _EXPORT = Source.export.value
 SERVICE_CHAT = "service_notifications"
 """How the chat with Telegram's own account (777000) is counted among the skipped chats."""
 
-Progress = Callable[[int, int], None]
-"""Called with (bytes read, file size) as the import advances."""
-
 
 class ImportSummary(BaseModel):
     """What an import did."""
@@ -100,6 +95,10 @@ class ImportSummary(BaseModel):
     """``unsupported`` messages the exporter could not render."""
     messages_local_time: int = 0
     """Messages without ``date_unixtime`` whose time was read from the local-time ``date``."""
+    time_zone: str | None = None
+    """The zone such ``date`` values were read in (None: this machine's)."""
+    duplicates: dict[str, list[int]] = Field(default_factory=dict)
+    """Message ids found more than once in one chat, by chat name (the first copy is kept)."""
     chats_skipped: dict[str, int] = Field(default_factory=dict)
     """Chats not imported, by export type (bot_chat, saved_messages, private_group, …)."""
 
@@ -151,7 +150,9 @@ def _unix(value: Any) -> int | None:
     return int(value) if value not in (None, "") else None
 
 
-def convert_message(raw: dict[str, Any], *, me: str, dialog_id: int) -> tuple[MessageRow, bool]:
+def convert_message(
+    raw: dict[str, Any], *, me: str, dialog_id: int, zone: tzinfo | None = None
+) -> tuple[MessageRow, bool]:
     """Turn an exported message into its ``message`` row; also say whether its time is local.
 
     The row is built positionally (`twin.store.MessageRow`): this runs once per message of a
@@ -161,13 +162,14 @@ def convert_message(raw: dict[str, Any], *, me: str, dialog_id: int) -> tuple[Me
         raw: a message object of type ``message`` or ``service``.
         me: the owner's ``from_id`` (``"user<id>"``).
         dialog_id: the `Dialog.id` the message belongs to.
+        zone: the zone of ``date`` when ``date_unixtime`` is missing (None: this machine's).
     """
     get = raw.get
     sent = _unix(get("date_unixtime"))
     local = sent is None
     if sent is None:
         # Last resort: `date` is the exporting machine's local time without an offset.
-        sent = int(datetime.fromisoformat(raw["date"]).timestamp())
+        sent = int(datetime.fromisoformat(raw["date"]).replace(tzinfo=zone).timestamp())
     edited = get("edited_unixtime")
     service = get("type") == "service"
     return (
@@ -189,131 +191,7 @@ def convert_message(raw: dict[str, Any], *, me: str, dialog_id: int) -> tuple[Me
 
 
 # ---------------------------------------------------------------------------------------------
-# Nesting depth
-
-MAX_NESTING = 100
-"""The deepest nesting of arrays and objects a file may have (an export nests 6 levels).
-ijson keeps each open level's path, so its time and memory grow with the square of the depth:
-100,000 nested arrays (200 KB) would take minutes and gigabytes."""
-
-_NOT_STRUCTURE = bytes(set(range(256)) - set(b'[]{}"'))
-_AS_PARENS = bytes.maketrans(b"[]{}", b"()()")
-_OPENERS_AS_ONE = bytes.maketrans(b"()", b"\x01\x00")
-
-
-class NestingGuard:
-    """Follows the nesting depth of JSON fed in chunks and refuses it past ``limit`` levels.
-
-    Only C-level byte operations run per chunk: escapes are dropped, brackets and quotes kept,
-    the brackets inside strings dropped, and matched pairs removed level by level, which bounds
-    the depth inside the chunk. The exact depth is traced
-    only when that bound passes the limit. A chunk must not end inside an escape
-    (``_ChatStream`` holds such a tail back).
-
-    Args:
-        limit: the deepest nesting allowed.
-    """
-
-    def __init__(self, limit: int = MAX_NESTING) -> None:
-        self.limit = limit
-        self.depth = 0
-        self.in_string = False
-
-    def feed(self, data: bytes) -> None:
-        """Follow ``data``; raise `ImportFailed` once the nesting passes the limit."""
-        if b"\\" in data:
-            data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
-        # Brackets and quotes only; then drop adjacent quote pairs (a stretch without
-        # brackets, in or out of a string): quotes stay only around strings holding brackets.
-        skeleton = data.translate(_AS_PARENS, _NOT_STRUCTURE).replace(b'""', b"")
-        if b'"' in skeleton:
-            pieces = skeleton.split(b'"')
-            outside = pieces[1::2] if self.in_string else pieces[0::2]
-            if len(pieces) % 2 == 0:  # an odd number of quotes: a string opens or closes
-                self.in_string = not self.in_string
-            parens = b"".join(outside)
-        else:
-            parens = b"" if self.in_string else skeleton
-        # Peel matched pairs level by level: what is left is ")" * closed + "(" * opened, so
-        # nothing in the chunk nests deeper than `peels` above the higher of its two ends.
-        rest, peels = parens, 0
-        while b"()" in rest and peels <= self.limit:
-            rest, peels = rest.replace(b"()", b""), peels + 1
-        end = self.depth + 2 * parens.count(b"(") - len(parens)
-        if max(self.depth, end) + peels > self.limit and self._deepest(parens) > self.limit:
-            raise ImportFailed(
-                f"The file nests arrays or objects more than {self.limit} levels deep; "
-                "a Telegram export never does.",
-                hint=f"twin expects {EXPECTED}.",
-            )
-        self.depth = end
-
-    def _deepest(self, parens: bytes) -> int:
-        """The exact deepest level within a chunk's brackets (``(``/``)`` only)."""
-        ones = parens.translate(_OPENERS_AS_ONE)
-        # Depth after the i-th bracket (1-based) = start + 2·(openers so far) − i.
-        steps = map(operator.sub, map((2).__mul__, accumulate(ones)), range(1, len(ones) + 1))
-        return self.depth + max(max(steps, default=0), 0)
-
-
-# ---------------------------------------------------------------------------------------------
 # Streaming
-
-
-class _ChatStream:
-    """A file wrapper for ijson that hands out the finished messages of the chat being parsed.
-
-    ijson calls `read` between chunks and `new_map` for every JSON object it builds. The chat
-    being built is the newest map holding a ``messages`` list; all its messages but the last
-    (which may still be half-parsed) are complete.
-    """
-
-    def __init__(self, file: IO[bytes], *, size: int, progress: Progress | None) -> None:
-        self.file = file
-        self.size = size
-        self.progress = progress
-        self.position = 0
-        self.lines = 1
-        self.last_read = 0
-        self.recent: list[dict[str, Any]] = []
-        self.chat: dict[str, Any] | None = None
-        self.on_messages: Callable[[dict[str, Any], list[dict[str, Any]]], None] | None = None
-        self.carry = b""  # the tail of the last chunk that may be the start of an escape
-        self.nesting = NestingGuard()
-
-    def new_map(self) -> dict[str, Any]:
-        d: dict[str, Any] = {}
-        self.recent.append(d)
-        return d
-
-    def read(self, size: int = READ_SIZE) -> bytes:
-        self._drain_open_chat()
-        while True:
-            chunk = self.file.read(size)
-            self.position += len(chunk)
-            self.last_read = len(chunk)
-            self.lines += chunk.count(b"\n")
-            if self.progress is not None:
-                self.progress(self.position, self.size)
-            data, self.carry = _replace_lone_surrogates(self.carry + chunk, final=not chunk)
-            self.nesting.feed(data)
-            if data or not chunk:  # an empty read means the end to ijson
-                return data
-
-    def _drain_open_chat(self) -> None:
-        for d in reversed(self.recent):
-            if isinstance(d.get("messages"), list):
-                self.chat = d
-                break
-        # A chat whose `messages` key is not parsed yet is the newest map: keep it in view.
-        self.recent = self.recent[-1:] if self.recent and self.recent[-1] is not self.chat else []
-        if self.chat is None or self.on_messages is None:
-            return
-        messages = self.chat.get("messages")
-        if messages is not None and len(messages) > 1:
-            done = messages[:-1]
-            del messages[:-1]
-            self.on_messages(self.chat, done)
 
 
 def _open(path: Path) -> tuple[Path, int]:
@@ -322,40 +200,6 @@ def _open(path: Path) -> tuple[Path, int]:
     if not path.is_file():
         raise ImportFailed(f"{path} does not exist.", hint=f"Give the path of {EXPECTED}.")
     return path, path.stat().st_size
-
-
-# A \uD800-\uDFFF escape that is not half of a pair (JSON allows it; a broken emoji produces
-# it) makes ijson's C backend fail with UnicodeDecodeError. Such escapes become \ufffd, so the
-# message is kept. A backslash run of even length before "u" is text, not an escape.
-_LONE_SURROGATE_RE = re.compile(
-    rb"(?<!\\)((?:\\\\)*)\\u"
-    rb"(?:[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"  # a high half with no low half after
-    rb"|(?<![dD][89abAB][0-9a-fA-F]{2}\\u)[dD][c-fC-F][0-9a-fA-F]{2})"  # a low half alone
-)
-_HIGH_HALF_RE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}")
-_ESCAPE_TAIL = 12  # "\uD83D\uDE0" split by a chunk boundary: held back for the next read
-
-
-def _replace_lone_surrogates(data: bytes, *, final: bool) -> tuple[bytes, bytes]:
-    """``data`` with lone surrogate escapes replaced by ``\ufffd``, and the tail held back
-    because an escape in it may continue in the next chunk.
-
-    Args:
-        data: a chunk of the export (with the previous call's tail in front).
-        final: no more data follows.
-    """
-    carry = b""
-    if not final:
-        cut = data.find(b"\\", max(0, len(data) - _ESCAPE_TAIL))
-        if cut != -1:
-            if _HIGH_HALF_RE.fullmatch(data, max(0, cut - 6), cut):
-                cut -= 6  # a high half right before: it needs to see what follows it
-            while cut > 0 and data[cut - 1] == 0x5C:  # keep a backslash run whole
-                cut -= 1
-            data, carry = data[:cut], data[cut:]
-    if b"\\u" in data:
-        data = _LONE_SURROGATE_RE.sub(rb"\1\\ufffd", data)
-    return data, carry
 
 
 # What a value of the wrong type (null text, a list as an id, an id beyond 64 bits, …) raises
@@ -384,7 +228,7 @@ def _malformed(path: Path, exc: BaseException, where: str) -> ImportFailed:
     )
 
 
-def _parse_error(path: Path, stream: _ChatStream, exc: Exception) -> ImportFailed:
+def _parse_error(path: Path, stream: ChatStream, exc: Exception) -> ImportFailed:
     start = stream.position - stream.last_read
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return ImportFailed(
@@ -409,7 +253,7 @@ def _read_head(path: Path, size: int) -> _ExportHead:
     """Scan the top-level keys up to ``chats`` (full export) or ``messages`` (one chat)."""
     info: dict[str, Any] = {}
     with path.open("rb") as f:
-        stream = _ChatStream(f, size=size, progress=None)
+        stream = ChatStream(f, size=size, progress=None)
         try:
             for prefix, event, value in _ijson.parse(stream, use_float=True):
                 if prefix == "" and event not in ("start_map", "map_key"):
@@ -422,10 +266,16 @@ def _read_head(path: Path, size: int) -> _ExportHead:
                         info[key] = value
         except ijson.JSONError as exc:
             raise _parse_error(path, stream, exc) from exc
+    if info:
+        raise ImportFailed(
+            f"{path} has no chats: it holds the account's information only.",
+            hint="Export again with 'Personal chats' ticked (Settings → Advanced → Export "
+            "Telegram data), in JSON format.",
+        )
     raise ImportFailed(f"{path} is not a Telegram export.", hint=f"twin expects {EXPECTED}.")
 
 
-def _chats(path: Path, stream: _ChatStream, *, full: bool) -> Iterator[dict[str, Any]]:
+def _chats(path: Path, stream: ChatStream, *, full: bool) -> Iterator[dict[str, Any]]:
     prefix = "chats.list.item" if full else ""
     try:
         yield from _ijson.items(
@@ -442,9 +292,14 @@ def _chats(path: Path, stream: _ChatStream, *, full: bool) -> Iterator[dict[str,
 class _Writer:
     """Turns chats and their messages into rows, in the open session."""
 
-    def __init__(self, session: Session, *, head: _ExportHead, me: int | None) -> None:
+    def __init__(
+        self, session: Session, *, head: _ExportHead, me: int | None, zone: tzinfo | None
+    ) -> None:
         self.session = session
         self.head = head
+        self.zone = zone
+        self.seen: dict[int, set[int]] = {}  # peer → message ids of this export
+        self.duplicates: dict[str, list[int]] = {}
         self.me = me if me is not None else head.user_id
         self.summary_counts: Counter[str] = Counter()
         self.skipped: Counter[str] = Counter()
@@ -465,9 +320,13 @@ class _Writer:
             )
         owner.tg_user_id = owner_id
         head = self.head
-        owner.first_name = owner.first_name or head.first_name or name
-        owner.last_name = owner.last_name or head.last_name
-        owner.username = owner.username or head.username
+        if head.first_name or head.last_name:
+            # The account's own personal_information wins over a name guessed from `from`
+            # by an earlier single-chat import ("Alex Morozov" + "Morozov" would double up).
+            owner.first_name, owner.last_name = head.first_name, head.last_name
+        elif not (owner.first_name or owner.last_name):
+            owner.first_name = name
+        owner.username = head.username or owner.username
         self.me = owner_id
 
     def chat_type(self, chat: dict[str, Any]) -> str | None:
@@ -524,13 +383,22 @@ class _Writer:
         dialog_id = self.dialog_id(chat)
         batch = self.pending.setdefault(peer, [])
         append = batch.append
+        seen = self.seen.setdefault(peer, set())
         skipped = local_time = 0
+        zone = self.zone
         for raw in raws:
             if raw.get("type") not in ("message", "service"):
                 skipped += 1
                 continue
+            tg_id = raw.get("id")
+            if tg_id in seen:
+                # Two copies of one id would merge into a row of neither (the first's time,
+                # the second's text): keep the first, and say so.
+                self.duplicates.setdefault(str(chat.get("name") or peer), []).append(tg_id)
+                continue
+            seen.add(tg_id)
             try:
-                row, local = convert_message(raw, me=me, dialog_id=dialog_id)
+                row, local = convert_message(raw, me=me, dialog_id=dialog_id, zone=zone)
             except (KeyError, ValueError, TypeError) as exc:
                 raise ImportFailed(
                     f"Message {raw.get('id')!r} in the chat with {chat.get('name')!r} is "
@@ -588,6 +456,7 @@ def import_export(
     settings: Settings,
     path: Path,
     me: int | None = None,
+    time_zone: str | None = None,
     progress: Progress | None = None,
 ) -> ImportSummary:
     """Import a Telegram Desktop JSON export; all of it or nothing.
@@ -600,9 +469,13 @@ def import_export(
         path: the export's ``result.json``, or the folder holding it.
         me: the owner's Telegram user id, for a single-chat export where it cannot be told
             from the senders (a full export names its account itself).
+        time_zone: the IANA zone of the machine that made the export (``Europe/Moscow``),
+            for messages without ``date_unixtime``, whose ``date`` has no offset; default:
+            this machine's zone.
         progress: called with (bytes read, file size) as the file is read.
     """
     path, size = _open(Path(path))
+    zone = _zone(time_zone)
     try:
         head = _read_head(path, size)
     except _MALFORMED as exc:
@@ -618,8 +491,8 @@ def import_export(
             hint="Pass --me with your Telegram user id.",
         )
     with session_scope(settings) as session, path.open("rb") as f:
-        writer = _Writer(session, head=head, me=me)
-        stream = _ChatStream(f, size=size, progress=progress)
+        writer = _Writer(session, head=head, me=me, zone=zone)
+        stream = ChatStream(f, size=size, progress=progress)
         stream.on_messages = writer.on_messages
         chats = 0
         try:
@@ -646,6 +519,20 @@ def import_export(
             messages_updated=counts["updated"],
             messages_skipped=counts["skipped"],
             messages_local_time=counts["local_time"],
+            time_zone=time_zone,
+            duplicates=writer.duplicates,
             chats_skipped=dict(writer.skipped),
         )
     return summary
+
+
+def _zone(name: str | None) -> tzinfo | None:
+    if name is None:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ImportFailed(
+            f"Unknown time zone {name!r}.",
+            hint="Give an IANA zone name such as Europe/Moscow, America/New_York or UTC.",
+        ) from exc

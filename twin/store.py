@@ -110,8 +110,8 @@ ON CONFLICT (dialog_id, tg_id) DO UPDATE SET
     edited_unix = excluded.edited_unix,
     media_kind = excluded.media_kind,
     reply_to_id = excluded.reply_to_id
-WHERE excluded.edited_unix IS NOT message.edited_unix
-   OR excluded.text IS NOT message.text
+WHERE coalesce(excluded.edited_unix, 0) >= coalesce(message.edited_unix, 0)
+  AND (excluded.edited_unix IS NOT message.edited_unix OR excluded.text IS NOT message.text)
 """
 
 
@@ -121,7 +121,8 @@ def upsert_messages(
     """Insert new messages of a dialog and update edited ones; return how many were new.
 
     Idempotent: writing the same messages twice changes nothing. An existing row is updated only
-    when its text or edit time differs (an edit seen later), and keeps its original source.
+    when its text or edit time differs (an edit seen later), and never by an older version (an
+    older export imported after a newer one); it keeps its original source.
 
     Args:
         session: the open session (not committed here: the caller commits each page together

@@ -26,7 +26,7 @@ from test_private_files import modes, private_modes
 
 from twin.config import Settings
 from twin.errors import ImportFailed
-from twin.importer import NestingGuard
+from twin.export_stream import NestingGuard
 from twin.jobs import get_job
 from twin.models import JobState
 from twin.web import create_app

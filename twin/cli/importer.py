@@ -23,6 +23,12 @@ def import_command(
     me: int | None = typer.Option(
         None, "--me", help="Your Telegram user id, if a single-chat export can't tell."
     ),
+    time_zone: str | None = typer.Option(
+        None,
+        "--tz",
+        help="Time zone of the machine that made the export (e.g. Europe/Moscow), for messages "
+        "without date_unixtime. Default: this machine's.",
+    ),
 ) -> None:
     """Import a Telegram Desktop export (JSON): personal chats only, all or nothing."""
     settings = get_settings()
@@ -35,6 +41,7 @@ def import_command(
             settings=settings,
             path=path,
             me=me,
+            time_zone=time_zone,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     table = Table(title=f"imported {summary.path}", show_header=False)
@@ -46,9 +53,16 @@ def import_command(
         table.add_row(f"chats skipped: {kind}", str(count))
     console.print(table)
     if summary.messages_local_time:
+        zone = summary.time_zone or "this machine's time zone"
         console.print(
             f"{summary.messages_local_time} messages had no date_unixtime; their times were "
-            "read from the exporter's local time and may be off by its UTC offset."
+            f"read in {zone}. If the export was made in another zone, import again with --tz."
+        )
+    for chat, ids in sorted(summary.duplicates.items()):
+        shown = ", ".join(map(str, ids[:10])) + (" …" if len(ids) > 10 else "")
+        console.print(
+            f"warning: the chat {chat!r} holds message ids more than once ({shown}); "
+            "the first copy of each was kept."
         )
 
 

@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import psutil
 from pydantic import BaseModel, Field
@@ -37,6 +37,7 @@ from sqlmodel import Session
 from twin.config import Settings
 from twin.db import get_engine
 from twin.errors import PrepareError
+from twin.prepare.format import speaker_names
 from twin.prepare.scrub import Scrubber, ScrubConfig, ScrubReport
 from twin.prepare.sessions import (
     CHARS_PER_TOKEN,
@@ -44,18 +45,20 @@ from twin.prepare.sessions import (
     CharBudget,
     ChatMessage,
     LengthBudget,
-    Sample,
     TokenBudget,
     build_samples,
     iter_sessions,
     merge_consecutive,
     session_score,
 )
+from twin.prepare.split import SplitWriter, open_private
 
 DATASET_FILES = ("train.json", "val.json", "stats.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
 """In litgpt's order of precedence: a checkpoint with both uses ``tokenizer.json``."""
 _FAR = 2**62  # stands for "no bound" in the date filter
+# A message is scrubbed after this many messages before it (either speaker).
+_CONTEXT_MESSAGES = 2
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(dialogs_done, dialogs_total)``."""
@@ -98,7 +101,8 @@ class PrepareStats(BaseModel):
     min_messages: int
     since: datetime | None
     until: datetime | None
-    """Exclusive: a date given as ``until`` is moved to the next midnight."""
+    """Exclusive bound: a date given as ``until`` is moved to the next midnight, a time to the
+    next second (``until`` itself is inclusive)."""
     val_fraction: float
     seed: int
     dialogs_used: int = 0
@@ -185,8 +189,11 @@ def prepare_dataset(
         gap_seconds: a silence this long or longer starts a new session.
         min_messages: dialogs with fewer messages (in the date range) are skipped.
         since: keep messages sent at or after this (a date means its midnight; naive = UTC).
-        until: keep messages sent before this (a date includes that whole day; naive = UTC).
-        val_fraction: the share of sessions held out for validation, in (0, 1).
+        until: keep messages sent up to this moment, inclusive (a date includes that whole
+            day; naive = UTC).
+        val_fraction: the share of samples held out for validation, in (0, 1); whole
+            sessions are held out, chosen by size to come close to it (see
+            `twin.prepare.split.choose_validation`).
         seed: the seed of the train/validation split.
         scrub_config: phone regions and blocklist; default: the settings' regions.
         progress: called with (dialogs done, dialogs total) as dialogs are processed.
@@ -221,18 +228,19 @@ def prepare_dataset(
             _FAR if until_unix is None else until_unix,
         )
         dialogs = _choose_dialogs(connection, stats, bounds, min_messages)
-        me = _owner_name(connection)
+        owner = _owner_name(connection)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         _remove_abandoned_temp_dirs(out_dir)
         tmp_dir = Path(
             tempfile.mkdtemp(prefix=f".{out_dir.name}.{os.getpid()}.", dir=out_dir.parent)
         )
         try:
-            writer = _SplitWriter(tmp_dir)
+            writer = SplitWriter(tmp_dir, val_fraction=val_fraction)
             report = ScrubReport()
             lengths = array("I")
             skipped = Counter[str]()
-            for done, (dialog_stats, peer_id, peer) in enumerate(dialogs, start=1):
+            for done, (dialog_stats, peer_id, peer_name) in enumerate(dialogs, start=1):
+                me, peer = speaker_names(me=owner, peer=peer_name, scrubber=scrubber)
                 dialog_id = dialog_stats.id
                 rows = _read_dialog(connection, dialog_id, bounds, timings)
                 for messages in iter_sessions(rows, gap_seconds=gap_seconds):
@@ -240,7 +248,7 @@ def prepare_dataset(
                     if not any(m.out for m in messages):
                         continue  # nothing of mine to learn from; skip the scrubbing too
                     started = time.perf_counter()
-                    messages = [_scrub(m, scrubber, report, str(dialog_id)) for m in messages]
+                    messages = scrub_session(messages, scrubber, report, str(dialog_id))
                     timings["scrub"] += time.perf_counter() - started
                     started = time.perf_counter()
                     turns = merge_consecutive(messages, me=me, peer=peer)
@@ -251,7 +259,7 @@ def prepare_dataset(
                         continue
                     started = time.perf_counter()
                     score = session_score(seed=seed, peer_id=peer_id, first_tg_id=messages[0].tg_id)
-                    writer.add_session(built.samples, score=score, val=score < val_fraction)
+                    writer.add_session(built.samples, score=score)
                     timings["write"] += time.perf_counter() - started
                     dialog_stats.samples += len(built.samples)
                     stats.trimmed += sum(s.trimmed for s in built.samples)
@@ -260,7 +268,7 @@ def prepare_dataset(
                 if progress is not None:
                     progress(done, len(dialogs))
             started = time.perf_counter()
-            writer.close()
+            stats.warnings.extend(writer.close())
             _finish_stats(stats, writer, report, lengths, skipped)
             if not lengths:
                 raise _no_samples_error(skipped)
@@ -326,7 +334,10 @@ def _to_unix(value: date | datetime | None, *, end: bool) -> int | None:
         moment = datetime(value.year, value.month, value.day, tzinfo=UTC)
         return int((moment + timedelta(days=1 if end else 0)).timestamp())
     moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-    # Messages carry whole seconds: sent >= t and sent < t both hold iff they hold for ceil(t).
+    # Messages carry whole seconds: sent >= t holds iff sent >= ceil(t); an inclusive end
+    # (sent <= t) is the exclusive bound floor(t) + 1.
+    if end:
+        return math.floor(moment.timestamp()) + 1
     return math.ceil(moment.timestamp())
 
 
@@ -373,7 +384,7 @@ def _check_out_dir(out_dir: Path) -> None:
 def _owner_name(connection: sqlite3.Connection) -> str:
     row = connection.execute("SELECT first_name, last_name FROM owner WHERE id = 1").fetchone()
     name = " ".join(part for part in (row or ()) if part)
-    return name or "Me"
+    return name
 
 
 def _choose_dialogs(
@@ -452,92 +463,28 @@ def _read_dialog(
         yield from map(ChatMessage._make, rows)
 
 
-def _scrub(message: ChatMessage, scrubber: Scrubber, report: ScrubReport, key: str) -> ChatMessage:
-    if not message.text:
-        return message
-    result = scrubber.scrub(message.text)
-    if not result.found:
-        return message
-    report.add(key, result.found)
-    return message._replace(text=result.text)
-
-
-# `json.dumps` with options builds a new encoder per call; one shared encoder gives the same text.
-_RECORD_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
-
-
-class _JsonArrayWriter:
-    """Streams records into a JSON array, one per line, so no split is held in memory."""
-
-    def __init__(self, path: Path) -> None:
-        self.file: TextIO = _open_private(path, buffering=1 << 20)
-        self.count = 0
-
-    def write(self, samples: list[Sample]) -> None:
-        if not samples:
-            return
-        encode = _RECORD_ENCODER.encode
-        records = ",\n".join(encode(sample.record()) for sample in samples)
-        self.file.write(("[\n" if self.count == 0 else ",\n") + records)
-        self.count += len(samples)
-
-    def close(self) -> None:
-        self.file.write("\n]\n" if self.count else "[]\n")
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-
-
-class _SplitWriter:
-    """Writes each session to train or val, keeping both sides non-empty when it can.
-
-    Sessions go to validation by their score; if one side would end up with no session, the
-    session nearest the threshold crosses over. To do that while streaming, the train session
-    with the lowest score and the val session with the highest are held back until the end.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.files = {
-            "train": _JsonArrayWriter(directory / "train.json"),
-            "val": _JsonArrayWriter(directory / "val.json"),
-        }
-        self.held: dict[str, tuple[float, list[Sample]] | None] = {"train": None, "val": None}
-        self.sessions = Counter[str]()
-        self.samples = Counter[str]()
-
-    def add_session(self, samples: list[Sample], *, score: float, val: bool) -> None:
-        split = "val" if val else "train"
-        self.sessions[split] += 1
-        held = self.held[split]
-        nearer = held is None or (score > held[0] if val else score < held[0])
-        if nearer:
-            if held is not None:
-                self._write(split, held[1])
-            self.held[split] = (score, samples)
-        else:
-            self._write(split, samples)
-
-    def close(self) -> None:
-        for split, other in (("train", "val"), ("val", "train")):
-            held = self.held[split]
-            if held is None:
-                continue
-            if self.sessions[other] == 0 and self.sessions[split] >= 2:
-                self.sessions[split] -= 1
-                self.sessions[other] += 1
-                split = other
-            self._write(split, held[1])
-        for file in self.files.values():
-            file.close()
-
-    def _write(self, split: str, samples: list[Sample]) -> None:
-        self.files[split].write(samples)
-        self.samples[split] += len(samples)
+def scrub_session(
+    messages: list[ChatMessage], scrubber: Scrubber, report: ScrubReport, key: str
+) -> list[ChatMessage]:
+    """Scrub each message, reading it after the two before it (either speaker): a secret is
+    often its own message, right after the one that names or asks for it."""
+    scrubbed: list[ChatMessage] = []
+    for i, message in enumerate(messages):
+        if not message.text:
+            scrubbed.append(message)
+            continue
+        context = [m.text for m in messages[max(0, i - _CONTEXT_MESSAGES) : i] if m.text]
+        result = scrubber.scrub(message.text, context=context)
+        if result.found:
+            report.add(key, result.found)
+            message = message._replace(text=result.text)
+        scrubbed.append(message)
+    return scrubbed
 
 
 def _finish_stats(
     stats: PrepareStats,
-    writer: _SplitWriter,
+    writer: SplitWriter,
     report: ScrubReport,
     lengths: array[int],
     skipped: Counter[str],
@@ -580,14 +527,8 @@ def _no_samples_error(skipped: Counter[str]) -> PrepareError:
     )
 
 
-def _open_private(path: Path, *, buffering: int = -1) -> TextIO:
-    """A new text file only the owner can read (0600), like the rest of the data dir."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    return open(fd, "w", encoding="utf-8", newline="\n", buffering=buffering)
-
-
 def _write_json(path: Path, value: Any) -> None:
-    with _open_private(path) as f:
+    with open_private(path) as f:
         f.write(json.dumps(value, ensure_ascii=False, sort_keys=True, indent=2) + "\n")
         f.flush()
         os.fsync(f.fileno())

@@ -21,6 +21,9 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel
 
+from twin.prepare.scrub import Scrubber
+from twin.prepare.scrub.common import INVISIBLE_RE, PLACEHOLDER_RE
+
 TAG_SEPARATOR = ": "
 """Between a speaker's name and their text."""
 TURN_SEPARATOR = "\n"
@@ -61,8 +64,49 @@ def clean_name(name: str) -> str:
     >>> clean_name("  Anna\\n: K. ")
     'Anna K.'
     """
-    cleaned = " ".join(name.replace(":", " ").split())
-    return cleaned or "Someone"
+    return _one_line(name) or "Someone"
+
+
+def _one_line(name: str) -> str:
+    # Invisible characters go too: a name of only zero-width spaces would be an invisible tag.
+    return " ".join(INVISIBLE_RE.sub("", name).replace(":", " ").split())
+
+
+NEUTRAL_ME = "Me"
+NEUTRAL_PEER = "Contact"
+
+
+def speaker_names(*, me: str, peer: str, scrubber: Scrubber | None = None) -> tuple[str, str]:
+    """The ``(me, peer)`` names to tag turns with, safe to train on and tell apart.
+
+    A contact saved as "+7 916 555 12 34" or "Вася ivan.petrov@mail.ru" would put that number
+    or address into every sample: the scrubber (with its blocklist) runs over names too, and
+    what it finds is dropped. A name with nothing left becomes a neutral tag; a peer with the
+    owner's own name gets a suffix, so tags and stop sequences never collide.
+
+    Args:
+        me: the owner's display name.
+        peer: the other person's display name.
+        scrubber: the dataset's scrubber; names are only cleaned when omitted.
+
+    >>> speaker_names(me="Alex", peer="alex")
+    ('Alex', 'alex (contact)')
+    """
+    me_tag = _scrubbed_name(me, scrubber) or NEUTRAL_ME
+    peer_tag = _scrubbed_name(peer, scrubber) or NEUTRAL_PEER
+    if peer_tag.casefold() == me_tag.casefold():
+        peer_tag = f"{peer_tag} ({NEUTRAL_PEER.lower()})"
+    return me_tag, peer_tag
+
+
+def _scrubbed_name(name: str, scrubber: Scrubber | None) -> str:
+    cleaned = _one_line(name)
+    if cleaned and scrubber is not None:
+        result = scrubber.scrub(cleaned)
+        if result.found:
+            words = PLACEHOLDER_RE.sub(" ", result.text).split()
+            cleaned = " ".join(w for w in words if any(c.isalnum() for c in w))
+    return _one_line(cleaned)
 
 
 def tag_turn(turn: Turn) -> str:

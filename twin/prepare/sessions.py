@@ -275,6 +275,10 @@ def iter_sessions(
 ) -> Iterator[list[ChatMessage]]:
     """Yield sessions from messages already sorted by time, then id (streams a dialog).
 
+    Gaps are measured between messages someone wrote or sent (text or media): a service
+    message (a pin, a call) 20 h after the last one does not bridge a 40 h silence into one
+    session; it stays with the session before it.
+
     Args:
         messages: one dialog's messages in ``(sent_unix, tg_id)`` order.
         gap_seconds: a gap this long or longer starts a new session.
@@ -283,17 +287,25 @@ def iter_sessions(
         ValueError: when the messages are out of order.
     """
     session: list[ChatMessage] = []
+    last_said: int | None = None  # sent_unix of the session's last message that is not service
     for message in messages:
         if session:
             last = session[-1]
             if (message.sent_unix, message.tg_id) < (last.sent_unix, last.tg_id):
                 raise ValueError("messages must be sorted by (sent_unix, tg_id)")
-            if message.sent_unix - last.sent_unix >= gap_seconds:
+        if is_said(message):
+            if last_said is not None and message.sent_unix - last_said >= gap_seconds:
                 yield session
                 session = []
+            last_said = message.sent_unix
         session.append(message)
     if session:
         yield session
+
+
+def is_said(message: ChatMessage) -> bool:
+    """Whether someone wrote or sent `message` (text or media), as opposed to a service event."""
+    return not message.service_kind and bool(message.media_kind or message.text.strip())
 
 
 def split_into_sessions(
@@ -486,10 +498,11 @@ def _oldest_fitting_start(stop: int, room: int, window_length: WindowLength) -> 
 
 
 def session_score(*, seed: int, peer_id: int, first_tg_id: int) -> float:
-    """A stable number in [0, 1) for a session: it goes to validation when below the fraction.
+    """A stable number in [0, 1) for a session: the order in which sessions are offered to
+    validation (see `twin.prepare.split.choose_validation`).
 
-    Hashing (not a shared random stream) keeps a session on the same side when other chats
-    are added or excluded.
+    Hashing (not a shared random stream) keeps the order of two sessions the same when other
+    chats are added or excluded.
 
     Args:
         seed: the split seed.

@@ -1,7 +1,7 @@
 """web sessions
 
 Revision ID: c4e1b7a9d2f0
-Revises: 0001
+Revises: 0002_harvest
 Create Date: 2026-12-01 16:53:49.512684
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 
 
 revision: str = "c4e1b7a9d2f0"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002_harvest"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
