@@ -254,6 +254,13 @@ def train_command(
         signal.signal(signal.SIGINT, previous)
     status = record_status(record)
     run_dir = runs_dir(settings) / record.run_id
+    metrics = record.metrics
+    left_out = metrics.get("dropped_samples", 0), metrics.get("dropped_val_samples", 0)
+    if any(left_out):
+        typer.echo(
+            f"left out (longer than max_seq_length={record.max_seq_length}, never cut): "
+            f"{left_out[0]} training and {left_out[1]} validation samples"
+        )
     if status == "stopped":
         typer.echo(
             f"run {record.run_id} stopped at step {record.metrics.get('steps')}; "
