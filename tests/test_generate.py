@@ -271,6 +271,10 @@ def test_stop_scanner_shows_exactly_the_text_before_the_first_tag(
         ("fine. You are Me. Write Me's next message in this private chat with Anna.", "fine."),
         ("sure\n\nBelow is an instruction that describes a task", "sure"),
         ("Anna: are you there?", ""),  # another speaker's turn from the very start
+        ("Me: sure!\n\n### Input:\nAnna: hi", "sure!"),  # my own tag is not shown
+        ("Me", "Me"),
+        ("Me: ", ""),
+        ("Men are here", "Men are here"),
         ("see you\nMe: and more", "see you"),
         ("line one\nline two\n", "line one\nline two"),
     ],
@@ -278,7 +282,7 @@ def test_stop_scanner_shows_exactly_the_text_before_the_first_tag(
 def test_replies_never_show_prompt_scaffolding_or_another_turn(generated: str, shown: str) -> None:
     """What a model may write after (or instead of) its turn, fed to the reply's stop rules one
     character at a time, as a stream would."""
-    scanner = StopScanner(reply_stops(me="Me", peer="Anna"), line_start=True)
+    scanner = StopScanner(reply_stops(me="Me", peer="Anna"), line_start=True, skip_prefix="Me: ")
     text = "".join(scanner.feed(c) for c in generated) + scanner.flush()
     assert text == shown
 

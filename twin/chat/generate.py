@@ -34,6 +34,7 @@ from twin.prepare.format import (
     render_prompt,
     scaffold_markers,
     stop_sequences,
+    tag_turn,
 )
 from twin.train.record import RUN_RECORD, adapter_path, load_run
 from twin.train.trainer import record_status, runs_dir
@@ -60,17 +61,21 @@ class StopScanner:
         stops: the sequences that end the text (not included in it).
         line_start: the text starts a line, so a stop beginning with a line break also
             matches at its very start (a reply that opens with another speaker's tag).
+        skip_prefix: dropped when the text starts with it (my own tag before my reply).
 
     >>> scanner = StopScanner(["\\nAnna: "])
     >>> scanner.feed("hi\\nAn"), scanner.feed("na: bye"), scanner.stopped
     ('hi', '', True)
     """
 
-    def __init__(self, stops: Sequence[str], *, line_start: bool = False) -> None:
+    def __init__(
+        self, stops: Sequence[str], *, line_start: bool = False, skip_prefix: str = ""
+    ) -> None:
         self.stops = [s for s in stops if s]
         # A virtual line break before the text, dropped again from what is shown.
         self.held = "\n" if line_start else ""
         self._virtual = line_start
+        self._prefix, self._start = skip_prefix, ""
         self.stopped = False
 
     def feed(self, text: str) -> str:
@@ -81,6 +86,12 @@ class StopScanner:
         """
         if self.stopped:
             return ""
+        if self._prefix:  # still deciding whether the text starts with it
+            self._start += text
+            if self._prefix.startswith(self._start):
+                return ""
+            text, self._start = self._start.removeprefix(self._prefix), ""
+            self._prefix = ""
         buffer = self.held + text
         cuts = [i for i in (buffer.find(s) for s in self.stops) if i >= 0]
         if cuts:
@@ -95,8 +106,13 @@ class StopScanner:
 
     def flush(self) -> str:
         """What was held back; call when the stream ends without a stop sequence."""
+        shown = ""
+        if self._prefix:  # the text ended while it could still become the prefix
+            prefix, start = self._prefix, self._start
+            self._prefix, self._start = "", ""
+            shown = self.feed(start) if start != prefix else ""
         rest, self.held = self.held, ""
-        return "" if self.stopped else self._shown(rest.rstrip())
+        return shown + ("" if self.stopped else self._shown(rest.rstrip()))
 
     def _shown(self, text: str) -> str:
         if self._virtual and text:
@@ -315,6 +331,7 @@ class Twin:
         return self._stream_text(
             prompt,
             stops=reply_stops(me=me, peer=peer),
+            own_tag=tag_turn(Turn(speaker=me, text="", mine=True)),
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             top_k=top_k,
@@ -327,6 +344,7 @@ class Twin:
         prompt: torch.Tensor,
         *,
         stops: list[str],
+        own_tag: str,
         max_new_tokens: int,
         temperature: float,
         top_k: int | None,
@@ -334,7 +352,7 @@ class Twin:
         generator: torch.Generator | None,
     ) -> Iterator[str]:
         decode = _incremental_decoder(self.tokenizer)
-        scanner = StopScanner(stops, line_start=True)
+        scanner = StopScanner(stops, line_start=True, skip_prefix=own_tag)
         with self._lock:
             for token_id in self._generate_ids(
                 prompt,
