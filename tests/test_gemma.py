@@ -37,7 +37,9 @@ from twin.config import Settings
 from twin.errors import TrainError
 from twin.prepare.format import Turn
 
-pytestmark = pytest.mark.xdist_group("gemma")
+# One worker runs them all; building the model and loading the reference take minutes on a
+# loaded 2-core machine (seconds to a minute on a quiet one).
+pytestmark = [pytest.mark.xdist_group("gemma"), pytest.mark.timeout(1800)]
 
 CORPUS = [
     "hello world",
