@@ -12,6 +12,10 @@ The machine may be shared: read the ratios (measured side by side), not the abso
 Goal: twin ≥ 0.95× litgpt in tokens/s.
 
     python bench/bench_generate.py [--runs 5] [--max-new-tokens 128]
+    python bench/bench_generate.py --base <checkpoint dir> [--runs 3]   # e.g. Gemma 3 270M
+
+With ``--base`` a real model is timed instead (twin vs litgpt only): its reply may end early
+(EOS, a speaker tag), so tokens are counted per run and both loops get the same prompt.
 """
 
 from __future__ import annotations
@@ -189,12 +193,64 @@ def bench_size(name: str, size: tuple[int, int, int], *, runs: int, max_new_toke
         print(f"  {label:20}" + "".join(f"{f:>17}" for f in figures))
 
 
+def bench_base(base: Path, *, runs: int, max_new_tokens: int) -> None:
+    """twin's reply loop against litgpt's on a real base model (tokens counted per run)."""
+    twin = load_twin(base_model_dir=base)
+    turns = [
+        Turn(speaker="Anna", text="Привет! Ты сегодня придёшь на ужин? Во сколько?", mine=False),
+        Turn(speaker="Me", text="привет! да, думаю к восьми", mine=True),
+        Turn(speaker="Anna", text="Отлично. Can you bring some wine? 🍷", mine=False),
+    ]
+    contenders: dict[str, Callable[[], Iterator[str]]] = {
+        "litgpt generate_fn": partial(litgpt_pieces, twin, turns, max_new_tokens),
+        "twin stream_reply": partial(twin_pieces, twin, turns, max_new_tokens),
+    }
+    results: dict[str, list[tuple[float, float, float, int]]] = {k: [] for k in contenders}
+    for run in range(runs + 1):  # the first round warms up
+        for label, make in contenders.items():
+            calls = [0]
+            hook = twin.model.register_forward_hook(
+                lambda *_, calls=calls: calls.__setitem__(0, calls[0] + 1)
+            )
+            try:
+                figures = timed(make())
+            finally:
+                hook.remove()
+            if run:
+                results[label].append((*figures, calls[0]))
+    prompt = twin.prompt_ids(context=turns, me="Me", peer="Anna", max_new_tokens=1)
+    print(
+        f"\n{base.name}: prompt {len(prompt)} tokens, up to {max_new_tokens} new tokens, greedy, "
+        f"{torch.get_num_threads()} thread(s), best of {runs}"
+    )
+    columns = ("tokens", "tokens/s wall", "tokens/s CPU", "first piece ms", "vs litgpt (CPU)")
+    print(f"  {'':20}" + "".join(f"{c:>17}" for c in columns))
+    rates = {
+        label: max(count / cpu for _, _, cpu, count in rows) for label, rows in results.items()
+    }
+    for label, rows in results.items():
+        first = min(r[0] for r in rows)
+        wall = max(count / w for _, w, _, count in rows)
+        figures = (
+            f"{rows[0][3]}",
+            f"{wall:.1f}",
+            f"{rates[label]:.1f}",
+            f"{first * 1000:.0f}",
+            f"{rates[label] / rates['litgpt generate_fn']:.2f}×",
+        )
+        print(f"  {label:20}" + "".join(f"{f:>17}" for f in figures))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--base", type=Path, help="time this real checkpoint dir instead")
     args = parser.parse_args()
     torch.manual_seed(0)
+    if args.base is not None:
+        bench_base(args.base.expanduser().resolve(), runs=args.runs, max_new_tokens=64)
+        return
     for name, size in SIZES.items():
         bench_size(name, size, runs=args.runs, max_new_tokens=args.max_new_tokens)
 

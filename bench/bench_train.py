@@ -7,6 +7,11 @@ sample tokens (prompt + reply, no padding); both over the training loop's own wa
 litgpt's performance report measures it), not process start-up. Peak RSS is the child's.
 
     python bench/bench_train.py [--steps 40] [--repeats 2]
+    python bench/bench_train.py --base ~/.local/share/twin/checkpoints/google/gemma-3-270m \
+        --steps 6 --repeats 1 --global-batch 4     # Gemma 3 270M (`twin model get gemma-3-270m`)
+
+On a real model with a large vocabulary (Gemma: 262k) most of litgpt's time goes to the LM
+head over every position; twin computes it only where the reply's labels count.
 """
 
 from __future__ import annotations
@@ -154,11 +159,15 @@ def run_litgpt(
 
 
 def main() -> None:
+    global GLOBAL_BATCH
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=45)  # one epoch of 720 samples
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--samples", type=int, default=800)
+    parser.add_argument("--base", type=Path, help="a litgpt checkpoint dir (default: tiny demo)")
+    parser.add_argument("--global-batch", type=int, default=16)
     args = parser.parse_args()
+    GLOBAL_BATCH = args.global_batch
 
     from twin.train.tiny import corpus_from_dataset, init_tiny_model
 
@@ -170,7 +179,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="twin-bench-train-") as tmp:
         work = Path(tmp)
         dataset = chat_dataset(work / "dataset", samples=args.samples)
-        model = init_tiny_model(
+        model = args.base.expanduser().resolve() if args.base else None
+        model = model or init_tiny_model(
             out_dir=work / "model", corpus=corpus_from_dataset(dataset)
         )  # demo size
         runs: dict[str, list[dict[str, float]]] = {
@@ -191,7 +201,8 @@ def main() -> None:
     }
     base = median["litgpt finetune_lora"]
     print(
-        f"tiny demo model (4×128), {args.steps} steps × {GLOBAL_BATCH} samples, "
+        f"{args.base.name if args.base else 'tiny demo model (4×128)'}, "
+        f"{args.steps} steps × {GLOBAL_BATCH} samples, "
         f"micro-batch {MICRO_BATCH}, "
         f"32-true CPU, OMP_NUM_THREADS={env['OMP_NUM_THREADS']}, median of {args.repeats}"
     )

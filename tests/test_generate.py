@@ -28,7 +28,7 @@ from litgpt.model import GPT
 from litgpt.tokenizer import Tokenizer
 from typer.testing import CliRunner
 
-from twin.chat.generate import StopScanner, Twin, load_twin, resolve_run_dir
+from twin.chat.generate import StopScanner, Twin, load_twin, reply_stops, resolve_run_dir
 from twin.cli.chat import register
 from twin.config import Settings
 from twin.errors import ChatError
@@ -182,7 +182,8 @@ def test_adapter_changes_the_model_and_merging_keeps_its_logits(
         merged_logits = twin.model(ids)
         base_logits = base_twin.model(ids)
         expected = unmerged(ids)
-    torch.testing.assert_close(merged_logits, expected, atol=1e-5, rtol=1e-5)
+    # Merged (W + B·A·s) and unmerged (W·x + B·A·x·s) round differently in float32: ~1e-5.
+    torch.testing.assert_close(merged_logits, expected, atol=1e-4, rtol=1e-4)
     assert (merged_logits - base_logits).abs().max() > 1e-2
 
 
@@ -258,7 +259,32 @@ def test_stop_scanner_shows_exactly_the_text_before_the_first_tag(
     bounds = [0, *sorted(c for c in cuts if c <= len(text)), len(text)]
     scanner = StopScanner(stops)
     shown = "".join(scanner.feed(text[a:b]) for a, b in pairwise(bounds))
-    assert shown + scanner.flush() == expected
+    assert shown + scanner.flush() == expected.rstrip()
+
+
+@pytest.mark.parametrize(
+    ("generated", "shown"),
+    [
+        ("да, конечно\n\n### Instruction:\nYou are Me.", "да, конечно"),
+        ("ok!\n\n### Input:\nAnna: hi", "ok!"),
+        ("ok\n### Response:\nsure", "ok"),
+        ("fine. You are Me. Write Me's next message in this private chat with Anna.", "fine."),
+        ("sure\n\nBelow is an instruction that describes a task", "sure"),
+        ("Anna: are you there?", ""),  # another speaker's turn from the very start
+        ("Me: sure!\n\n### Input:\nAnna: hi", "sure!"),  # my own tag is not shown
+        ("Me", "Me"),
+        ("Me: ", ""),
+        ("Men are here", "Men are here"),
+        ("see you\nMe: and more", "see you"),
+        ("line one\nline two\n", "line one\nline two"),
+    ],
+)
+def test_replies_never_show_prompt_scaffolding_or_another_turn(generated: str, shown: str) -> None:
+    """What a model may write after (or instead of) its turn, fed to the reply's stop rules one
+    character at a time, as a stream would."""
+    scanner = StopScanner(reply_stops(me="Me", peer="Anna"), line_start=True, skip_prefix="Me: ")
+    text = "".join(scanner.feed(c) for c in generated) + scanner.flush()
+    assert text == shown
 
 
 def test_run_resolution(settings: Settings, base_dir: Path) -> None:

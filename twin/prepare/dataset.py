@@ -134,7 +134,10 @@ def default_tokenizer_dir(settings: Settings) -> Path | None:
     Args:
         settings: whose base model.
     """
-    base = settings.base_model_path
+    from twin.basemodel.checkpoint import choose_base_model
+
+    chosen = choose_base_model(settings)  # the model training will use by default
+    base = chosen.path if chosen is not None else settings.base_model_path
     return base if any((base / name).is_file() for name in TOKENIZER_FILES) else None
 
 

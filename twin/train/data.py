@@ -89,57 +89,108 @@ def read_stats(dataset_dir: Path) -> dict[str, Any]:
         raise TrainError(f"Cannot read {path}: {exc}", hint=PREPARE_HINT) from exc
 
 
-def check_tokenizer(stats: dict[str, Any], base_model_dir: Path) -> None:
-    """Refuse a dataset whose lengths were measured with another model's tokenizer.
+def reprepare_command(*, base_model_dir: Path, dataset_dir: Path, stats: dict[str, Any]) -> str:
+    """The ``twin prepare`` command that rebuilds a dataset measured in this model's tokens.
+
+    Args:
+        base_model_dir: the checkpoint dir training will use.
+        dataset_dir: the dataset's directory (passed as ``--out``).
+        stats: the dataset's ``stats.json`` (its token budget is kept).
+    """
+    command = f"twin prepare --base {base_model_dir} --out {dataset_dir}"
+    if stats.get("max_seq_length"):
+        command += f" --max-seq-length {stats['max_seq_length']}"
+    return command
+
+
+def dataset_mismatch(stats: dict[str, Any], base_model_dir: Path) -> str | None:
+    """Why a dataset's lengths were not measured in the tokens of ``base_model_dir``, or None
+    when they were (or when the dataset was not built by ``twin prepare``: nothing was cut).
+
+    A dataset measured in characters or by another tokenizer has samples that the model's
+    tokenizer finds longer than the budget: training would cut their replies or drop them.
+
+    Args:
+        stats: the dataset's ``stats.json`` (``{}`` when absent).
+        base_model_dir: the checkpoint dir training will use.
+    """
+    if "tokenizer" not in stats:
+        return None  # a hand-made litgpt dataset: no budget was applied
+    built_for = stats["tokenizer"]
+    if not built_for:
+        return "its lengths were measured in characters, not in the model's tokens"
+    from twin.prepare.dataset import tokenizer_fingerprint
+
+    if built_for.get("sha256") != tokenizer_fingerprint(base_model_dir):
+        return f"it was built for the tokenizer of {built_for.get('dir')}"
+    return None
+
+
+def dataset_is_current(*, dataset_dir: Path, base_model_dir: Path) -> bool:
+    """True when the dataset exists and was measured in the tokens of ``base_model_dir``
+    (what a pipeline checks before training, re-preparing otherwise).
+
+    Args:
+        dataset_dir: the dataset's directory.
+        base_model_dir: the checkpoint dir training will use.
+    """
+    if not (dataset_dir / "train.json").is_file():
+        return False
+    return dataset_mismatch(read_stats(dataset_dir), base_model_dir) is None
+
+
+def check_tokenizer(stats: dict[str, Any], base_model_dir: Path, *, dataset_dir: Path) -> None:
+    """Refuse a dataset whose lengths were not measured with the base model's tokenizer.
 
     Args:
         stats: the dataset's ``stats.json``.
         base_model_dir: the checkpoint dir training will use.
+        dataset_dir: the dataset's directory (for the command that rebuilds it).
     """
-    built_for = stats.get("tokenizer")
-    if not built_for:
-        return  # built without a tokenizer: nothing was cut to a token budget
-    from twin.prepare.dataset import tokenizer_fingerprint
-
-    if built_for.get("sha256") != tokenizer_fingerprint(base_model_dir):
+    reason = dataset_mismatch(stats, base_model_dir)
+    if reason is not None:
+        command = reprepare_command(
+            base_model_dir=base_model_dir, dataset_dir=dataset_dir, stats=stats
+        )
         raise TrainError(
-            f"The dataset was built for the tokenizer of {built_for.get('dir')}, "
-            f"not the one of the base model {base_model_dir}.",
-            hint=f"Rebuild it for this model: `twin prepare --base {base_model_dir}`, "
-            "or train with the model it was built for (--base).",
+            f"The dataset in {dataset_dir} does not fit the base model {base_model_dir}: "
+            f"{reason}, so training would cut or drop replies.",
+            hint=f"Rebuild it for this model: `{command}`, or train with the model it was "
+            "built for (--base).",
         )
 
 
 def load_split(
     path: Path, *, tokenizer: Tokenizer, max_seq_length: int
 ) -> tuple[list[Sample], int]:
-    """Tokenize one split; drop samples whose reply was cut away entirely.
+    """Tokenize one split; leave out samples longer than ``max_seq_length`` (prompt, reply and
+    EOS), so that no reply is ever learned cut off. The caller reports how many.
 
     Args:
         path: ``train.json`` or ``val.json``.
         tokenizer: the base model's tokenizer.
-        max_seq_length: longer samples are truncated (the reply end goes first).
+        max_seq_length: the most tokens a sample may take.
 
     Returns:
-        The samples and how many were dropped.
+        The samples and how many were left out.
     """
     records = read_records(path)
     dataset = SFTDataset(
         data=records,
         tokenizer=tokenizer,
         prompt_style=TwinPromptStyle(),
-        max_seq_length=max_seq_length,
+        max_seq_length=-1,  # measure whole; too long is left out below, never cut
         mask_prompt=True,
         ignore_index=IGNORE_INDEX,
     )
     samples: list[Sample] = []
     for index in range(len(dataset)):
         item = dataset[index]
-        labels = item["labels"]
-        assert isinstance(labels, torch.Tensor)
+        input_ids, labels = item["input_ids"], item["labels"]
+        assert isinstance(input_ids, torch.Tensor) and isinstance(labels, torch.Tensor)
         # labels[t] is predicted from position t-1: the first position teaches nothing.
-        if bool((labels[1:] != IGNORE_INDEX).any()):
-            samples.append({"input_ids": item["input_ids"], "labels": labels})  # type: ignore[dict-item]
+        if len(input_ids) <= max_seq_length and bool((labels[1:] != IGNORE_INDEX).any()):
+            samples.append({"input_ids": input_ids, "labels": labels})
     return samples, len(records) - len(samples)
 
 

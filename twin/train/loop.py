@@ -47,6 +47,7 @@ from twin.train.data import (
     load_split,
     read_stats,
 )
+from twin.train.loss import reply_loss
 from twin.train.merge import merge_adapter
 from twin.train.record import ADAPTER_FILE, RunRecord, adapter_path, load_run, save_run
 from twin.train.trainer import (
@@ -77,6 +78,8 @@ class RunPlan:
     train_samples: list[Sample]
     val_samples: list[Sample]
     dropped_samples: int
+    """Training samples left out: longer than max_seq_length (a reply is never cut)."""
+    dropped_val_samples: int = 0
     resume_from: Path | None = None
     stats: dict[str, Any] = field(default_factory=dict)
 
@@ -149,7 +152,7 @@ def prepare_run(
             hint="Start a new run with `twin train` (a resumed run must see the same data).",
         )
     stats = read_stats(data_dir)
-    check_tokenizer(stats, base)
+    check_tokenizer(stats, base, dataset_dir=data_dir)
 
     model_config = BaseConfig.from_file(base / "model_config.yaml")
     max_seq_length = min(
@@ -164,9 +167,7 @@ def prepare_run(
         raise TrainError(
             f"The dataset in {data_dir} has no training samples"
             + (
-                f" ({dropped} were cut away by max_seq_length={max_seq_length})."
-                if dropped
-                else "."
+                f" ({dropped} are longer than max_seq_length={max_seq_length})." if dropped else "."
             ),
             hint=PREPARE_HINT + " Include more chats, or raise --max-seq-length.",
         )
@@ -177,8 +178,9 @@ def prepare_run(
             hint="Lower --global-batch-size or include more chats in the dataset.",
         )
     val_samples: list[Sample] = []
+    dropped_val = 0
     if (data_dir / "val.json").is_file():
-        val_samples, _ = load_split(
+        val_samples, dropped_val = load_split(
             data_dir / "val.json", tokenizer=tokenizer, max_seq_length=max_seq_length
         )
 
@@ -204,6 +206,7 @@ def prepare_run(
         train_samples=train_samples,
         val_samples=val_samples,
         dropped_samples=dropped,
+        dropped_val_samples=dropped_val,
         resume_from=resume_from,
         stats=stats,
     )
@@ -426,8 +429,7 @@ def _fit(
             input_ids, labels = fabric.to_device(input_ids), fabric.to_device(labels)
             accumulating = micro < config.accumulation_steps - 1
             with fabric.no_backward_sync(model, enabled=accumulating):
-                logits = model(input_ids)  # (B, T, V)
-                loss = _lm_loss(logits, labels)
+                loss = reply_loss(model, input_ids, labels)
                 fabric.backward(loss / config.accumulation_steps)
             losses.append(loss.item())
             totals["tokens"] += input_ids.numel() * config.world_size
@@ -495,6 +497,7 @@ def _fit(
         train_samples=len(plan.train_samples),
         val_samples=len(plan.val_samples),
         dropped_samples=plan.dropped_samples,
+        dropped_val_samples=plan.dropped_val_samples,
         trainable_parameters=sum(p.numel() for p in trainable),
     )
     record.metrics.pop("error", None)
@@ -503,15 +506,6 @@ def _fit(
     if fabric.global_rank == 0:
         save_run(run_dir, record)
     return record
-
-
-def _lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy over the reply tokens (labels ``-100`` elsewhere)."""
-    return torch.nn.functional.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.size(-1)),
-        labels[:, 1:].reshape(-1),
-        ignore_index=IGNORE_INDEX,
-    )
 
 
 @torch.no_grad()
@@ -531,7 +525,7 @@ def validate(
         input_ids, labels = collate(ordered[start : start + size])
         input_ids, labels = fabric.to_device(input_ids), fabric.to_device(labels)
         tokens = int((labels[:, 1:] != IGNORE_INDEX).sum())
-        loss_sum += _lm_loss(model(input_ids), labels).item() * tokens
+        loss_sum += reply_loss(model, input_ids, labels).item() * tokens
         count += tokens
     model.train()
     return loss_sum / max(count, 1)

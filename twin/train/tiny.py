@@ -32,11 +32,12 @@ from litgpt.utils import save_config
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from twin.basemodel.checkpoint import DEMO_KEY
+from twin.basemodel.checkpoint import is_demo_model as is_demo_model  # re-exported
 from twin.errors import TrainError
 from twin.prepare.format import render_prompt
 
 EOS_TOKEN = "<|endoftext|>"
-DEMO_KEY = "twin_demo"
 TINY_MODEL_NAME = "twin-tiny-falcon"
 # Pre-training windows: short enough to be fast on CPU, long enough to see a prompt's shape.
 PRETRAIN_WINDOW = 96
@@ -136,19 +137,6 @@ def corpus_from_export(result_json: Path) -> Iterator[str]:
                     text = "".join(p if isinstance(p, str) else p.get("text", "") for p in text)
                 if text:
                     yield text
-
-
-def is_demo_model(checkpoint_dir: Path) -> bool:
-    """True when ``checkpoint_dir`` holds a demo model built by `init_tiny_model`.
-
-    Args:
-        checkpoint_dir: a litgpt checkpoint dir.
-    """
-    path = checkpoint_dir / "generation_config.json"
-    try:
-        return bool(json.loads(path.read_text(encoding="utf-8")).get(DEMO_KEY, False))
-    except (OSError, ValueError):
-        return False
 
 
 def _pretrain(
