@@ -383,3 +383,20 @@ def _discriminator_lines(report: FidelityReport) -> list[str]:
 
 def _indent(text: str, prefix: str) -> str:
     return "\n".join(prefix + line for line in text.splitlines())
+
+
+STYLE_RATIO_RANGE = (0.75, 1.25)
+"""A style ratio twin/me inside this range counts as "like me"."""
+
+
+def style_ratios_inside(report: FidelityReport) -> tuple[int, int]:
+    """(style figures whose twin/me ratio is inside `STYLE_RATIO_RANGE`, figures with a ratio).
+
+    Args:
+        report: a fidelity report with style figures.
+    """
+    if report.style is None:
+        return 0, 0
+    low, high = STYLE_RATIO_RANGE
+    ratios = [r.twin_ratio for r in report.style.rows if r.twin_ratio is not None]
+    return sum(low <= r <= high for r in ratios), len(ratios)
