@@ -13,9 +13,10 @@ from typer.testing import CliRunner
 from twin.cli.chat import register
 from twin.config import Settings
 from twin.errors import ChatError
-from twin.train.fidelity import FidelityReport, evaluate_run, format_report
+from twin.train.fidelity import FidelityReport, HumanFigure, evaluate_run, format_report
 from twin.train.record import LoraSettings, load_run
 from twin.train.trainer import TrainingConfig, runs_dir, train
+from twin.web.routers.game import GameScore, save_score
 
 CONFIG = TrainingConfig(
     lora=LoraSettings(r=8, alpha=16, dropout=0.0, query=True, value=True, mlp=True, head=True),
@@ -41,45 +42,79 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path]:
     return settings, runs_dir(settings) / "r1"
 
 
+# Few, short generated replies: the figures are exercised, the test stays quick.
+QUICK = dict(samples=2, replies=6, max_new_tokens=20, seed=3)
+
+
+@pytest.fixture(scope="module")
+def report(trained: tuple[Settings, Path]) -> FidelityReport:
+    settings, run_dir = trained
+    return evaluate_run(
+        settings=settings, run_dir=run_dir, human=HumanFigure(rounds=4, fooled=1), **QUICK
+    )
+
+
 def test_the_twin_is_closer_to_my_replies_than_the_base(
-    trained: tuple[Settings, Path],
+    trained: tuple[Settings, Path], report: FidelityReport
 ) -> None:
     settings, run_dir = trained
-    report = evaluate_run(settings=settings, run_dir=run_dir, samples=2, seed=3)
-
     assert report.val_samples == 16 and report.scored_tokens > 16
     assert report.twin_perplexity < report.base_perplexity
     assert report.improvement > 1.5
-    assert len(report.samples) == 2
+    assert len(report.samples) == 2 and report.replies == 6
     for sample in report.samples:
         assert sample.real.startswith("yes ") and sample.context
     assert not report.dataset_changed
 
     stored = load_run(run_dir).fidelity
     assert stored is not None and FidelityReport.model_validate(stored) == report
-    # seeded: the same call gives the same side-by-side replies
-    again = evaluate_run(settings=settings, run_dir=run_dir, samples=2, seed=3)
+    # seeded: the same call gives the same replies, figures and discriminator scores
+    again = evaluate_run(settings=settings, run_dir=run_dir, **QUICK)
     assert again.samples == report.samples
+    assert again.style == report.style and again.twin_vs_me == report.twin_vs_me
+
+
+def test_the_report_has_style_figures_and_a_discriminator(report: FidelityReport) -> None:
+    assert report.style is not None
+    rows = {row.figure: row for row in report.style.rows}
+    # My real replies are "yes <thing>, love it :)": lowercase, one ")" smiley, no period.
+    mine = rows["lowercase replies"], rows[")-smileys per reply"], rows["final period"]
+    assert [row.me for row in mine] == [1.0, 1.0, 0.0]
+    assert rows["messages per reply (mean)"].me == 1.0
+    assert {"love", "yes"} <= set(report.style.typical_words)
+    assert rows["my typical words per reply"].me >= 3  # "yes", "love", "it" in every reply
+    # The untrained base model writes gibberish: a classifier tells it from me every time.
+    assert report.base_vs_me is not None and report.base_vs_me.accuracy >= 0.9
+    assert report.twin_vs_me is not None and report.twin_vs_me.per_class == 6
+    assert report.twin_vs_me.accuracy_low <= report.twin_vs_me.accuracy
+    assert report.human is not None and report.human.fooled_rate == 0.25
 
     text = format_report(report)
     assert "base model" in text and "twin" in text and "sample 2" in text
+    assert "lowercase replies" in text and "twin vs me: accuracy" in text
+    assert "4 rounds" in text
 
 
 def test_twin_eval_prints_and_stores_the_report(
     trained: tuple[Settings, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings, run_dir = trained
+    save_score(run_dir, GameScore(rounds=10, fooled=4))
     monkeypatch.setenv("TWIN_DATA_DIR", str(settings.data_dir))
     from twin.config import get_settings
 
     get_settings.cache_clear()
     app = typer.Typer()
     register(app)
-    result = CliRunner().invoke(app, ["eval", "r1", "--samples", "1", "--max-samples", "8"])
+    args = ["eval", "r1", "--samples", "1", "--max-samples", "8", "--replies", "4"]
+    result = CliRunner().invoke(app, [*args, "--max-new-tokens", "12"])
     assert result.exit_code == 0, result.output
     assert "perplexity" in result.output and "sample 1" in result.output
+    assert "Discriminator" in result.output and "10 rounds" in result.output
     stored = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["fidelity"]
     assert stored["val_samples"] == 8 and len(stored["samples"]) == 1
+    assert stored["human"] == {"rounds": 10, "fooled": 4}
+    assert stored["twin_vs_me"]["per_class"] == 4
 
 
 def test_a_run_without_validation_split_is_refused(trained: tuple[Settings, Path]) -> None:

@@ -121,16 +121,31 @@ def evaluate(
     run: RunArgument = None,
     samples: Annotated[int, typer.Option(help="Side-by-side samples to show.")] = 3,
     max_samples: Annotated[int, typer.Option(help="Validation samples to score at most.")] = 200,
-    seed: Annotated[int, typer.Option(help="Picks and seeds the side-by-side samples.")] = 0,
+    replies: Annotated[
+        int, typer.Option(help="Held-out contexts to reply to, for style and discriminator.")
+    ] = 64,
+    max_new_tokens: Annotated[
+        int, typer.Option(help="Longest generated reply, in tokens.")
+    ] = DEFAULT_MAX_NEW_TOKENS,
+    seed: Annotated[int, typer.Option(help="Picks and seeds the held-out replies.")] = 0,
 ) -> None:
-    """Fidelity report: how much closer to your replies the twin is than the base model."""
-    from twin.train.fidelity import evaluate_run, format_report
+    """Fidelity report: perplexity, style figures and a discriminator test, twin vs base."""
+    from twin.train.fidelity import HumanFigure, evaluate_run, format_report
+    from twin.web.routers.game import load_score
 
     settings = get_settings()
     run_dir = resolve_run_dir(settings=settings, run=run)
+    score = load_score(run_dir)
     typer.echo(f"scoring {run_dir.name} against its base model …", err=True)
     report = evaluate_run(
-        settings=settings, run_dir=run_dir, samples=samples, max_samples=max_samples, seed=seed
+        settings=settings,
+        run_dir=run_dir,
+        samples=samples,
+        max_samples=max_samples,
+        replies=replies,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        human=HumanFigure(rounds=score.rounds, fooled=score.fooled) if score.rounds else None,
     )
     typer.echo(format_report(report))
     typer.echo(f"\nsaved in {run_dir / 'run.json'}", err=True)

@@ -1,10 +1,15 @@
 """The fidelity report: does the twin write more like me than the base model does?
 
-Two figures on the run's validation split (conversations held out of training): the perplexity
-of my real replies under the base model and under the twin. Only reply tokens are scored, the
-prompt masked out exactly as in training (`twin.train.data.load_split`). Lower is better; the
-ratio says how much the fine-tuning helped. A few side-by-side samples (context, my real reply,
-the twin's, the base model's; seeded) let a person judge the style by eye.
+All on the run's validation split (conversations held out of training):
+
+- the perplexity of my real replies under the base model and under the twin (only reply tokens
+  are scored, the prompt masked out exactly as in training, `twin.train.data.load_split`);
+- the twin's and the base model's replies to the same held-out contexts (a seeded pick, seeded
+  replies, the chat's default sampling settings), and from them the style figures
+  (`twin.train.style`) and the discriminator test (`twin.train.discriminator`): can a
+  classifier tell my real replies from the twin's? from the base model's?
+- a few of those replies side by side, for a person to judge by eye, and the score of the
+  "Which one is me?" game when the caller passes it (people's judgement).
 
 The report is stored with the run (``run.json`` → ``fidelity``) and printed by ``twin eval``.
 """
@@ -20,18 +25,23 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel
 
-from twin.chat.generate import Twin, load_twin
+from twin.chat.generate import (
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TOP_K,
+    DEFAULT_TOP_P,
+    Twin,
+    load_twin,
+)
 from twin.config import Settings
 from twin.errors import ChatError, TrainError
 from twin.prepare.format import render_instruction
 from twin.train.data import IGNORE_INDEX, Sample, collate, dataset_sha256, load_split, read_records
+from twin.train.discriminator import MIN_PER_CLASS, Discrimination, discriminate
 from twin.train.record import load_run, save_run
+from twin.train.style import StyleComparison, compare_styles
 
 SCORE_BATCH_SIZE = 8
-# Side-by-side replies sample a little (as the chat does) but from a fixed seed.
-SAMPLE_TEMPERATURE = 0.7
-SAMPLE_TOP_K = 50
-SAMPLE_MAX_NEW_TOKENS = 64
 
 
 class SideBySide(BaseModel):
@@ -43,6 +53,19 @@ class SideBySide(BaseModel):
     """What I actually wrote."""
     twin: str
     base: str
+
+
+class HumanFigure(BaseModel):
+    """The "Which one is me?" game's score: people's judgement."""
+
+    rounds: int
+    fooled: int
+    """Rounds in which the player took the twin's reply for mine."""
+
+    @property
+    def fooled_rate(self) -> float | None:
+        """0.5: people cannot tell the twin from me."""
+        return self.fooled / self.rounds if self.rounds else None
 
 
 class FidelityReport(BaseModel):
@@ -60,6 +83,13 @@ class FidelityReport(BaseModel):
     dataset_changed: bool
     """The dataset was rebuilt after training: the split may no longer be held out."""
     seconds: float
+    replies: int = 0
+    """Held-out contexts the twin and the base model replied to."""
+    style: StyleComparison | None = None
+    twin_vs_me: Discrimination | None = None
+    """Telling my replies from the twin's (None: fewer replies than the test needs)."""
+    base_vs_me: Discrimination | None = None
+    human: HumanFigure | None = None
 
     @property
     def improvement(self) -> float:
@@ -111,7 +141,21 @@ def reply_nll(twin: Twin, samples: list[Sample]) -> tuple[float, int]:
     return total, count
 
 
-def _side_by_side_replies(twin: Twin, records: list[dict[str, str]], *, seed: int) -> list[str]:
+def generate_replies(
+    twin: Twin,
+    records: list[dict[str, str]],
+    *,
+    seed: int,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+) -> list[str]:
+    """The model's reply to each record's context, with the chat's default sampling settings.
+
+    Args:
+        twin: the model.
+        records: samples in litgpt's JSON shape (``instruction``, ``input``, ``output``).
+        seed: the i-th reply is seeded with ``seed + i``.
+        max_new_tokens: the longest reply, in tokens.
+    """
     replies = []
     for number, record in enumerate(records):
         me, peer = names_from_instruction(record["instruction"])
@@ -119,13 +163,32 @@ def _side_by_side_replies(twin: Twin, records: list[dict[str, str]], *, seed: in
             context=record["input"],
             me=me,
             peer=peer,
-            temperature=SAMPLE_TEMPERATURE,
-            top_k=SAMPLE_TOP_K,
-            max_new_tokens=SAMPLE_MAX_NEW_TOKENS,
+            temperature=DEFAULT_TEMPERATURE,
+            top_k=DEFAULT_TOP_K,
+            top_p=DEFAULT_TOP_P,
+            max_new_tokens=max_new_tokens,
             seed=seed + number,
         )
         replies.append("".join(pieces).strip())
     return replies
+
+
+def judge_replies(
+    *, contexts: list[str], me: list[str], twin: list[str], base: list[str], seed: int
+) -> tuple[StyleComparison, Discrimination | None, Discrimination | None]:
+    """Style figures and the two discriminator tests (twin vs me, base vs me).
+
+    Args:
+        contexts: the held-out conversations.
+        me: my real reply to each.
+        twin: the twin's reply to each.
+        base: the base model's reply to each.
+        seed: fixes the cross-validation folds and the bootstrap.
+    """
+    style = compare_styles(contexts=contexts, me=me, twin=twin, base=base)
+    if len(me) < MIN_PER_CLASS:
+        return style, None, None
+    return style, discriminate(me, twin, seed=seed), discriminate(me, base, seed=seed)
 
 
 def _score(
@@ -154,7 +217,10 @@ def evaluate_run(
     run_dir: Path,
     samples: int = 3,
     max_samples: int = 200,
+    replies: int = 64,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     seed: int = 0,
+    human: HumanFigure | None = None,
 ) -> FidelityReport:
     """Score a finished run against its base model on the validation split; store the report.
 
@@ -164,9 +230,14 @@ def evaluate_run(
         settings: twin's settings (unused for now: the run dir names the base model and the
             dataset).
         run_dir: the run's directory (see `twin.chat.resolve_run_dir`).
-        samples: side-by-side samples to include (0: none).
+        samples: side-by-side samples to include (0: none; at most ``replies``).
         max_samples: validation samples to score at most (the first ones, in file order).
-        seed: picks the side-by-side samples and seeds their replies.
+        replies: held-out contexts to generate replies to (a seeded pick) for the style
+            figures and the discriminator test; the discriminator needs at least
+            `MIN_PER_CLASS`.
+        max_new_tokens: the longest generated reply, in tokens (the chat's default).
+        seed: picks the contexts and seeds the replies, the folds and the bootstrap.
+        human: the "Which one is me?" score to store with the report.
     """
     started = time.perf_counter()
     record = load_run(run_dir)
@@ -176,20 +247,22 @@ def evaluate_run(
             f"The run's dataset has no validation split ({val_path} is missing).",
             hint="Rebuild the dataset with `twin prepare` (keep --val-fraction above 0).",
         )
-    if max_samples < 1 or samples < 0:
+    if max_samples < 1 or not 0 <= samples <= replies:
         raise ChatError(
-            f"max_samples must be ≥ 1 and samples ≥ 0 (got {max_samples}, {samples}).",
-            hint="Try --max-samples 200 --samples 3.",
+            f"max_samples must be ≥ 1 and 0 ≤ samples ≤ replies "
+            f"(got {max_samples}, {samples}, {replies}).",
+            hint="Try --max-samples 200 --samples 3 --replies 64.",
         )
     try:
         records = read_records(val_path)
     except TrainError as exc:
         raise ChatError(exc.message, hint=exc.hint) from exc
-    picked = random.Random(seed).sample(records, min(samples, len(records)))
+    records = [r for r in records if r.get("output", "").strip()]
+    picked = random.Random(seed).sample(records, min(replies, len(records)))
     dataset_changed = dataset_sha256(record.dataset_dir) != record.dataset_sha256
 
     figures: dict[str, tuple[float, int, int]] = {}
-    replies: dict[str, list[str]] = {}
+    generated: dict[str, list[str]] = {}
     for which in ("base", "twin"):
         model = (
             load_twin(base_model_dir=record.base_model_dir)
@@ -199,9 +272,17 @@ def evaluate_run(
         figures[which] = _score(
             model, val_path, max_seq_length=record.max_seq_length, max_samples=max_samples
         )
-        replies[which] = _side_by_side_replies(model, picked, seed=seed)
+        generated[which] = generate_replies(model, picked, seed=seed, max_new_tokens=max_new_tokens)
         del model  # free it before loading the other one
 
+    real = [r["output"].strip() for r in picked]
+    style, twin_vs_me, base_vs_me = judge_replies(
+        contexts=[r["input"] for r in picked],
+        me=real,
+        twin=generated["twin"],
+        base=generated["base"],
+        seed=seed,
+    )
     base_ppl, scored, tokens = figures["base"]
     report = FidelityReport(
         run_id=record.run_id,
@@ -210,12 +291,17 @@ def evaluate_run(
         base_perplexity=base_ppl,
         twin_perplexity=figures["twin"][0],
         samples=[
-            SideBySide(context=r["input"], real=r["output"], twin=t, base=b)
-            for r, t, b in zip(picked, replies["twin"], replies["base"], strict=True)
-        ],
+            SideBySide(context=r["input"], real=m, twin=t, base=b)
+            for r, m, t, b in zip(picked, real, generated["twin"], generated["base"], strict=True)
+        ][:samples],
         seed=seed,
         dataset_changed=dataset_changed,
         seconds=round(time.perf_counter() - started, 3),
+        replies=len(picked),
+        style=style,
+        twin_vs_me=twin_vs_me,
+        base_vs_me=base_vs_me,
+        human=human,
     )
     # Re-read the record: it may have changed (e.g. merged weights added) while we scored.
     record = load_run(run_dir)
@@ -239,6 +325,15 @@ def format_report(report: FidelityReport) -> str:
         if report.improvement >= 1
         else f"  twin        {report.twin_perplexity:10.2f}   (worse than the base model)",
     ]
+    lines += _style_lines(report) + _discriminator_lines(report)
+    if report.human is not None:
+        rate = report.human.fooled_rate
+        lines += [
+            "",
+            f'"Which one is me?" (people): {report.human.rounds} rounds, twin taken for me in '
+            f"{report.human.fooled}"
+            + (f" ({rate:.0%}; 50% = indistinguishable)" if rate is not None else ""),
+        ]
     if report.dataset_changed:
         lines.append(
             "  note: the dataset was rebuilt after training; held-out samples may have been "
@@ -251,5 +346,57 @@ def format_report(report: FidelityReport) -> str:
     return "\n".join(lines)
 
 
+def _number(value: float | None, spec: str = ".2f") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _style_lines(report: FidelityReport) -> list[str]:
+    if report.style is None:
+        return []
+    lines = [
+        "",
+        f"Style of the replies to {report.replies} held-out contexts (ratio 1.00 = like me)",
+        f"  {'':36} {'me':>8} {'twin':>8} {'base':>8} {'twin/me':>8} {'base/me':>8}",
+    ]
+    for row in report.style.rows:
+        values = (row.me, row.twin, row.base, row.twin_ratio, row.base_ratio)
+        lines.append(f"  {row.figure:36} " + " ".join(f"{_number(v):>8}" for v in values))
+    if report.style.typical_words:
+        lines.append("  my typical words: " + ", ".join(report.style.typical_words))
+    return lines
+
+
+def _discriminator_lines(report: FidelityReport) -> list[str]:
+    lines = ["", "Discriminator (can a classifier tell my replies? 0.50 = it cannot)"]
+    for label, result in (("twin vs me", report.twin_vs_me), ("base vs me", report.base_vs_me)):
+        if result is None:
+            lines.append(f"  {label}: not enough held-out replies (need {MIN_PER_CLASS})")
+            continue
+        lines.append(
+            f"  {label}: accuracy {result.accuracy:.2f} "
+            f"[{result.accuracy_low:.2f}–{result.accuracy_high:.2f}], "
+            f"AUC {result.auc:.2f} [{result.auc_low:.2f}–{result.auc_high:.2f}] "
+            f"({result.per_class} replies each, 95% intervals)"
+        )
+    return lines
+
+
 def _indent(text: str, prefix: str) -> str:
     return "\n".join(prefix + line for line in text.splitlines())
+
+
+STYLE_RATIO_RANGE = (0.75, 1.25)
+"""A style ratio twin/me inside this range counts as "like me"."""
+
+
+def style_ratios_inside(report: FidelityReport) -> tuple[int, int]:
+    """(style figures whose twin/me ratio is inside `STYLE_RATIO_RANGE`, figures with a ratio).
+
+    Args:
+        report: a fidelity report with style figures.
+    """
+    if report.style is None:
+        return 0, 0
+    low, high = STYLE_RATIO_RANGE
+    ratios = [r.twin_ratio for r in report.style.rows if r.twin_ratio is not None]
+    return sum(low <= r <= high for r in ratios), len(ratios)

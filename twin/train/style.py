@@ -1,0 +1,320 @@
+"""How a set of replies *sounds*: the style figures a person notices, as pure functions.
+
+A reply is one turn (one speaker's consecutive messages, joined by ``"\\n"``; see
+`twin.prepare.format`). Each figure is computed the same way for my real replies, the twin's
+and the base model's to the same contexts, so their ratios (twin/me, base/me) say how close
+the twin's habits are to mine: 1 is the same.
+
+- **length**: characters per reply (mean and spread) and messages per reply;
+- **lowercase**: share of replies with letters and no capital letter ("ахах да", "ok sure");
+- **final period**: share of replies ending in a single ``.`` (not ``...``);
+- **emoji**: emoji per reply (a flag or a family counts as one);
+- **bracket smileys**: ``)``/``(`` runs per reply that close or open nothing ("да)))", ":(");
+- **language**: share of replies in the chat's language (`lingua`, restricted to `LANGUAGES`;
+  replies too short to tell are left out, for everyone alike);
+- **typical words**: the words I use most, more than the people I talk to, and how often
+  each set of replies uses them (per reply).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from functools import cache
+from typing import TYPE_CHECKING
+
+import regex
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from lingua import LanguageDetector
+
+TYPICAL_WORDS = 20
+"""How many of my typical words to count."""
+MIN_WORD_COUNT = 2
+"""A typical word appears in my replies at least this often."""
+LANGUAGES = (
+    "ENGLISH",
+    "RUSSIAN",
+    "UKRAINIAN",
+    "POLISH",
+    "GERMAN",
+    "FRENCH",
+    "SPANISH",
+    "ITALIAN",
+    "PORTUGUESE",
+    "TURKISH",
+)
+"""Candidate languages. Telling 75 languages apart on a two-word chat reply mostly guesses
+(tried: "hahaha yes" came out Tagalog); a short list of the languages chats are written in
+keeps the guesses honest. Names as in `lingua.Language`."""
+# How sure lingua must be (distance between the best and the second-best language's
+# confidence) before a short text counts as written in a language.
+MIN_LANGUAGE_DISTANCE = 0.1
+
+_WORD = regex.compile(r"[\p{L}\p{M}']+")
+_GRAPHEME = regex.compile(r"\X")
+_PICTOGRAPHIC = regex.compile(r"\p{Extended_Pictographic}|\p{Regional_Indicator}")
+# A parenthesis hugs its words: "(really)". A bracket next to another bracket, or one with a
+# space inside ("( ok)"), is a smiley.
+_PARENTHESIS = regex.compile(r"(?<!\()\((?=[^\s()])[^()]*(?<=[^\s()])\)(?!\))")
+_TAG = regex.compile(r"(?m)^[^:\n]+: ")
+_BRACKET_RUN = regex.compile(r"\)+|\(+")
+
+
+class StyleFigures(BaseModel):
+    """The style of one set of replies."""
+
+    replies: int
+    length_chars_mean: float
+    length_chars_std: float
+    messages_per_reply_mean: float
+    messages_per_reply_std: float
+    lowercase_share: float
+    final_period_share: float
+    emoji_per_reply: float
+    smileys_per_reply: float
+    language_match_share: float | None
+    """None when no reply's (or no chat's) language could be told."""
+    language_checked: int
+    """Replies whose language and whose chat's language could both be told."""
+    typical_words_per_reply: float
+    """Uses of my typical words per reply."""
+
+
+class StyleRow(BaseModel):
+    """One figure for me, the twin and the base model, with the ratios to mine."""
+
+    figure: str
+    me: float | None
+    twin: float | None
+    base: float | None
+    twin_ratio: float | None
+    """twin / me (None when mine is 0 or unknown)."""
+    base_ratio: float | None
+
+
+class StyleComparison(BaseModel):
+    """The three sets of replies side by side, figure by figure."""
+
+    rows: list[StyleRow]
+    typical_words: list[str]
+    """My typical words, most typical first."""
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    if not values:
+        return 0.0, 0.0
+    mean = sum(values) / len(values)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased words of a text (letters, marks and apostrophes).
+
+    Args:
+        text: any text.
+
+    >>> words("Да, I'm OK)")
+    ['да', "i'm", 'ok']
+    """
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def messages(reply: str) -> list[str]:
+    """The messages of a reply (its non-empty lines).
+
+    Args:
+        reply: one turn.
+    """
+    return [line for line in reply.split("\n") if line.strip()]
+
+
+def is_lowercase(reply: str) -> bool:
+    """The reply has letters and none of them is a capital.
+
+    Args:
+        reply: one turn.
+    """
+    letters = [c for c in reply if c.isalpha()]
+    return bool(letters) and not any(c.isupper() for c in letters)
+
+
+def ends_with_period(reply: str) -> bool:
+    """The reply's last message ends in one ``.`` (an ellipsis is not a period).
+
+    Args:
+        reply: one turn.
+    """
+    text = reply.rstrip()
+    return text.endswith(".") and not text.endswith("..")
+
+
+def count_emoji(reply: str) -> int:
+    """Emoji in a reply, a multi-code-point emoji (👍🏽, 👨‍👩‍👧, 🇺🇦) counting once.
+
+    Args:
+        reply: one turn.
+    """
+    return sum(1 for g in _GRAPHEME.findall(reply) if _PICTOGRAPHIC.search(g))
+
+
+def count_bracket_smileys(reply: str) -> int:
+    """Runs of ``)`` or ``(`` that are smileys, not a parenthesis: "да)))" → 1, ":( ((" → 2,
+    "(really) :)" → 1.
+
+    Args:
+        reply: one turn.
+    """
+    text = reply
+    while True:  # drop (balanced (nested)) parentheses, innermost first
+        stripped = _PARENTHESIS.sub(" ", text)
+        if stripped == text:
+            break
+        text = stripped
+    return len(_BRACKET_RUN.findall(text))
+
+
+@cache
+def _detector() -> LanguageDetector:
+    from lingua import Language, LanguageDetectorBuilder
+
+    languages = [getattr(Language, name) for name in LANGUAGES]
+    return (
+        LanguageDetectorBuilder.from_languages(*languages)
+        .with_minimum_relative_distance(MIN_LANGUAGE_DISTANCE)
+        .with_low_accuracy_mode()  # trigrams only: loads in a second instead of tens
+        .build()
+    )
+
+
+def language_of(text: str) -> str | None:
+    """ISO 639-1 code of the text's language among `LANGUAGES`, or None when unsure.
+
+    Args:
+        text: a reply or a conversation.
+    """
+    if not words(text):
+        return None
+    language = _detector().detect_language_of(text)
+    return language.iso_code_639_1.name.lower() if language is not None else None
+
+
+def typical_words(
+    mine: Sequence[str], theirs: Sequence[str], *, top: int = TYPICAL_WORDS
+) -> list[str]:
+    """The words I use most, among those I use more often than the people I talk to.
+
+    Ranked by how often I use them, times how much more often than they do (add-one
+    smoothed): frequent and mine, not just frequent.
+
+    Args:
+        mine: my replies.
+        theirs: what the others wrote (e.g. the conversations the replies answer).
+        top: how many words.
+    """
+    my_counts = Counter(w for text in mine for w in words(text))
+    their_counts = Counter(w for text in theirs for w in words(text))
+    my_total = sum(my_counts.values()) or 1
+    their_total = sum(their_counts.values()) or 1
+
+    def lift(word: str) -> float:
+        return (my_counts[word] / my_total) / ((their_counts[word] + 1) / their_total)
+
+    candidates = [w for w, n in my_counts.items() if n >= MIN_WORD_COUNT and lift(w) > 1]
+    candidates.sort(key=lambda w: (-my_counts[w] * math.log1p(lift(w)), w))
+    return candidates[:top]
+
+
+def style_figures(
+    replies: Sequence[str], *, contexts: Sequence[str], typical: Sequence[str]
+) -> StyleFigures:
+    """The style figures of a set of replies.
+
+    Args:
+        replies: one reply per context.
+        contexts: the conversation each reply answers (its language is the chat's).
+        typical: the words to count (`typical_words` of my real replies).
+    """
+    if len(replies) != len(contexts):
+        raise ValueError(f"{len(replies)} replies for {len(contexts)} contexts.")
+    count = len(replies) or 1
+    chars = _mean_std([len(r.strip()) for r in replies])
+    per_reply = _mean_std([len(messages(r)) for r in replies])
+    matches = checked = 0
+    for reply, context in zip(replies, contexts, strict=True):
+        reply_language = language_of(reply)
+        # The speakers' names would count as words of the chat: leave the tags out.
+        chat_language = language_of(_TAG.sub("", context)) if reply_language else None
+        if reply_language and chat_language:
+            checked += 1
+            matches += reply_language == chat_language
+    wanted = set(typical)
+    return StyleFigures(
+        replies=len(replies),
+        length_chars_mean=chars[0],
+        length_chars_std=chars[1],
+        messages_per_reply_mean=per_reply[0],
+        messages_per_reply_std=per_reply[1],
+        lowercase_share=sum(map(is_lowercase, replies)) / count,
+        final_period_share=sum(map(ends_with_period, replies)) / count,
+        emoji_per_reply=sum(map(count_emoji, replies)) / count,
+        smileys_per_reply=sum(map(count_bracket_smileys, replies)) / count,
+        language_match_share=matches / checked if checked else None,
+        language_checked=checked,
+        typical_words_per_reply=sum(w in wanted for r in replies for w in words(r)) / count,
+    )
+
+
+FIGURES = (
+    ("reply length, characters (mean)", "length_chars_mean"),
+    ("reply length, characters (spread)", "length_chars_std"),
+    ("messages per reply (mean)", "messages_per_reply_mean"),
+    ("messages per reply (spread)", "messages_per_reply_std"),
+    ("lowercase replies", "lowercase_share"),
+    ("final period", "final_period_share"),
+    ("emoji per reply", "emoji_per_reply"),
+    (")-smileys per reply", "smileys_per_reply"),
+    ("reply in the chat's language", "language_match_share"),
+    ("my typical words per reply", "typical_words_per_reply"),
+)
+"""(label, `StyleFigures` field) of each compared figure, in display order."""
+
+
+def _ratio(value: float | None, mine: float | None) -> float | None:
+    if value is None or not mine:
+        return None
+    return value / mine
+
+
+def compare_styles(
+    *, contexts: Sequence[str], me: Sequence[str], twin: Sequence[str], base: Sequence[str]
+) -> StyleComparison:
+    """Style figures of my replies, the twin's and the base model's to the same contexts.
+
+    Args:
+        contexts: the conversations replied to.
+        me: my real replies.
+        twin: the twin's replies.
+        base: the base model's replies.
+    """
+    typical = typical_words(me, contexts)
+    figures = {
+        who: style_figures(replies, contexts=contexts, typical=typical)
+        for who, replies in (("me", me), ("twin", twin), ("base", base))
+    }
+    rows = []
+    for label, field in FIGURES:
+        mine, theirs, base_value = (getattr(figures[w], field) for w in ("me", "twin", "base"))
+        rows.append(
+            StyleRow(
+                figure=label,
+                me=mine,
+                twin=theirs,
+                base=base_value,
+                twin_ratio=_ratio(theirs, mine),
+                base_ratio=_ratio(base_value, mine),
+            )
+        )
+    return StyleComparison(rows=rows, typical_words=typical)
