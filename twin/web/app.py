@@ -34,6 +34,7 @@ from twin.web.deps import (
     verify_csrf,
 )
 from twin.web.routers import (
+    assist,
     chat,
     contacts,
     dashboard,
@@ -149,7 +150,9 @@ def create_app(settings: Settings) -> FastAPI:
     Args:
         settings: where the data lives, which host/port the app answers to, upload limits.
     """
-    app = FastAPI(title="twin", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="twin", docs_url=None, redoc_url=None, openapi_url=None, lifespan=assist.lifespan
+    )
     templates = Jinja2Templates(directory=WEB_DIR / "templates")
     templates.env.filters["placeholders"] = dataset.highlight_placeholders
     app.state.twin = WebState(settings=settings, templates=templates)
@@ -177,6 +180,7 @@ def create_app(settings: Settings) -> FastAPI:
         train,
         chat,
         game,
+        assist,
         jobs,
         settings_page,
         openai_api,
