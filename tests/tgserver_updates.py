@@ -84,6 +84,13 @@ class UpdatesServer(TelegramServer):
             pts=self.pts, qts=0, date=_utc(int(time.time())), seq=1, unread_count=0
         )
 
+    def _GetHistoryRequest(self, request: Any, auth: _Auth) -> Any:
+        # "No offset date" travels as 0 and comes back as the epoch; the base server would
+        # take it as a real date and find nothing older (Telethon's plain get_messages).
+        if request.offset_date is not None and request.offset_date.timestamp() == 0:
+            request.offset_date = None
+        return super()._GetHistoryRequest(request, auth)
+
     def _SaveDraftRequest(self, request: Any, auth: _Auth) -> bool:
         key = self._peer_key(request.peer, request)
         self.drafts[key] = types.DraftMessage(message=request.message, date=_utc(int(time.time())))
