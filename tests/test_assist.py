@@ -373,3 +373,26 @@ def test_quiet_and_draft_rules() -> None:
     assert draft_reason(draft("hi", 99), incoming_unix=100, own_digest=None) is None
     assert draft_reason(draft("hi", 100), incoming_unix=100, own_digest=None) is not None
     assert draft_reason(draft("hi", 200), incoming_unix=100, own_digest=digest("hi")) is None
+
+
+def test_the_command_switches_chats_and_stops_a_listener(
+    db: Settings, server: UpdatesServer
+) -> None:
+    from typer.testing import CliRunner
+
+    from twin.cli import _register_all, app
+
+    _register_all()
+    runner = CliRunner()
+    result = runner.invoke(app, ["assist", "--off", "anna p0", "--on", "Boris P1", "--list"])
+    assert result.exit_code == 0, result.output
+    assert "drafts on for Boris P1" in result.output
+    assert "drafts off for Anna P0" in result.output
+    listed = {line.split()[-2]: line.split()[0] for line in result.output.splitlines()[2:]}
+    assert listed == {"Anna": "off", "Boris": "on"}
+    with pytest.raises(TwinError, match="No chat with 'Nobody'"):
+        runner.invoke(app, ["assist", "--on", "Nobody"], catch_exceptions=False)
+    job_id = start_assist_job(settings=db)
+    result = runner.invoke(app, ["assist", "--stop"])
+    assert f"asked listener job {job_id} to stop" in result.output
+    assert jobs.cancel_requested(db, job_id)

@@ -59,6 +59,8 @@ def test_the_page_explains_first_and_switches_chats(
     assert "twin never sends a message itself" in page.text
     assert "No run is trained yet" in page.text  # and no switch to start it
     assert 'action="/assist/start"' not in page.text
+    refused = owner.post("/assist/start", headers={"Accept": "text/html"})
+    assert refused.status_code == 400 and "No finished training run" in refused.text
     anna = _anna(db)
     assert anna.assist is False  # off by default
     response = owner.post(f"/assist/chats/{anna.id}", data={"on": "1"})
