@@ -393,6 +393,6 @@ def test_the_command_switches_chats_and_stops_a_listener(
     with pytest.raises(TwinError, match="No chat with 'Nobody'"):
         runner.invoke(app, ["assist", "--on", "Nobody"], catch_exceptions=False)
     job_id = start_assist_job(settings=db)
-    result = runner.invoke(app, ["assist", "--stop"])
+    result = runner.invoke(app, ["assist", "--cancel"])
     assert f"asked listener job {job_id} to stop" in result.output
     assert jobs.cancel_requested(db, job_id)

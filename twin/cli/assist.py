@@ -69,7 +69,7 @@ def assist_command(
     on: list[str] = typer.Option([], "--on", help="Switch drafts on for this chat (name or id)."),
     off: list[str] = typer.Option([], "--off", help="Switch drafts off for this chat."),
     show: bool = typer.Option(False, "--list", help="List chats and whether drafts are on."),
-    stop: bool = typer.Option(False, "--stop", help="Stop the listener running elsewhere."),
+    cancel: bool = typer.Option(False, "--cancel", help="Stop the listener running elsewhere."),
     quiet_seconds: int = typer.Option(
         300, min=0, help="No draft where you wrote yourself within this many seconds."
     ),
@@ -84,14 +84,14 @@ def assist_command(
         typer.echo(f"drafts {'on' if state else 'off'} for {dialog.name}")
     if show:
         _list(settings)
-    if stop:
+    if cancel:
         active = jobs.active_job(settings=settings, kind=JOB_KIND)
         if active is None:
             typer.echo("no listener is running")
         else:
             jobs.request_cancel(settings=settings, job_id=active.id or 0)
             typer.echo(f"asked listener job {active.id} to stop")
-    if on or off or show or stop:
+    if on or off or show or cancel:
         return
     typer.echo(WHAT_IT_DOES)
     job_id = start_assist_job(

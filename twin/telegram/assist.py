@@ -484,12 +484,15 @@ async def assist(
                 break
             backoff = min(backoff * 2, options.reconnect_max_seconds)
             continue
+        connected_at = time.monotonic()
         try:
             lost = await _listen(client, assistant, options, stop, status)
         finally:
             await client.disconnect()
         if not lost:
             break
+        if time.monotonic() - connected_at >= options.reconnect_max_seconds:
+            backoff = 1.0  # it had been working: start the pauses short again
         status.state = "reconnecting"
         assistant.log("Telegram", "connection lost; reconnecting")
         if await _sleep_unless_stopped(backoff, stop, options.poll_seconds):
