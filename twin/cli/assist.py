@@ -18,6 +18,7 @@ from twin.telegram.assist import (
     JOB_KIND,
     AssistOptions,
     AssistStatus,
+    check_ready,
     run_assist_job,
     set_assist,
     start_assist_job,
@@ -93,6 +94,7 @@ def assist_command(
             typer.echo(f"asked listener job {active.id} to stop")
     if on or off or show or cancel:
         return
+    check_ready(settings=settings, run=run)
     typer.echo(WHAT_IT_DOES)
     job_id = start_assist_job(
         settings=settings, options=AssistOptions(run=run, quiet_seconds=quiet_seconds)

@@ -49,6 +49,7 @@ from twin.telegram.client import (
     connect_owner,
     default_factory,
     format_wait,
+    load_session,
     telegram_error,
 )
 from twin.telegram.harvest import message_to_row
@@ -422,6 +423,22 @@ def _with_updates(factory: ClientFactory) -> ClientFactory:
         return factory(session=session, receive_updates=True)
 
     return make
+
+
+def check_ready(*, settings: Settings, run: str | Path | None) -> Path:
+    """The run dir to draft with, after checking that there is one and that the owner is
+    logged in to Telegram: `twin.errors.ChatError` or `TelegramError` say what is missing.
+
+    Args:
+        settings: whose runs and stored session.
+        run: a run id or dir, or None for the newest finished run.
+    """
+    from twin.chat.generate import resolve_run_dir
+
+    run_dir = resolve_run_dir(settings=settings, run=run)
+    if load_session(settings) is None:
+        raise TelegramError("Not logged in to Telegram.", hint=LOGIN_HINT)
+    return run_dir
 
 
 def load_assist_twin(*, settings: Settings, run: str | Path | None) -> Twin:

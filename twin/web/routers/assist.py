@@ -27,6 +27,7 @@ from twin.store import get_owner
 from twin.telegram.assist import (
     JOB_KIND,
     AssistOptions,
+    check_ready,
     job_to_resume,
     run_assist_job,
     set_assist,
@@ -64,10 +65,8 @@ async def start_listener(app: FastAPI, options: AssistOptions) -> int:
         app: the web app (its state has the settings, the model cache, the client factory).
         options: the listener's rules.
     """
-    from twin.chat.generate import resolve_run_dir
-
     state: WebState = app.state.twin
-    run_dir = resolve_run_dir(settings=state.settings, run=options.run)
+    run_dir = check_ready(settings=state.settings, run=options.run)
     twin = await asyncio.to_thread(load_run_twin, state, run_dir)
     job_id = start_assist_job(settings=state.settings, options=options)
     maker = state.telegram_client_factory
