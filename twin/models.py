@@ -63,6 +63,8 @@ class Dialog(DialogBase, table=True):
     access_hash: int | None = Field(default=None, sa_column=Column(BigInteger))
     source: Source = Source.api
     created_unix: int = 0
+    assist: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
+    """True when the twin may write reply drafts in this chat (`twin.telegram.assist`)."""
 
 
 class DialogPublic(DialogBase):

@@ -39,6 +39,7 @@ from twin.web.deps import (
     verify_csrf,
 )
 from twin.web.routers import (
+    assist,
     chat,
     contacts,
     dashboard,
@@ -271,7 +272,9 @@ def create_app(settings: Settings) -> FastAPI:
     Args:
         settings: where the data lives, which host/port the app answers to, upload limits.
     """
-    app = FastAPI(title="twin", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="twin", docs_url=None, redoc_url=None, openapi_url=None, lifespan=assist.lifespan
+    )
     templates = Jinja2Templates(directory=WEB_DIR / "templates")
     templates.env.filters["placeholders"] = dataset.highlight_placeholders
     app.state.twin = WebState(settings=settings, templates=templates)
@@ -301,6 +304,7 @@ def create_app(settings: Settings) -> FastAPI:
         chat,
         game,
         fidelity,
+        assist,
         jobs,
         settings_page,
         openai_api,

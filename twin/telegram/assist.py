@@ -1,0 +1,686 @@
+"""Assist: when a message arrives in a chat the owner switched on, the twin writes its suggested
+reply into that chat's input box as a Telegram draft (messages.saveDraft). The owner sees it on
+every device and sends, edits or ignores it: twin never sends a message itself.
+
+The listener is the owner's own Telethon client with updates on. For each incoming private
+message in a chat with `Dialog.assist` set it reads the chat's recent messages from Telegram (in
+memory only: nothing of them is stored beyond what the harvest stores), renders them in the
+training prompt format (scrubbed, as the dataset is), generates locally, and saves the draft
+unless one of the rules says no:
+
+- the owner wrote in the chat within ``quiet_seconds`` (they are answering themselves);
+- the chat's draft is newer than the incoming message and is not the twin's (they are typing);
+- every attempt at a reply contained a scrub placeholder (``<PHONE>``) or media tag: the reply
+  is generated again up to ``attempts`` times, then the chat gets no draft.
+
+Saves are spaced by ``min_interval_seconds``; a FLOOD_WAIT up to ``max_flood_wait_seconds`` is
+waited out and the save retried once, a longer one pauses drafting until it has passed. The
+live log keeps time, contact and draft length, never text. A lost connection is rebuilt with a
+growing pause; a session ended elsewhere stops the listener with an error saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+from sqlmodel import select
+from telethon import TelegramClient, errors, events, functions, types
+
+from twin import jobs
+from twin.config import Settings
+from twin.db import session_scope
+from twin.errors import TelegramError, TwinError
+from twin.models import Dialog, JobState
+from twin.prepare.format import Turn
+from twin.prepare.scrub import PLACEHOLDER_TYPES, Scrubber, ScrubConfig
+from twin.prepare.sessions import ChatMessage, iter_sessions, merge_consecutive
+from twin.store import get_owner
+from twin.telegram.client import (
+    LOGIN_HINT,
+    ClientFactory,
+    connect_owner,
+    default_factory,
+    format_wait,
+    load_session,
+    telegram_error,
+)
+from twin.telegram.harvest import message_to_row
+
+if TYPE_CHECKING:
+    from twin.chat.generate import Twin
+
+JOB_KIND = "assist"
+LOG_SIZE = 50
+"""Log entries kept in the job's progress (newest first)."""
+SESSION_GAP_SECONDS = 24 * 3600
+"""Context starts after the last silence this long (the dataset's default session gap)."""
+# A scrub placeholder (<PHONE>) or a media / forward tag (<photo>, <forwarded>) in a reply.
+PLACEHOLDER_RE = re.compile(r"<(?:" + "|".join(PLACEHOLDER_TYPES) + r"|[a-z_]{2,24})>")
+REVOKED = TelegramError(
+    "The Telegram session was ended on another device (or by Telegram); the assistant stopped.",
+    hint=LOGIN_HINT,
+)
+
+
+class AssistOptions(BaseModel):
+    """How the assistant behaves (the job's params)."""
+
+    run: str | None = None
+    """A run id or dir; None: the newest finished run."""
+    quiet_seconds: int = 300
+    """No draft in a chat where the owner wrote within this many seconds."""
+    context_messages: int = 30
+    """Recent messages read from Telegram as context."""
+    min_interval_seconds: float = 2.0
+    """At least this long between two saved drafts (any chats)."""
+    max_flood_wait_seconds: int = 120
+    """FLOOD_WAITs up to this long are waited out; longer ones pause drafting."""
+    attempts: int = 3
+    """Replies generated at most per message when one contains a placeholder."""
+    max_new_tokens: int = 96
+    temperature: float = 0.8
+    seed: int | None = None
+    """Makes drafts reproducible (tests, benchmarks)."""
+    check_seconds: float = 60.0
+    """How often the listener asks Telegram whether the session is still valid."""
+    reconnect_max_seconds: float = 60.0
+    """The longest pause between two reconnection attempts."""
+    poll_seconds: float = 0.5
+    """How often a stop request is looked for."""
+
+
+class LogEntry(BaseModel):
+    """One line of the live log: when, which contact, how long a draft (no text)."""
+
+    time_unix: int
+    contact: str
+    length: int = 0
+    outcome: str
+    """``draft saved``, or why not (``skipped: …``), or a connection event."""
+
+
+class AssistStatus(BaseModel):
+    """What the listener is doing; stored as its job's progress."""
+
+    state: str = "starting"
+    """starting, listening, reconnecting, stopped."""
+    run_id: str | None = None
+    drafts: int = 0
+    entries: int = 0
+    """Log entries written so far (the log keeps the newest `LOG_SIZE`)."""
+    log: list[LogEntry] = []
+
+
+StatusCallback = Callable[[AssistStatus], None]
+
+
+# -- pure rules ------------------------------------------------------------------------------
+
+
+def has_placeholder(text: str) -> bool:
+    """True when ``text`` contains a scrub placeholder or a media tag.
+
+    >>> has_placeholder("call me at <PHONE>"), has_placeholder("ok <3")
+    (True, False)
+    """
+    return PLACEHOLDER_RE.search(text) is not None
+
+
+def first_clean_reply(replies: Iterator[str]) -> str | None:
+    """The first non-empty reply without placeholders, or None when every one had some.
+
+    Args:
+        replies: the attempts, generated lazily (stop early, generate no more).
+
+    >>> first_clean_reply(iter(["<EMAIL> me", "  ", "sure!"]))
+    'sure!'
+    """
+    for reply in replies:
+        reply = reply.strip()
+        if reply and not has_placeholder(reply):
+            return reply
+    return None
+
+
+def quiet_reason(
+    messages: Sequence[ChatMessage], *, incoming_unix: int, now_unix: int, quiet_seconds: int
+) -> str | None:
+    """Why the owner is answering this chat themselves, or None.
+
+    Args:
+        messages: the chat's recent messages (any order).
+        incoming_unix: when the message to answer arrived.
+        now_unix: the current time.
+        quiet_seconds: the quiet period after the owner's own message.
+    """
+    mine = [m.sent_unix for m in messages if m.out]
+    if not mine:
+        return None
+    last = max(mine)
+    if last >= incoming_unix:
+        return "you already answered"
+    if now_unix - last < quiet_seconds:
+        return f"quiet period: you wrote {format_wait(max(now_unix - last, 0))} ago"
+    return None
+
+
+def draft_reason(draft: Any, *, incoming_unix: int, own_digest: str | None) -> str | None:
+    """Why the chat's current draft must be left alone, or None.
+
+    Args:
+        draft: the dialog's ``draft`` from Telegram (a DraftMessage, DraftMessageEmpty or None).
+        incoming_unix: when the message to answer arrived.
+        own_digest: `digest` of the last draft the twin saved in this chat, if any.
+    """
+    if not isinstance(draft, types.DraftMessage) or not draft.message.strip():
+        return None
+    if digest(draft.message) == own_digest:
+        return None  # the twin's own earlier draft: replace it
+    if int(draft.date.timestamp()) >= incoming_unix:
+        return "your draft is newer than the message"
+    return None
+
+
+def digest(text: str) -> str:
+    """A fingerprint of a draft, so the twin recognizes its own without keeping the text."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def context_turns(
+    messages: Sequence[ChatMessage], *, me: str, peer: str, scrubber: Scrubber
+) -> list[Turn]:
+    """The prompt's turns: the last session of ``messages``, scrubbed, one turn per speaker run.
+
+    Args:
+        messages: the chat's recent messages, oldest first.
+        me: the owner's display name.
+        peer: the other person's display name.
+        scrubber: scrubs texts as the dataset was scrubbed.
+    """
+    sessions = list(iter_sessions(list(messages), gap_seconds=SESSION_GAP_SECONDS))
+    if not sessions:
+        return []
+    scrubbed = [m._replace(text=scrubber.scrub(m.text).text) if m.text else m for m in sessions[-1]]
+    return list(merge_consecutive(scrubbed, me=me, peer=peer))
+
+
+def owner_name(settings: Settings) -> str:
+    """The owner's display name as the dataset tags it (first and last name, else "Me")."""
+    with session_scope(settings) as db:
+        owner = get_owner(db)
+        name = " ".join(p for p in (owner.first_name, owner.last_name) if p)
+    return name or "Me"
+
+
+def set_assist(*, settings: Settings, dialog_id: int, on: bool) -> Dialog:
+    """Switch the twin's drafts on or off for one chat.
+
+    Args:
+        settings: whose database.
+        dialog_id: the dialog's row id.
+        on: True to let the twin write drafts there.
+    """
+    with session_scope(settings) as db:
+        dialog = db.get(Dialog, dialog_id)
+        if dialog is None:
+            raise TwinError(f"There is no chat {dialog_id}.", hint="Harvest your chats first.")
+        if on and dialog.access_hash is None:
+            raise TwinError(
+                f"The chat with {dialog.name} was only imported from an export.",
+                hint="Harvest it from Telegram first (`twin harvest`), then switch it on.",
+            )
+        dialog.assist = on
+        db.add(dialog)
+    return dialog
+
+
+# -- the listener ----------------------------------------------------------------------------
+
+
+class Assistant:
+    """Turns incoming messages into drafts for one connected client (see the module docstring).
+
+    Args:
+        settings: whose database holds the switches.
+        twin: the loaded model.
+        options: the rules' settings.
+        status: the shared status (its log is appended to).
+        report: called whenever the status changed.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        twin: Twin,
+        options: AssistOptions,
+        status: AssistStatus,
+        report: Callable[[], None],
+    ) -> None:
+        self.settings = settings
+        self.twin = twin
+        self.options = options
+        self.status = status
+        self.report = report
+        self.me = owner_name(settings)
+        self.scrubber = Scrubber(ScrubConfig(regions=list(settings.phone_regions)))
+        self.pending: dict[int, int] = {}
+        """peer id → date of the newest message waiting for a draft (a burst gets one)."""
+        self.wake = asyncio.Event()
+        self.own_drafts: dict[int, str] = {}
+        self.last_save = 0.0
+        self.paused_until = 0.0
+
+    def log(self, contact: str, outcome: str, length: int = 0) -> None:
+        entry = LogEntry(
+            time_unix=int(time.time()), contact=contact, length=length, outcome=outcome
+        )
+        self.status.log = [entry, *self.status.log][:LOG_SIZE]
+        self.status.entries += 1
+        self.report()
+
+    async def on_message(self, event: events.NewMessage.Event) -> None:
+        """Telethon handler: note the chat; the drafting loop takes it from there."""
+        if not event.is_private or event.message.out:
+            return
+        self.pending[event.chat_id] = int(event.message.date.timestamp())
+        self.wake.set()
+
+    async def drafting_loop(self, client: TelegramClient) -> None:
+        """Forever: take the chats with new messages, one draft at a time."""
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.pending:
+                peer_id = next(iter(self.pending))
+                incoming_unix = self.pending.pop(peer_id)
+                try:
+                    await self.draft_for(client, peer_id, incoming_unix)
+                except errors.FloodWaitError as exc:  # reading the chat was refused for now
+                    self.paused_until = time.time() + exc.seconds
+                    self.log(
+                        "Telegram", f"paused: Telegram asks to wait {format_wait(exc.seconds)}"
+                    )
+                except (errors.UnauthorizedError, errors.AuthKeyError):
+                    raise
+                except errors.RPCError as exc:
+                    self.log("Telegram", f"skipped: {telegram_error(exc).message}")
+                except TwinError as exc:  # e.g. the context does not fit the model
+                    self.log("twin", f"skipped: {exc.message}")
+
+    async def draft_for(self, client: TelegramClient, peer_id: int, incoming_unix: int) -> None:
+        with session_scope(self.settings) as db:
+            dialog = db.exec(select(Dialog).where(Dialog.peer_id == peer_id)).first()
+        if dialog is None or not dialog.assist or dialog.access_hash is None:
+            return  # not switched on: nothing is read, nothing is logged
+        name = dialog.name
+        if time.time() < self.paused_until:
+            wait = format_wait(int(self.paused_until - time.time()) + 1)
+            self.log(name, f"skipped: Telegram asked to wait (another {wait})")
+            return
+        peer = types.InputPeerUser(peer_id, dialog.access_hash)
+        recent = [
+            row
+            for message in await client.get_messages(peer, limit=self.options.context_messages)
+            if (row := message_to_row(message)) is not None
+        ]
+        messages = [
+            ChatMessage(
+                r.tg_id, r.sent_unix, r.out, r.text, r.media_kind, r.service_kind, r.forwarded
+            )
+            for r in sorted(recent, key=lambda r: r.tg_id)
+        ]
+        reason = quiet_reason(
+            messages,
+            incoming_unix=incoming_unix,
+            now_unix=int(time.time()),
+            quiet_seconds=self.options.quiet_seconds,
+        )
+        if reason is not None:
+            self.log(name, f"skipped: {reason}")
+            return
+        turns = context_turns(messages, me=self.me, peer=name, scrubber=self.scrubber)
+        if not turns or turns[-1].mine:
+            self.log(name, "skipped: nothing to answer")
+            return
+        reply = await asyncio.to_thread(self.generate, turns, name)
+        if reply is None:
+            self.log(name, f"skipped: {self.options.attempts} replies all had placeholders")
+            return
+        await self.save(client, peer, peer_id, name, reply, incoming_unix)
+
+    def generate(self, turns: list[Turn], peer: str) -> str | None:
+        """The first clean reply of up to ``attempts`` (runs in a worker thread)."""
+
+        def attempts() -> Iterator[str]:
+            for attempt in range(self.options.attempts):
+                seed = None if self.options.seed is None else self.options.seed + attempt
+                yield "".join(
+                    self.twin.stream_reply(
+                        context=turns,
+                        me=self.me,
+                        peer=peer,
+                        temperature=self.options.temperature,
+                        max_new_tokens=self.options.max_new_tokens,
+                        seed=seed,
+                    )
+                )
+
+        return first_clean_reply(attempts())
+
+    async def save(
+        self,
+        client: TelegramClient,
+        peer: types.InputPeerUser,
+        peer_id: int,
+        name: str,
+        reply: str,
+        incoming_unix: int,
+    ) -> None:
+        for retry in (False, True):
+            wait = self.last_save + self.options.min_interval_seconds - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            # Read the draft right before writing: the owner may have started typing meanwhile.
+            [dialog] = (
+                await client(
+                    functions.messages.GetPeerDialogsRequest([types.InputDialogPeer(peer)])
+                )
+            ).dialogs
+            reason = draft_reason(
+                dialog.draft, incoming_unix=incoming_unix, own_digest=self.own_drafts.get(peer_id)
+            )
+            if reason is not None:
+                self.log(name, f"skipped: {reason}")
+                return
+            try:
+                await client(functions.messages.SaveDraftRequest(peer=peer, message=reply))
+            except errors.FloodWaitError as exc:
+                if retry or exc.seconds > self.options.max_flood_wait_seconds:
+                    self.paused_until = time.time() + exc.seconds
+                    self.log(name, f"skipped: Telegram asks to wait {format_wait(exc.seconds)}")
+                    return
+                self.log(name, f"waiting {format_wait(exc.seconds)} (Telegram's flood limit)")
+                await asyncio.sleep(exc.seconds)
+                continue
+            self.last_save = time.monotonic()
+            self.own_drafts[peer_id] = digest(reply)
+            self.status.drafts += 1
+            self.log(name, "draft saved", len(reply))
+            return
+
+
+def _with_updates(factory: ClientFactory) -> ClientFactory:
+    def make(*, session: str | None, receive_updates: bool) -> TelegramClient:
+        return factory(session=session, receive_updates=True)
+
+    return make
+
+
+def check_ready(*, settings: Settings, run: str | Path | None) -> Path:
+    """The run dir to draft with, after checking that there is one and that the owner is
+    logged in to Telegram: `twin.errors.ChatError` or `TelegramError` say what is missing.
+
+    Args:
+        settings: whose runs and stored session.
+        run: a run id or dir, or None for the newest finished run.
+    """
+    from twin.chat.generate import resolve_run_dir
+
+    run_dir = resolve_run_dir(settings=settings, run=run)
+    if load_session(settings) is None:
+        raise TelegramError("Not logged in to Telegram.", hint=LOGIN_HINT)
+    return run_dir
+
+
+def load_assist_twin(*, settings: Settings, run: str | Path | None) -> Twin:
+    """The model of the chosen run (the newest finished one by default); `ChatError` if none.
+
+    Args:
+        settings: whose runs dir.
+        run: a run id or dir, or None.
+    """
+    from twin.chat.generate import load_twin, resolve_run_dir
+
+    return load_twin(run_dir=resolve_run_dir(settings=settings, run=run))
+
+
+async def assist(
+    *,
+    settings: Settings,
+    options: AssistOptions | None = None,
+    twin: Twin | None = None,
+    client_factory: ClientFactory | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    progress: StatusCallback | None = None,
+) -> AssistStatus:
+    """Listen for new private messages and write the twin's reply drafts until stopped.
+
+    Raises `TelegramError` when not logged in or when the session is ended elsewhere, and
+    `twin.errors.ChatError` when no run is trained yet; a lost connection is retried.
+
+    Args:
+        settings: whose database, stored session and runs.
+        options: the rules (`AssistOptions`); default: the defaults.
+        twin: an already loaded model; default: the run named in ``options`` is loaded.
+        client_factory: how to build the client (default: a real Telegram client).
+        should_stop: polled every ``options.poll_seconds``; True ends the listener cleanly.
+        progress: called with the status whenever it changes (and as a heartbeat).
+    """
+    options = options or AssistOptions()
+    factory = _with_updates(client_factory or default_factory(settings))
+    status = AssistStatus()
+
+    def report() -> None:
+        if progress is not None:
+            progress(status)
+
+    if twin is None:
+        twin = await asyncio.to_thread(load_assist_twin, settings=settings, run=options.run)
+    status.run_id = twin.name
+    assistant = Assistant(
+        settings=settings, twin=twin, options=options, status=status, report=report
+    )
+    stop = should_stop or (lambda: False)
+    backoff = 1.0
+    while not stop():
+        try:
+            client = await connect_owner(settings, client_factory=factory)
+        except (ConnectionError, OSError) as exc:
+            status.state = "reconnecting"
+            assistant.log("Telegram", f"cannot connect ({exc}); retrying in {backoff:.0f} s")
+            if await _sleep_unless_stopped(backoff, stop, options.poll_seconds):
+                break
+            backoff = min(backoff * 2, options.reconnect_max_seconds)
+            continue
+        connected_at = time.monotonic()
+        try:
+            lost = await _listen(client, assistant, options, stop, status)
+        finally:
+            await client.disconnect()
+        if not lost:
+            break
+        if time.monotonic() - connected_at >= options.reconnect_max_seconds:
+            backoff = 1.0  # it had been working: start the pauses short again
+        status.state = "reconnecting"
+        assistant.log("Telegram", "connection lost; reconnecting")
+        if await _sleep_unless_stopped(backoff, stop, options.poll_seconds):
+            break
+        backoff = min(backoff * 2, options.reconnect_max_seconds)
+    status.state = "stopped"
+    report()
+    return status
+
+
+async def _listen(
+    client: TelegramClient,
+    assistant: Assistant,
+    options: AssistOptions,
+    stop: Callable[[], bool],
+    status: AssistStatus,
+) -> bool:
+    """Serve one connection; True when it was lost (reconnect), False when asked to stop."""
+    client.flood_sleep_threshold = 0  # FLOOD_WAITs reach the assistant, which logs them
+    client.add_event_handler(assistant.on_message, events.NewMessage(incoming=True))
+    drafting = asyncio.create_task(assistant.drafting_loop(client))
+    status.state = "listening"
+    assistant.report()
+    next_check = time.monotonic() + options.check_seconds
+    try:
+        while not stop():
+            if not client.is_connected() or drafting.done():
+                if drafting.done() and drafting.exception() is not None:
+                    raise drafting.exception()  # type: ignore[misc]
+                if isinstance(
+                    client._updates_error, errors.UnauthorizedError | errors.AuthKeyError
+                ):
+                    raise REVOKED
+                return True
+            if time.monotonic() >= next_check:
+                await client(functions.updates.GetStateRequest())  # also says "still here"
+                next_check = time.monotonic() + options.check_seconds
+                assistant.report()
+            await asyncio.sleep(options.poll_seconds)
+        return False
+    except (errors.UnauthorizedError, errors.AuthKeyError) as exc:
+        raise REVOKED from exc
+    except errors.RPCError as exc:
+        raise telegram_error(exc) from exc
+    except (ConnectionError, OSError):
+        return True
+    finally:
+        drafting.cancel()
+        await asyncio.gather(drafting, return_exceptions=True)
+
+
+async def _sleep_unless_stopped(
+    seconds: float, stop: Callable[[], bool], poll_seconds: float
+) -> bool:
+    """Sleep ``seconds``; True as soon as a stop is requested."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if stop():
+            return True
+        await asyncio.sleep(min(poll_seconds, deadline - time.monotonic()))
+    return stop()
+
+
+# -- as a job --------------------------------------------------------------------------------
+
+
+async def run_assist_job(
+    *,
+    settings: Settings,
+    job_id: int,
+    twin: Twin | None = None,
+    client_factory: ClientFactory | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    shutting_down: Callable[[], bool] | None = None,
+    progress: StatusCallback | None = None,
+) -> AssistStatus:
+    """Run `assist` for job ``job_id`` (``running``, owned by this process), keeping its row
+    up to date: progress is the status, an error fails it with its message.
+
+    A stop the owner asked for (the job's cancel request, or ``should_stop``) cancels the job;
+    stopping because twin itself shuts down (``shutting_down``) leaves it resumable, so the
+    web app starts it again when it starts (`job_to_resume`).
+
+    Args:
+        settings: whose database and data dir.
+        job_id: the ``assist`` job.
+        twin: as in `assist`.
+        client_factory: as in `assist`.
+        should_stop: the owner's stop (e.g. Ctrl-C).
+        shutting_down: twin is stopping (e.g. the web server's shutdown).
+        progress: also called with every status (e.g. to print the log).
+    """
+    options = AssistOptions.model_validate_json(
+        jobs.get_job(settings=settings, job_id=job_id).params_json
+    )
+
+    def asked_to_stop() -> bool:
+        return jobs.cancel_requested(settings, job_id) or bool(should_stop and should_stop())
+
+    def stop() -> bool:
+        return asked_to_stop() or bool(shutting_down and shutting_down())
+
+    def record(status: AssistStatus) -> None:
+        jobs.update_progress(
+            settings=settings, job_id=job_id, progress=status.model_dump(mode="json")
+        )
+        if progress is not None:
+            progress(status)
+
+    try:
+        status = await assist(
+            settings=settings,
+            options=options,
+            twin=twin,
+            client_factory=client_factory,
+            should_stop=stop,
+            progress=record,
+        )
+    except TwinError as exc:
+        jobs.fail_job(settings=settings, job_id=job_id, error=str(exc), result={"resumable": False})
+        raise
+    except Exception as exc:
+        jobs.fail_job(
+            settings=settings,
+            job_id=job_id,
+            error=f"Unexpected error: {exc!r}",
+            result={"resumable": True},
+        )
+        raise
+    if asked_to_stop():
+        jobs.cancel_job(
+            settings=settings, job_id=job_id, result={"drafts": status.drafts, "resumable": False}
+        )
+    else:
+        jobs.fail_job(
+            settings=settings,
+            job_id=job_id,
+            error="Stopped when twin stopped; it starts again with twin.",
+            result={"drafts": status.drafts, "resumable": True},
+        )
+    return status
+
+
+def start_assist_job(*, settings: Settings, options: AssistOptions | None = None) -> int:
+    """Record a running ``assist`` job for this process (or raise `twin.jobs.JobBusy`).
+
+    Args:
+        settings: whose database.
+        options: the rules for this run of the listener.
+    """
+    job = jobs.start_job(
+        settings=settings,
+        kind=JOB_KIND,
+        params=(options or AssistOptions()).model_dump(mode="json"),
+    )
+    assert job.id is not None
+    return job.id
+
+
+def job_to_resume(*, settings: Settings) -> AssistOptions | None:
+    """The options of the newest ``assist`` job when it ended only because twin stopped
+    (killed, restarted, shut down), so it should listen again; otherwise None.
+
+    Args:
+        settings: whose database.
+    """
+    jobs.reap_dead_jobs(settings=settings, kind=JOB_KIND)
+    newest = jobs.list_jobs(settings=settings, kind=JOB_KIND, limit=1)
+    if not newest or newest[0].state != JobState.failed:
+        return None
+    result = json.loads(newest[0].result_json or "{}")
+    if not result.get("resumable"):
+        return None
+    return AssistOptions.model_validate_json(newest[0].params_json)
