@@ -19,9 +19,9 @@ app = typer.Typer(
 
 
 def _register_all() -> None:
-    from twin.cli import chat, db, importer, prepare, scrub, telegram, train, web
+    from twin.cli import chat, db, export, importer, prepare, scrub, telegram, train, web
 
-    for module in (telegram, importer, prepare, scrub, train, chat, web, db):
+    for module in (telegram, importer, prepare, scrub, train, chat, export, web, db):
         module.register(app)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Literal
 
@@ -128,14 +127,3 @@ def list_exports(run_dir: Path) -> list[tuple[str, list[tuple[str, int]]]]:
         for d in sorted(root.iterdir())
         if d.is_dir() and not d.name.startswith(".")
     ]
-
-
-def timed_export(**kwargs: object) -> tuple[Path, float]:
-    """`export_run` and the seconds it took (for the bench and the CLI).
-
-    Args:
-        kwargs: `export_run`'s arguments.
-    """
-    start = time.perf_counter()
-    path = export_run(**kwargs)  # type: ignore[arg-type]
-    return path, time.perf_counter() - start
