@@ -38,7 +38,8 @@ MESSAGES: list[dict[str, Any]] = [
     {"role": "system", "content": "ignored: the twin was trained on chats"},
     {"role": "user", "content": "hey!\nare you coming?", "name": "Anna: K."},
     {"role": "assistant", "content": "yes tea, love it :)"},
-    {"role": "user", "content": [{"type": "text", "text": "do you like "}, {"type": "text", "text": "jazz?"}]},
+    {"role": "user", "content": [{"type": "text", "text": "do you like "},
+                                 {"type": "text", "text": "jazz?"}]},
 ]  # fmt: skip
 
 
@@ -143,7 +144,8 @@ def test_hf_export_loads_in_transformers_and_matches_the_twin(
         (MESSAGES, "Me"),
         (MESSAGES, "  Boris\n: B "),  # my name cleaned as twin cleans it
         ([{"role": "user", "content": "hi"}], "Me"),  # nobody named: the export's default peer
-        ([{"role": "user", "content": "a", "name": "Carla"}, {"role": "user", "content": "b"}], "Me"),
+        ([{"role": "user", "content": "a", "name": "Carla"},
+          {"role": "user", "content": "b"}], "Me"),
         ([{"role": "user", "content": "x", "name": "   "}], "Me"),  # a blank name names nobody
     ],
 )  # fmt: skip
@@ -214,7 +216,7 @@ def test_real_gemma_export_matches_the_twin(tmp_path: Path) -> None:
 
 
 def test_cli_exports_and_names_bad_input(settings: Settings, tiny_base: Path) -> None:
-    from twin.cli import app, _register_all
+    from twin.cli import _register_all, app
 
     _register_all()
     run_dir = finished_run(settings.data_dir / "runs", "20240104-000000", tiny_base)
