@@ -35,6 +35,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# Test-only reference for the exports; not a declared extra: it needs a newer
+	# huggingface-hub than litgpt pins, and twin itself never imports it.
+	$(BIN)/python -m pip install --quiet transformers==5.24.0 accelerate==1.15.0
 	touch $@
 
 clean:
