@@ -38,6 +38,7 @@ from twin.web.routers import (
     contacts,
     dashboard,
     dataset,
+    export,
     game,
     imports,
     jobs,
@@ -152,6 +153,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="twin", docs_url=None, redoc_url=None, openapi_url=None)
     templates = Jinja2Templates(directory=WEB_DIR / "templates")
     templates.env.filters["placeholders"] = dataset.highlight_placeholders
+    templates.env.globals["run_exports"] = export.run_exports
     app.state.twin = WebState(settings=settings, templates=templates)
     app.add_middleware(GuardMiddleware, settings=settings)
 
@@ -177,6 +179,7 @@ def create_app(settings: Settings) -> FastAPI:
         train,
         chat,
         game,
+        export,
         jobs,
         settings_page,
         openai_api,
