@@ -42,18 +42,18 @@ def make_run(root: Path, n_layer: int, n_embd: int, n_head: int) -> tuple[Settin
         out_dir=root / "base", corpus=words, vocab_size=2048, n_layer=n_layer, n_embd=n_embd,
         n_head=n_head, block_size=1024,
     )  # fmt: skip
-    run_dir = root / "data" / "runs" / "bench"
+    run_dir = root / "data" / "runs" / "20240101-000000"
     adapter_path(run_dir).parent.mkdir(parents=True)
     model = LoraGPT(LoraConfig.from_file(base / "model_config.yaml", **LORA.litgpt_kwargs()))
     torch.save(
         {k: v for k, v in model.state_dict().items() if lora_filter(k, v)}, adapter_path(run_dir)
     )
     record = RunRecord(
-        run_id="bench", base_model_dir=base, dataset_dir=root, dataset_sha256="0" * 64,
+        run_id="20240101-000000", base_model_dir=base, dataset_dir=root, dataset_sha256="0" * 64,
         lora=LORA, max_seq_length=256, metrics={"status": "done"},
     )  # fmt: skip
     save_run(run_dir, record)
-    return Settings(data_dir=root / "data"), "bench"
+    return Settings(data_dir=root / "data"), "20240101-000000"
 
 
 def best_seconds(work: Callable[[], Path], runs: int) -> tuple[float, Path]:

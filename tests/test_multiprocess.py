@@ -25,6 +25,7 @@ from twin.train.record import LoraSettings, adapter_path, load_run
 from twin.train.trainer import TrainingConfig, record_status, train
 
 TOLERANCE = 1e-5
+CLI = "from twin.cli import main; main()"
 MAX_STEPS = 4
 pytestmark = pytest.mark.xdist_group("multiprocess")  # two processes of their own
 
@@ -51,14 +52,15 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return dataset, make_tiny_model(root / "base", dataset_dir=dataset)
 
 
-def torchrun(data_dir: Path, dataset: Path, base: Path, run_id: str, *args: str) -> None:
-    """This file as a 2-process job on this machine, as a cluster launcher would start it."""
-    command = [
+def torchrun(*command: str) -> None:
+    """``command`` as a 2-process job on this machine, as a cluster launcher would start it."""
+    launcher = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-        "--nproc-per-node", "2", __file__, str(data_dir), str(dataset), str(base), run_id, *args,
+        "--nproc-per-node", "2",
     ]  # fmt: skip
+    command = (*launcher, *command)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(list(command), env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
@@ -77,12 +79,13 @@ def test_two_processes_train_and_resume_to_the_one_process_adapter(
     expected = adapter(settings.data_dir / "runs" / "one")
 
     # Two processes, stopped after step 3 (a checkpoint at step 2 and one on stop), resumed.
-    torchrun(settings.data_dir, dataset, base, "two", "--stop-after", "3")
+    torchrun(__file__, str(settings.data_dir), str(dataset), str(base), "two", "--stop-after", "3")
     run_dir = settings.data_dir / "runs" / "two"
     stopped = load_run(run_dir)
     assert (record_status(stopped), stopped.metrics["steps"]) == ("stopped", 3)
     assert stopped.config["devices"] == 2
-    torchrun(settings.data_dir, dataset, base, "two", "--resume")
+    # Resumed with the CLI, as README shows (`twin train` in every process).
+    torchrun("--no-python", sys.executable, "-c", CLI, "train", "--resume", "--run", "two")
     resumed = load_run(run_dir)
     assert (record_status(resumed), resumed.metrics["steps"]) == ("done", MAX_STEPS)
     # Both processes counted their tokens: the same data as one process saw.

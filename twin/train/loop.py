@@ -319,7 +319,10 @@ def _fit(
     lora_config = Config.from_file(
         record.base_model_dir / "model_config.yaml", **config.lora.litgpt_kwargs()
     )
-    with fabric.init_module(empty_init=config.world_size > 1):
+    # Only FSDP may skip initialization (it materializes parameters with reset_parameters);
+    # with DDP, uninitialized memory would be the LoRA weights' starting point.
+    sharded = type(fabric.strategy).__name__ == "FSDPStrategy"
+    with fabric.init_module(empty_init=sharded):
         model = GPT(lora_config)
     mark_only_lora_as_trainable(model)
     model.max_seq_length = max(len(s["input_ids"]) for s in plan.train_samples + plan.val_samples)
