@@ -25,7 +25,7 @@ from twin.train.record import LoraSettings, adapter_path, load_run
 from twin.train.trainer import TrainingConfig, record_status, train
 
 TOLERANCE = 1e-5
-CLI = "from twin.cli import main; main()"
+TWIN = str(Path(sys.executable).with_name("twin"))  # the console script
 MAX_STEPS = 4
 pytestmark = pytest.mark.xdist_group("multiprocess")  # two processes of their own
 
@@ -85,7 +85,7 @@ def test_two_processes_train_and_resume_to_the_one_process_adapter(
     assert (record_status(stopped), stopped.metrics["steps"]) == ("stopped", 3)
     assert stopped.config["devices"] == 2
     # Resumed with the CLI, as README shows (`twin train` in every process).
-    torchrun("--no-python", sys.executable, "-c", CLI, "train", "--resume", "--run", "two")
+    torchrun("--no-python", TWIN, "train", "--resume", "--run-id", "two")
     resumed = load_run(run_dir)
     assert (record_status(resumed), resumed.metrics["steps"]) == ("done", MAX_STEPS)
     # Both processes counted their tokens: the same data as one process saw.

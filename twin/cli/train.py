@@ -133,7 +133,11 @@ def train_command(
     data: Annotated[
         Path | None, typer.Option(help="Dataset dir (default: <data dir>/dataset).")
     ] = None,
-    run: Annotated[str | None, typer.Option(help="Run id (default: a new time stamp).")] = None,
+    run: Annotated[
+        str | None,
+        # --run-id too: torchrun reads `--run` in a script's arguments as its own --run-path.
+        typer.Option("--run", "--run-id", help="Run id (default: a new time stamp)."),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue --run (default: the newest run).")] = False,
     cancel: Annotated[bool, typer.Option(help="Stop the running training job.")] = False,
     wait: Annotated[bool, typer.Option(help="With --cancel: wait until it stopped.")] = True,
@@ -219,8 +223,8 @@ def train_command(
     run = run or (newest_run_id(settings) if resume else None)
     if world_size > 1 and run is None:
         raise TrainError(
-            "A multi-process launch needs --run: every process must pick the same run.",
-            hint="Add --run NAME (and --resume to continue it).",
+            "A multi-process launch needs --run-id: every process must pick the same run.",
+            hint="Add --run-id NAME (and --resume to continue it).",
         )
     if resume:
         console.print(f"continuing run {run} with the settings it was started with")
