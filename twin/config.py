@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     """Largest Telegram export (result.json) the web app accepts, in bytes."""
     max_request_bytes: int = 4 * 1024**2
     """Largest body of any other web request (forms, chat, the API), in bytes."""
+    remote_url: str | None = None
+    """An OpenAI-compatible server (e.g. vLLM, ``http://host:8000/v1``) that answers instead of
+    the local model: see `twin.chat.remote`."""
+    remote_api_key: str | None = None
+    """Bearer token for ``remote_url``, if it needs one."""
+    remote_model: str = "twin"
+    """The model name the remote server serves the twin under."""
     phone_regions: list[str] = Field(default_factory=lambda: ["RU", "UA", "US", "GB", "PL", "DE"])
     """Regions whose local phone-number formats the scrubber recognizes."""
 

@@ -75,3 +75,7 @@ class TrainError(TwinError):
 
 class ChatError(TwinError):
     """The twin could not be loaded or could not answer."""
+
+
+class ExportError(TwinError):
+    """Exporting a trained twin for other tools (Hugging Face, GGUF) failed."""

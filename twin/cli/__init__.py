@@ -19,9 +19,9 @@ app = typer.Typer(
 
 
 def _register_all() -> None:
-    from twin.cli import assist, chat, db, importer, prepare, scrub, telegram, train, web
+    from twin.cli import assist, chat, db, export, importer, prepare, scrub, telegram, train, web
 
-    for module in (telegram, importer, prepare, scrub, train, chat, assist, web, db):
+    for module in (telegram, importer, prepare, scrub, train, chat, export, assist, web, db):
         module.register(app)
 
 

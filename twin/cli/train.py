@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -187,7 +188,11 @@ def train_command(
     data: Annotated[
         Path | None, typer.Option(help="Dataset dir (default: <data dir>/dataset).")
     ] = None,
-    run: Annotated[str | None, typer.Option(help="Run id (default: a new time stamp).")] = None,
+    run: Annotated[
+        str | None,
+        # --run-id too: torchrun reads `--run` in a script's arguments as its own --run-path.
+        typer.Option("--run", "--run-id", help="Run id (default: a new time stamp)."),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue --run (default: the newest run).")] = False,
     cancel: Annotated[bool, typer.Option(help="Stop the running training job.")] = False,
     wait: Annotated[bool, typer.Option(help="With --cancel: wait until it stopped.")] = True,
@@ -211,8 +216,11 @@ def train_command(
     group_by_length: Annotated[bool, typer.Option(help="Batch similar lengths together.")] = True,
     precision: Annotated[str | None, typer.Option(help="32-true (CPU) / bf16-mixed (GPU).")] = None,
     quantize: Annotated[str | None, typer.Option(help="bnb.nf4 for QLoRA (CUDA only).")] = None,
-    devices: Annotated[int, typer.Option(help="GPUs per node (FSDP when > 1).")] = 1,
+    devices: Annotated[int, typer.Option(help="Processes (GPUs) per node.")] = 1,
     num_nodes: Annotated[int, typer.Option(help="Nodes in a cluster.")] = 1,
+    strategy: Annotated[
+        str, typer.Option(help="auto (FSDP on GPUs, DDP on CPU), ddp or fsdp.")
+    ] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
     eval_interval: Annotated[int, typer.Option(help="Validate every N steps.")] = 50,
     checkpoint_interval: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 100,
@@ -222,13 +230,17 @@ def train_command(
 
     from twin.db import upgrade_database
     from twin.jobs import start_job
-    from twin.train.loop import newest_run_id
+    from twin.train.loop import launch_rank, newest_run_id
     from twin.train.merge import merge_run
     from twin.train.trainer import TrainingConfig, record_status, runs_dir
     from twin.train.worker import JOB_KIND, run_training_job, start_training_job, training_params
 
     settings = get_settings()
-    upgrade_database(settings)
+    # torchrun/srun start this command once per process: rank 0 keeps the job and the progress
+    # bar, the other ranks only train (see `_other_rank`).
+    rank, world_size = launch_rank(), int(os.environ.get("WORLD_SIZE", "1"))
+    if rank == 0:
+        upgrade_database(settings)
     if cancel:
         _cancel(settings, wait)
         return
@@ -254,6 +266,7 @@ def train_command(
             quantize=quantize,  # type: ignore[arg-type]
             devices=devices,
             num_nodes=num_nodes,
+            strategy=strategy,  # type: ignore[arg-type]
             seed=seed,
             eval_interval=eval_interval,
             checkpoint_interval=checkpoint_interval,
@@ -263,11 +276,21 @@ def train_command(
             f"Invalid training settings: {exc}", hint="See `twin train --help`."
         ) from exc
     run = run or (newest_run_id(settings) if resume else None)
+    if world_size > 1 and run is None:
+        raise TrainError(
+            "A multi-process launch needs --run-id: every process must pick the same run.",
+            hint="Add --run-id NAME (and --resume to continue it).",
+        )
     if resume:
         console.print(f"continuing run {run} with the settings it was started with")
     request = dict(
         base_model_dir=base, dataset_dir=data, run_id=run, config=config, resume=resume, merge=merge
     )
+    if rank > 0:
+        from twin.train.trainer import train
+
+        train(settings=settings, **request)  # type: ignore[arg-type]
+        return
     if detach:
         job_id = start_training_job(settings=settings, **request)  # type: ignore[arg-type]
         typer.echo(

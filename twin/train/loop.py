@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -125,7 +126,8 @@ def prepare_run(
         run_id = run_id or new_run_id()
         run_dir = runs_dir(settings) / run_id
         # A dir without run.json is a run killed before its first write: nothing to keep.
-        if (run_dir / "run.json").is_file():
+        # Under a multi-process launch the other ranks may see run.json rank 0 just wrote.
+        if (run_dir / "run.json").is_file() and launch_rank() == 0:
             raise TrainError(
                 f"Run {run_id} already exists.",
                 hint=f"Continue it with `twin train --resume {run_id}` or pick another --run.",
@@ -135,10 +137,10 @@ def prepare_run(
             f"quantize={config.quantize} (QLoRA) needs a CUDA GPU; none is available.",
             hint="Train without --quantize on CPU (the adapter is the same kind of file).",
         )
-    if config.world_size > 1 and not torch.cuda.is_available():
+    if config.strategy == "fsdp" and not torch.cuda.is_available():
         raise TrainError(
-            f"devices={config.devices}, num_nodes={config.num_nodes} needs CUDA GPUs.",
-            hint="Use --devices 1 on CPU.",
+            "strategy=fsdp is set up for CUDA GPUs only (twin shards with FSDP on GPUs).",
+            hint="Use --strategy ddp (or auto) on CPU.",
         )
 
     base = check_base_model(base_model_dir, settings=settings)
@@ -212,6 +214,12 @@ def prepare_run(
     )
 
 
+def launch_rank() -> int:
+    """This process's global rank as the launcher set it (``RANK``: torchrun, Fabric, SLURM
+    wrappers), known before Fabric exists; 0 for a single process."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def count_steps_per_epoch(samples: int, config: TrainingConfig) -> int:
     """Optimizer steps in one pass over ``samples`` (a partial last step is dropped).
 
@@ -238,13 +246,19 @@ def make_fabric(config: TrainingConfig) -> L.Fabric:
         dtype = dtype or torch.bfloat16
         plugins, precision = BitsandbytesPrecision(config.quantize[4:], dtype), None
     strategy: Any = "auto"
-    if config.world_size > 1:
+    gpu = torch.cuda.is_available()
+    fsdp = config.strategy == "fsdp" or (config.strategy == "auto" and gpu)
+    if config.world_size > 1 and fsdp:
         from lightning.fabric.strategies import FSDPStrategy
         from litgpt.lora import Block
 
         strategy = FSDPStrategy(
             auto_wrap_policy={Block}, state_dict_type="full", sharding_strategy="HYBRID_SHARD"
         )
+    elif config.world_size > 1:
+        from lightning.fabric.strategies import DDPStrategy
+
+        strategy = DDPStrategy(process_group_backend=None if gpu else "gloo")
     fabric = L.Fabric(
         devices=config.devices,
         num_nodes=config.num_nodes,
@@ -273,7 +287,8 @@ def run_training(
     remove_partial_checkpoints(run_dir)
     record.metrics["status"] = "running"
     try:
-        save_run(run_dir, record)
+        if launch_rank() == 0:
+            save_run(run_dir, record)
         return _fit(plan, merge=merge, progress=progress, should_stop=should_stop)
     except BaseException as exc:
         record.metrics["status"] = "failed"
@@ -282,7 +297,8 @@ def run_training(
         # run.json that cannot be updated still says "running", which resumes the same way.
         with contextlib.suppress(OSError):
             remove_partial_checkpoints(run_dir)
-            save_run(run_dir, record)
+            if launch_rank() == 0:
+                save_run(run_dir, record)
         if isinstance(exc, TrainError | KeyboardInterrupt):
             raise
         cause, fix = str(exc), "Fix the cause"
@@ -307,7 +323,10 @@ def _fit(
     lora_config = Config.from_file(
         record.base_model_dir / "model_config.yaml", **config.lora.litgpt_kwargs()
     )
-    with fabric.init_module(empty_init=config.world_size > 1):
+    # Only FSDP may skip initialization (it materializes parameters with reset_parameters);
+    # with DDP, uninitialized memory would be the LoRA weights' starting point.
+    sharded = type(fabric.strategy).__name__ == "FSDPStrategy"
+    with fabric.init_module(empty_init=sharded):
         model = GPT(lora_config)
     mark_only_lora_as_trainable(model)
     model.max_seq_length = max(len(s["input_ids"]) for s in plan.train_samples + plan.val_samples)
@@ -423,6 +442,7 @@ def _fit(
             )
         step_start = time.perf_counter()
         losses = []
+        counts = torch.zeros(2, dtype=torch.int64)  # (tokens, non-padding tokens) this step
         for micro in range(config.accumulation_steps):
             indices = batches[state["batch_index"] + micro * config.world_size + fabric.global_rank]
             input_ids, labels = collate([plan.train_samples[i] for i in indices])
@@ -432,8 +452,12 @@ def _fit(
                 loss = reply_loss(model, input_ids, labels)
                 fabric.backward(loss / config.accumulation_steps)
             losses.append(loss.item())
-            totals["tokens"] += input_ids.numel() * config.world_size
-            totals["useful_tokens"] += sum(lengths[i] for i in indices) * config.world_size
+            counts[0] += input_ids.numel()
+            counts[1] += sum(lengths[i] for i in indices)
+        if config.world_size > 1:  # each process saw its own micro-batches: add them up
+            counts = fabric.all_reduce(counts, reduce_op="sum")
+        totals["tokens"] += int(counts[0])
+        totals["useful_tokens"] += int(counts[1])
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()

@@ -58,6 +58,8 @@ class TrainingConfig(BaseModel):
     quantize: QuantizeMode | None = None
     devices: int = Field(1, ge=1)
     num_nodes: int = Field(1, ge=1)
+    strategy: Literal["auto", "ddp", "fsdp"] = "auto"
+    """With several processes: ``auto`` is FSDP on GPUs and DDP (gloo) on CPU."""
     seed: int = 42
     eval_interval: int = Field(50, ge=1)
     """Validate every this many steps (and at the end)."""

@@ -45,6 +45,7 @@ from twin.web.routers import (
     dashboard,
     dataset,
     fidelity,
+    export,
     game,
     imports,
     jobs,
@@ -277,6 +278,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     templates = Jinja2Templates(directory=WEB_DIR / "templates")
     templates.env.filters["placeholders"] = dataset.highlight_placeholders
+    templates.env.globals["run_exports"] = export.run_exports
     app.state.twin = WebState(settings=settings, templates=templates)
     app.add_middleware(GuardMiddleware, settings=settings)
 
@@ -305,6 +307,7 @@ def create_app(settings: Settings) -> FastAPI:
         game,
         fidelity,
         assist,
+        export,
         jobs,
         settings_page,
         openai_api,

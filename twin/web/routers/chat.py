@@ -65,7 +65,10 @@ def load_run_twin(state: WebState, run_dir: Path) -> Twin:
         run_dir: a finished run.
     """
     from twin.chat.generate import load_twin
+    from twin.chat.remote import remote_twin
 
+    if (remote := remote_twin(settings=state.settings, run_dir=run_dir)) is not None:
+        return remote  # type: ignore[return-value]  # answers like a Twin (TWIN_REMOTE_URL)
     with _load_lock:
         loaded = state.chat_model
         if loaded is None or loaded[0] != run_dir:
