@@ -41,13 +41,8 @@ from twin.models import Dialog  # noqa: E402
 from twin.prepare.format import Turn  # noqa: E402
 from twin.prepare.scrub import Scrubber, ScrubConfig  # noqa: E402
 from twin.prepare.sessions import ChatMessage  # noqa: E402
-from twin.telegram.assist import (  # noqa: E402
-    AssistOptions,
-    assist,
-    context_turns,
-    owner_name,
-    set_assist,
-)
+from twin.telegram.assist import AssistOptions, assist, owner_name, set_assist  # noqa: E402
+from twin.telegram.assist_rules import context_turns  # noqa: E402
 from twin.telegram.harvest import message_to_row  # noqa: E402
 from twin.train.tiny import init_tiny_model  # noqa: E402
 

@@ -20,7 +20,8 @@ from twin import jobs
 from twin.config import Settings, get_settings
 from twin.db import session_scope
 from twin.models import Dialog, JobState
-from twin.telegram.assist import JOB_KIND, AssistOptions, job_to_resume
+from twin.telegram.assist import JOB_KIND, AssistOptions
+from twin.telegram.assist_job import job_to_resume
 from twin.web import create_app
 
 from .conftest import PASSWORD, log_in
