@@ -100,14 +100,18 @@ async def measure(
         # Baseline: the same context, seed and budget, generation only.
         turns = chat_turns(server, settings, "Anna P0")
         started = time.perf_counter()
-        alone = "".join(
-            twin.stream_reply(
-                context=turns,
-                me=owner_name(settings),
-                peer="Anna P0",
-                temperature=options.temperature,
-                max_new_tokens=options.max_new_tokens,
-                seed=options.seed,
+        # In a worker thread, as the listener generates (torch runs differently off the main
+        # thread; the same place keeps the comparison fair).
+        alone = await asyncio.to_thread(
+            lambda turns=turns: "".join(
+                twin.stream_reply(
+                    context=turns,
+                    me=owner_name(settings),
+                    peer="Anna P0",
+                    temperature=options.temperature,
+                    max_new_tokens=options.max_new_tokens,
+                    seed=options.seed,
+                )
             )
         )
         generation.append(time.perf_counter() - started)
