@@ -41,13 +41,8 @@ from twin.models import Dialog  # noqa: E402
 from twin.prepare.format import Turn  # noqa: E402
 from twin.prepare.scrub import Scrubber, ScrubConfig  # noqa: E402
 from twin.prepare.sessions import ChatMessage  # noqa: E402
-from twin.telegram.assist import (  # noqa: E402
-    AssistOptions,
-    assist,
-    context_turns,
-    owner_name,
-    set_assist,
-)
+from twin.telegram.assist import AssistOptions, assist, owner_name, set_assist  # noqa: E402
+from twin.telegram.assist_rules import context_turns  # noqa: E402
 from twin.telegram.harvest import message_to_row  # noqa: E402
 from twin.train.tiny import init_tiny_model  # noqa: E402
 
@@ -105,14 +100,18 @@ async def measure(
         # Baseline: the same context, seed and budget, generation only.
         turns = chat_turns(server, settings, "Anna P0")
         started = time.perf_counter()
-        alone = "".join(
-            twin.stream_reply(
-                context=turns,
-                me=owner_name(settings),
-                peer="Anna P0",
-                temperature=options.temperature,
-                max_new_tokens=options.max_new_tokens,
-                seed=options.seed,
+        # In a worker thread, as the listener generates (torch runs differently off the main
+        # thread; the same place keeps the comparison fair).
+        alone = await asyncio.to_thread(
+            lambda turns=turns: "".join(
+                twin.stream_reply(
+                    context=turns,
+                    me=owner_name(settings),
+                    peer="Anna P0",
+                    temperature=options.temperature,
+                    max_new_tokens=options.max_new_tokens,
+                    seed=options.seed,
+                )
             )
         )
         generation.append(time.perf_counter() - started)

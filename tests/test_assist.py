@@ -25,18 +25,9 @@ from twin.db import session_scope
 from twin.errors import ChatError, TelegramError, TwinError
 from twin.models import Dialog, JobState, Message
 from twin.prepare.sessions import ChatMessage
-from twin.telegram.assist import (
-    JOB_KIND,
-    AssistOptions,
-    assist,
-    draft_reason,
-    first_clean_reply,
-    job_to_resume,
-    quiet_reason,
-    run_assist_job,
-    set_assist,
-    start_assist_job,
-)
+from twin.telegram.assist import JOB_KIND, AssistOptions, assist, set_assist
+from twin.telegram.assist_job import job_to_resume, run_assist_job, start_assist_job
+from twin.telegram.assist_rules import digest, draft_reason, first_clean_reply, quiet_reason
 
 ANNA, BORIS = 2001, 2002
 FAST = {"min_interval_seconds": 0, "poll_seconds": 0.02, "seed": 1, "max_new_tokens": 24}
@@ -365,8 +356,6 @@ def test_quiet_and_draft_rules() -> None:
 
     def draft(text: str, unix: int) -> types.DraftMessage:
         return types.DraftMessage(message=text, date=dt.datetime.fromtimestamp(unix, tz=dt.UTC))
-
-    from twin.telegram.assist import digest
 
     assert draft_reason(None, incoming_unix=100, own_digest=None) is None
     assert draft_reason(types.DraftMessageEmpty(), incoming_unix=100, own_digest=None) is None

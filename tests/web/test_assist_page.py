@@ -20,11 +20,11 @@ from twin import jobs
 from twin.config import Settings, get_settings
 from twin.db import session_scope
 from twin.models import Dialog, JobState
-from twin.telegram.assist import JOB_KIND, AssistOptions, job_to_resume
+from twin.telegram.assist import JOB_KIND, AssistOptions
+from twin.telegram.assist_job import job_to_resume
 from twin.web import create_app
 
 from .conftest import PASSWORD, log_in
-from .test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 
 ANNA = 2001
 
@@ -96,13 +96,14 @@ def test_the_listener_starts_again_with_the_app(
     assert server.listeners() == 0
 
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-
-
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is not at /usr/bin/chromium")
 def test_switch_on_in_a_browser_and_see_the_draft_in_the_log(
     served: tuple[str, FastAPI], db: Settings, server: UpdatesServer, finished_run: Path
 ) -> None:
+    # Imported here: without Playwright or Chromium only this test is skipped.
+    from .test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, sync_api
+
+    if not CHROMIUM.exists():
+        pytest.skip("Chromium is not installed at /usr/bin/chromium")
     base_url, app = served
     app.state.twin.telegram_client_factory = server.client_factory
     ARTIFACTS.mkdir(exist_ok=True)

@@ -17,32 +17,38 @@ Saves are spaced by ``min_interval_seconds``; a FLOOD_WAIT up to ``max_flood_wai
 waited out and the save retried once, a longer one pauses drafting until it has passed. The
 live log keeps time, contact and draft length, never text. A lost connection is rebuilt with a
 growing pause; a session ended elsewhere stops the listener with an error saying so.
+
+The rules themselves are pure functions in `twin.telegram.assist_rules`; running the listener
+as a job is `twin.telegram.assist_job`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
-import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 from sqlmodel import select
 from telethon import TelegramClient, errors, events, functions, types
 
-from twin import jobs
 from twin.config import Settings
 from twin.db import session_scope
 from twin.errors import TelegramError, TwinError
-from twin.models import Dialog, JobState
+from twin.models import Dialog
 from twin.prepare.format import Turn
-from twin.prepare.scrub import PLACEHOLDER_TYPES, Scrubber, ScrubConfig
-from twin.prepare.sessions import ChatMessage, iter_sessions, merge_consecutive
+from twin.prepare.scrub import Scrubber, ScrubConfig
+from twin.prepare.sessions import ChatMessage
 from twin.store import get_owner
+from twin.telegram.assist_rules import (
+    context_turns,
+    digest,
+    draft_reason,
+    first_clean_reply,
+    quiet_reason,
+)
 from twin.telegram.client import (
     LOGIN_HINT,
     ClientFactory,
@@ -60,10 +66,6 @@ if TYPE_CHECKING:
 JOB_KIND = "assist"
 LOG_SIZE = 50
 """Log entries kept in the job's progress (newest first)."""
-SESSION_GAP_SECONDS = 24 * 3600
-"""Context starts after the last silence this long (the dataset's default session gap)."""
-# A scrub placeholder (<PHONE>) or a media / forward tag (<photo>, <forwarded>) in a reply.
-PLACEHOLDER_RE = re.compile(r"<(?:" + "|".join(PLACEHOLDER_TYPES) + r"|[a-z_]{2,24})>")
 REVOKED = TelegramError(
     "The Telegram session was ended on another device (or by Telegram); the assistant stopped.",
     hint=LOGIN_HINT,
@@ -120,96 +122,6 @@ class AssistStatus(BaseModel):
 
 
 StatusCallback = Callable[[AssistStatus], None]
-
-
-# -- pure rules ------------------------------------------------------------------------------
-
-
-def has_placeholder(text: str) -> bool:
-    """True when ``text`` contains a scrub placeholder or a media tag.
-
-    >>> has_placeholder("call me at <PHONE>"), has_placeholder("ok <3")
-    (True, False)
-    """
-    return PLACEHOLDER_RE.search(text) is not None
-
-
-def first_clean_reply(replies: Iterator[str]) -> str | None:
-    """The first non-empty reply without placeholders, or None when every one had some.
-
-    Args:
-        replies: the attempts, generated lazily (stop early, generate no more).
-
-    >>> first_clean_reply(iter(["<EMAIL> me", "  ", "sure!"]))
-    'sure!'
-    """
-    for reply in replies:
-        reply = reply.strip()
-        if reply and not has_placeholder(reply):
-            return reply
-    return None
-
-
-def quiet_reason(
-    messages: Sequence[ChatMessage], *, incoming_unix: int, now_unix: int, quiet_seconds: int
-) -> str | None:
-    """Why the owner is answering this chat themselves, or None.
-
-    Args:
-        messages: the chat's recent messages (any order).
-        incoming_unix: when the message to answer arrived.
-        now_unix: the current time.
-        quiet_seconds: the quiet period after the owner's own message.
-    """
-    mine = [m.sent_unix for m in messages if m.out]
-    if not mine:
-        return None
-    last = max(mine)
-    if last >= incoming_unix:
-        return "you already answered"
-    if now_unix - last < quiet_seconds:
-        return f"quiet period: you wrote {format_wait(max(now_unix - last, 0))} ago"
-    return None
-
-
-def draft_reason(draft: Any, *, incoming_unix: int, own_digest: str | None) -> str | None:
-    """Why the chat's current draft must be left alone, or None.
-
-    Args:
-        draft: the dialog's ``draft`` from Telegram (a DraftMessage, DraftMessageEmpty or None).
-        incoming_unix: when the message to answer arrived.
-        own_digest: `digest` of the last draft the twin saved in this chat, if any.
-    """
-    if not isinstance(draft, types.DraftMessage) or not draft.message.strip():
-        return None
-    if digest(draft.message) == own_digest:
-        return None  # the twin's own earlier draft: replace it
-    if int(draft.date.timestamp()) >= incoming_unix:
-        return "your draft is newer than the message"
-    return None
-
-
-def digest(text: str) -> str:
-    """A fingerprint of a draft, so the twin recognizes its own without keeping the text."""
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def context_turns(
-    messages: Sequence[ChatMessage], *, me: str, peer: str, scrubber: Scrubber
-) -> list[Turn]:
-    """The prompt's turns: the last session of ``messages``, scrubbed, one turn per speaker run.
-
-    Args:
-        messages: the chat's recent messages, oldest first.
-        me: the owner's display name.
-        peer: the other person's display name.
-        scrubber: scrubs texts as the dataset was scrubbed.
-    """
-    sessions = list(iter_sessions(list(messages), gap_seconds=SESSION_GAP_SECONDS))
-    if not sessions:
-        return []
-    scrubbed = [m._replace(text=scrubber.scrub(m.text).text) if m.text else m for m in sessions[-1]]
-    return list(merge_consecutive(scrubbed, me=me, peer=peer))
 
 
 def owner_name(settings: Settings) -> str:
@@ -571,116 +483,3 @@ async def _sleep_unless_stopped(
             return True
         await asyncio.sleep(min(poll_seconds, deadline - time.monotonic()))
     return stop()
-
-
-# -- as a job --------------------------------------------------------------------------------
-
-
-async def run_assist_job(
-    *,
-    settings: Settings,
-    job_id: int,
-    twin: Twin | None = None,
-    client_factory: ClientFactory | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    shutting_down: Callable[[], bool] | None = None,
-    progress: StatusCallback | None = None,
-) -> AssistStatus:
-    """Run `assist` for job ``job_id`` (``running``, owned by this process), keeping its row
-    up to date: progress is the status, an error fails it with its message.
-
-    A stop the owner asked for (the job's cancel request, or ``should_stop``) cancels the job;
-    stopping because twin itself shuts down (``shutting_down``) leaves it resumable, so the
-    web app starts it again when it starts (`job_to_resume`).
-
-    Args:
-        settings: whose database and data dir.
-        job_id: the ``assist`` job.
-        twin: as in `assist`.
-        client_factory: as in `assist`.
-        should_stop: the owner's stop (e.g. Ctrl-C).
-        shutting_down: twin is stopping (e.g. the web server's shutdown).
-        progress: also called with every status (e.g. to print the log).
-    """
-    options = AssistOptions.model_validate_json(
-        jobs.get_job(settings=settings, job_id=job_id).params_json
-    )
-
-    def asked_to_stop() -> bool:
-        return jobs.cancel_requested(settings, job_id) or bool(should_stop and should_stop())
-
-    def stop() -> bool:
-        return asked_to_stop() or bool(shutting_down and shutting_down())
-
-    def record(status: AssistStatus) -> None:
-        jobs.update_progress(
-            settings=settings, job_id=job_id, progress=status.model_dump(mode="json")
-        )
-        if progress is not None:
-            progress(status)
-
-    try:
-        status = await assist(
-            settings=settings,
-            options=options,
-            twin=twin,
-            client_factory=client_factory,
-            should_stop=stop,
-            progress=record,
-        )
-    except TwinError as exc:
-        jobs.fail_job(settings=settings, job_id=job_id, error=str(exc), result={"resumable": False})
-        raise
-    except Exception as exc:
-        jobs.fail_job(
-            settings=settings,
-            job_id=job_id,
-            error=f"Unexpected error: {exc!r}",
-            result={"resumable": True},
-        )
-        raise
-    if asked_to_stop():
-        jobs.cancel_job(
-            settings=settings, job_id=job_id, result={"drafts": status.drafts, "resumable": False}
-        )
-    else:
-        jobs.fail_job(
-            settings=settings,
-            job_id=job_id,
-            error="Stopped when twin stopped; it starts again with twin.",
-            result={"drafts": status.drafts, "resumable": True},
-        )
-    return status
-
-
-def start_assist_job(*, settings: Settings, options: AssistOptions | None = None) -> int:
-    """Record a running ``assist`` job for this process (or raise `twin.jobs.JobBusy`).
-
-    Args:
-        settings: whose database.
-        options: the rules for this run of the listener.
-    """
-    job = jobs.start_job(
-        settings=settings,
-        kind=JOB_KIND,
-        params=(options or AssistOptions()).model_dump(mode="json"),
-    )
-    assert job.id is not None
-    return job.id
-
-
-def job_to_resume(*, settings: Settings) -> AssistOptions | None:
-    """The options of the newest ``assist`` job when it ended only because twin stopped
-    (killed, restarted, shut down), so it should listen again; otherwise None.
-
-    Args:
-        settings: whose database.
-    """
-    jobs.reap_dead_jobs(settings=settings, kind=JOB_KIND)
-    newest = jobs.list_jobs(settings=settings, kind=JOB_KIND, limit=1)
-    if not newest or newest[0].state != JobState.failed:
-        return None
-    result = json.loads(newest[0].result_json or "{}")
-    if not result.get("resumable"):
-        return None
-    return AssistOptions.model_validate_json(newest[0].params_json)

@@ -1,7 +1,7 @@
 """Assist: switch on the listener that writes the twin's reply drafts into Telegram, choose the
 chats, and watch the live log (time, contact, draft length; never text).
 
-The listener (`twin.telegram.assist.run_assist_job`) runs as a task in the server's event loop
+The listener (`twin.telegram.assist_job.run_assist_job`) runs as a task in the server's event loop
 (a Telethon client belongs to the loop that made it) with the model chat already uses. It stops
 when the owner switches it off; when the app stops it stops too and, being resumable, starts
 again with the app (`lifespan`).
@@ -24,15 +24,8 @@ from twin import jobs
 from twin.errors import TwinError
 from twin.models import Dialog, Job
 from twin.store import get_owner
-from twin.telegram.assist import (
-    JOB_KIND,
-    AssistOptions,
-    check_ready,
-    job_to_resume,
-    run_assist_job,
-    set_assist,
-    start_assist_job,
-)
+from twin.telegram.assist import JOB_KIND, AssistOptions, check_ready, set_assist
+from twin.telegram.assist_job import job_to_resume, run_assist_job, start_assist_job
 from twin.web.deps import DbDep, DbId, StateDep, WebState, render
 from twin.web.routers.chat import load_run_twin, newest_run
 
