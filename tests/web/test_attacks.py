@@ -216,13 +216,14 @@ def test_a_guesser_cannot_keep_the_owner_out(server: tuple) -> None:
         owner_browser.cookies.delete("twin_session")
         device_cookies = owner_browser.cookies
         # Another local process guesses from a fresh browser each time.
-        started = time.monotonic()
-        with ThreadPoolExecutor(20) as pool:
-            codes = list(pool.map(lambda _: _login_attempt(base_url, None, "guess"), range(40)))
         throttle = app.state.twin.throttle
+        throttle.global_burst = 3  # fewer slow password hashes; the rule is the same
+        started = time.monotonic()
+        with ThreadPoolExecutor(10) as pool:
+            codes = list(pool.map(lambda _: _login_attempt(base_url, None, "guess"), range(20)))
         refills = int((time.monotonic() - started) / throttle.global_interval_s) + 1
         assert codes.count(401) <= throttle.global_burst + refills, codes
-        assert codes.count(401) + codes.count(429) == 40, codes
+        assert codes.count(401) + codes.count(429) == 20, codes
         # The owner's browser is not held by someone else's guesses.
         assert _login_attempt(base_url, device_cookies, PASSWORD) == 303
     # A browser that never logged in waits one refill at most, not a lockout.
