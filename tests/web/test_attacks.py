@@ -26,9 +26,9 @@ from test_private_files import modes, private_modes
 
 from twin.config import Settings
 from twin.errors import ImportFailed
-from twin.importer import NestingGuard
 from twin.jobs import get_job
 from twin.models import JobState
+from twin.nesting import NestingGuard
 from twin.web import create_app
 from twin.web.app import quiet_access_log
 from twin.web.deps import issue_api_token
