@@ -26,9 +26,9 @@ from test_private_files import modes, private_modes
 
 from twin.config import Settings
 from twin.errors import ImportFailed
-from twin.export_stream import NestingGuard
 from twin.jobs import get_job
 from twin.models import JobState
+from twin.nesting import NestingGuard
 from twin.web import create_app
 from twin.web.app import quiet_access_log
 from twin.web.deps import issue_api_token
@@ -163,7 +163,7 @@ def test_every_body_is_capped_after_authentication(owner: TestClient, settings: 
     bearer = {"Authorization": f"Bearer {token}"}
     declared = owner.post("/v1/chat/completions", content=big, headers=bearer)
     assert declared.status_code == 413
-    assert "TWIN_MAX_REQUEST_BYTES" in declared.json()["error"]["message"]
+    assert "larger than twin accepts" in declared.json()["error"]["message"]
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: cut off while streaming
         for i in range(0, len(big), 100):
@@ -173,7 +173,7 @@ def test_every_body_is_capped_after_authentication(owner: TestClient, settings: 
     assert streamed.status_code == 413 and "error" in streamed.json()
     form = owner.post("/settings/api", data={"peer_name": "y" * 5000})
     assert form.status_code == 413
-    assert "TWIN_MAX_REQUEST_BYTES" in form.json()["detail"]
+    assert "larger than twin accepts" in form.json()["detail"]
 
 
 # 4. Login throttling -----------------------------------------------------------------------
@@ -216,13 +216,14 @@ def test_a_guesser_cannot_keep_the_owner_out(server: tuple) -> None:
         owner_browser.cookies.delete("twin_session")
         device_cookies = owner_browser.cookies
         # Another local process guesses from a fresh browser each time.
-        started = time.monotonic()
-        with ThreadPoolExecutor(20) as pool:
-            codes = list(pool.map(lambda _: _login_attempt(base_url, None, "guess"), range(40)))
         throttle = app.state.twin.throttle
+        throttle.global_burst = 3  # fewer slow password hashes; the rule is the same
+        started = time.monotonic()
+        with ThreadPoolExecutor(10) as pool:
+            codes = list(pool.map(lambda _: _login_attempt(base_url, None, "guess"), range(20)))
         refills = int((time.monotonic() - started) / throttle.global_interval_s) + 1
         assert codes.count(401) <= throttle.global_burst + refills, codes
-        assert codes.count(401) + codes.count(429) == 40, codes
+        assert codes.count(401) + codes.count(429) == 20, codes
         # The owner's browser is not held by someone else's guesses.
         assert _login_attempt(base_url, device_cookies, PASSWORD) == 303
     # A browser that never logged in waits one refill at most, not a lockout.

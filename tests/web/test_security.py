@@ -403,6 +403,7 @@ def test_throttle_waits_double_per_client_and_the_bucket_refills() -> None:
     # The global bucket: untrusted checks at most `global_burst` at once, then one per interval.
     bucket = LoginThrottle(global_burst=3, global_interval_s=5, clock=lambda: now[0])
     assert [bucket.begin(f"c{i}", trusted=False) for i in range(4)] == [0, 0, 0, 5]
+    assert len(bucket._clients) == 3  # refused tries leave nothing behind to fill memory
     assert bucket.begin("owner", trusted=True) == 0  # a known browser never waits for others
     now[0] += 5
     assert bucket.begin("c9", trusted=False) == 0

@@ -199,9 +199,7 @@ class GuardMiddleware:
             if upload:
                 return upload_too_large(limit)
             return StarletteHTTPException(
-                413,
-                f"The request body is larger than the limit of {limit:,} bytes "
-                "(TWIN_MAX_REQUEST_BYTES).",
+                413, f"The request is larger than twin accepts ({limit / 1024**2:g} MB at most)."
             )
 
         length = request.headers.get("content-length", "")

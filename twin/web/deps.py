@@ -228,7 +228,11 @@ def render(
         status_code: the HTTP status to answer with.
     """
     state: WebState = request.app.state.twin
-    session = state.sessions.get(request.cookies.get(security.SESSION_COOKIE))
+    known = request.scope.get("state", {}).get(PRINCIPAL_SCOPE_KEY)
+    if isinstance(known, Principal):  # the middleware looked the session up already
+        session = known.session
+    else:
+        session = state.sessions.get(request.cookies.get(security.SESSION_COOKIE))
     base = {
         "csrf_token": session.csrf_token if session else "",
         "logged_in": session is not None,

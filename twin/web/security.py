@@ -133,14 +133,16 @@ class LoginThrottle:
         """
         with self._lock:
             now = self.clock()
-            failures = self._clients.setdefault(client, _Failures())
-            wait = failures.blocked_until - now
+            known = self._clients.get(client)
+            wait = known.blocked_until - now if known else 0.0
             if wait <= 0 and not trusted:
                 wait = self._take_token(now)
             if math.isinf(wait):  # a check of this client is in flight
                 wait = self.base_delay_s
             if wait > 0:
                 return max(1, math.ceil(wait))
+            # Only a check that happens is remembered, so refused tries cannot grow this dict.
+            failures = self._clients.setdefault(client, _Failures())
             failures.count += 1  # counted as wrong until `succeed` says otherwise
             if failures.count > self.free_attempts:
                 # Past the free attempts, one check at a time: `fail` sets the real wait.

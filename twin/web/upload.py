@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from twin.config import Settings
 from twin.errors import ImportFailed
-from twin.export_stream import NestingGuard
+from twin.nesting import NestingGuard
 from twin.web.security import new_token
 
 # First keys of a full export ("about", "personal_information", …) or a one-chat export.
