@@ -45,8 +45,8 @@ ClientFactoryMaker = Callable[[Settings], Any]
 
 SAMPLE_EXPORT = Path(__file__).resolve().parents[1] / "samples" / "sample_export" / "result.json"
 DEMO_PRETRAIN_STEPS = 300
-SOURCE_FILE = "source.json"
-"""Written next to the dataset: which messages and chats it was built from."""
+SOURCE_FILE = "dataset-source.json"
+"""Written next to the dataset dir: which messages and chats it was built from, and its hash."""
 POLL_SECONDS = 0.5
 
 STAGES = {
@@ -155,14 +155,16 @@ def dataset_staleness(settings: Settings, base_model: Path | None) -> str | None
         base_model: the model it will train; None before one exists.
     """
     from twin.prepare.dataset import tokenizer_fingerprint
+    from twin.train.data import dataset_sha256
 
     directory = settings.dataset_dir
-    stats_path, source_path = directory / "stats.json", directory / SOURCE_FILE
+    stats_path, source_path = directory / "stats.json", directory.with_name(SOURCE_FILE)
     if not stats_path.is_file():
         return "no dataset yet"
-    if not source_path.is_file():
-        return "built outside this pipeline"
-    if json.loads(source_path.read_text()).get("store") != store_fingerprint(settings):
+    source = json.loads(source_path.read_text()) if source_path.is_file() else {}
+    if source.get("dataset_sha256") != dataset_sha256(directory):
+        return "it was built outside the web app"
+    if source.get("store") != store_fingerprint(settings):
         return "the messages or the chosen chats changed since it was built"
     if base_model is not None:
         tokenizer = json.loads(stats_path.read_text()).get("tokenizer") or {}
@@ -247,7 +249,10 @@ def build_dataset(*, settings: Settings, tokenizer_dir: Path | None, report: Rep
         tokenizer_dir=tokenizer_dir,
         progress=report,
     )
-    (settings.dataset_dir / SOURCE_FILE).write_text(json.dumps({"store": store}))
+    from twin.train.data import dataset_sha256
+
+    source = {"store": store, "dataset_sha256": dataset_sha256(settings.dataset_dir)}
+    settings.dataset_dir.with_name(SOURCE_FILE).write_text(json.dumps(source))
     return stats
 
 
@@ -256,7 +261,7 @@ def build_demo_model(
     *,
     progress: Callable[[int, int], None],
     should_cancel: ShouldCancel,
-    pretrain_steps: int = DEMO_PRETRAIN_STEPS,
+    pretrain_steps: int | None = None,
 ) -> Path:
     """Build the tiny offline demo model from the scrubbed dataset (or the sample export),
     as ``twin model init-tiny`` does; a cancel leaves nothing half-built.
@@ -265,7 +270,8 @@ def build_demo_model(
         settings: whose dataset and data dir.
         progress: called with (steps done, steps total).
         should_cancel: polled every step.
-        pretrain_steps: more steps, less noisy replies, longer build.
+        pretrain_steps: more steps, less noisy replies, longer build (default
+            `DEMO_PRETRAIN_STEPS`).
     """
     from twin.train.tiny import corpus_from_dataset, corpus_from_export, init_tiny_model
 
@@ -283,7 +289,7 @@ def build_demo_model(
     return init_tiny_model(
         out_dir=demo_model_dir(settings),
         corpus=corpus,
-        pretrain_steps=pretrain_steps,
+        pretrain_steps=DEMO_PRETRAIN_STEPS if pretrain_steps is None else pretrain_steps,
         progress=step,
     )
 

@@ -136,7 +136,9 @@ def job_view(
     if finished and "eta_seconds" in progress:
         progress = {**progress, "eta_seconds": None}  # a finished job has nothing left
     result = json.loads(job.result_json) if job.result_json else None
-    harvest = (result or {}).get("harvest") or (result if job.kind == "harvest" else None)
+    harvest = (result or {}).get("harvest") or (
+        result if job.kind == "harvest" and "dialogs_total" in (result or {}) else None
+    )
     for wait in (harvest or {}).get("flood_waits", []):
         wait["wait_text"] = duration(wait["seconds"])
     return {
