@@ -589,15 +589,26 @@ def _train(
     max_steps: int | None,
     result: dict[str, Any],
 ) -> None:
+    from twin.jobs import active_job
+
+    running = active_job(settings=settings, kind="train")
     action, run_id = training_to_do(settings, base)
+    if running is not None:
+        # Training runs in its own process: it outlives a server restart; follow it.
+        action, run_id = "follow", json.loads(running.params_json or "{}").get("run_id")
     if action == "skip":
         run.skip("train", f"current: run {run_id} finished on this dataset and model")
         result["run_id"] = run_id
         return
     if should_cancel():
         raise JobCancelled("Stopped before training.")
-    run.begin("train", f"resuming run {run_id}" if action == "resume" else "a new run")
-    job_id = start_training(settings, base, resume=action == "resume", max_steps=max_steps)
+    notes = {"resume": f"resuming run {run_id}", "follow": f"run {run_id}, already under way"}
+    run.begin("train", notes.get(action, "a new run"))
+    job_id = (
+        running.id or 0
+        if running is not None
+        else start_training(settings, base, resume=action == "resume", max_steps=max_steps)
+    )
     result["train_job"] = job_id
 
     def on_progress(p: dict[str, Any]) -> None:

@@ -123,9 +123,17 @@ function followJob(box) {
       if (job.finished) { source.close(); window.location.reload(); }
     };
     source.onerror = () => {
+      // The server went away (a restart): keep trying; once it answers, reconnect, or reload
+      // when it no longer answers the stream (e.g. a login is needed first).
       field("connection").hidden = false;
-      // The browser retries by itself unless the stream was refused; then try again later.
-      if (source.readyState === EventSource.CLOSED) setTimeout(connect, 2000);
+      source.close();
+      setTimeout(async () => {
+        try {
+          const page = box.dataset.jobEvents.replace(/\/events$/, "");
+          const probe = await fetch(page, { redirect: "manual" });
+          if (probe.ok) connect(); else window.location.reload();
+        } catch (_) { source.onerror(); }
+      }, 1500);
     };
   };
   connect();

@@ -186,7 +186,9 @@ def _read_view(state: WebState, job_id: int, *, reap: bool = False) -> dict[str,
 def _curve(settings: Settings, job: Job) -> str:
     """The losses so far of the run a training (or pipeline) job trains, as JSON
     (`twin.web.routers.train.loss_points`)."""
-    from twin.train.trainer import runs_dir
+    if job.kind not in ("train", "pipeline"):
+        return "{}"
+    from twin.train.trainer import runs_dir  # imports torch: only for pages that need it
     from twin.web.routers.train import loss_points
 
     progress = json.loads(job.progress_json or "{}")
@@ -195,7 +197,7 @@ def _curve(settings: Settings, job: Job) -> str:
         or (progress.get("train") or {}).get("run_id")
         or json.loads(job.result_json or "{}").get("run_id")
     )
-    if job.kind not in ("train", "pipeline") or not run_id:
+    if not run_id:
         return "{}"
     return json.dumps(loss_points(runs_dir(settings) / run_id))
 
