@@ -239,3 +239,17 @@ def test_the_demo_model_is_built_as_a_job_and_labelled(
     assert "twin-tiny" in page and "demo model" in page and 'name="max_steps"' in page
     refused = owner.post("/train", data={"max_steps": "-1"}, headers={"Accept": "text/html"})
     assert refused.status_code == 400 and "whole number" in refused.text
+
+
+def test_an_upload_that_is_not_json_gets_a_plain_message(
+    owner: TestClient, settings: Settings
+) -> None:
+    refused = owner.post(
+        "/import", content=b"PK\x03\x04 a zip file", headers={"Content-Type": "application/json"}
+    )
+    assert refused.status_code == 400
+    body = refused.json()
+    assert body["detail"] == "This file is not a Telegram export: it is not a JSON file."
+    assert "Machine-readable JSON" in body["hint"] and "lexical" not in refused.text
+    assert not any((settings.data_dir / "uploads").iterdir())
+

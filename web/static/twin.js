@@ -37,7 +37,7 @@ function drawCurve(svg) {
   };
   add("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, class: "axis" });
   add("line", { x1: L, y1: T, x2: L, y2: H - B, class: "axis" });
-  const xs = tickStep(x1 - x0, 6);
+  const xs = Math.max(1, tickStep(x1 - x0, 6));  // steps are whole numbers
   for (let x = Math.ceil(x0 / xs) * xs; x <= x1; x += xs) {
     add("line", { x1: sx(x), y1: H - B, x2: sx(x), y2: H - B + 4, class: "axis" });
     add("text", { x: sx(x), y: H - B + 16, "text-anchor": "middle", class: "tick" }, String(x));
@@ -317,6 +317,16 @@ document.addEventListener("DOMContentLoaded", () => {
     drawCurve(svg);
   });
   document.querySelectorAll("[data-countdown]").forEach(countDown);
+  document.querySelectorAll("form[data-confirm]").forEach((form) => {
+    form.addEventListener("submit", (event) => { if (!window.confirm(form.dataset.confirm)) event.preventDefault(); });
+  });
+  document.querySelectorAll("[data-copy]").forEach((button) => {
+    button.addEventListener("click", async () => {
+      const text = document.getElementById(button.dataset.copy).textContent.trim();
+      try { await navigator.clipboard.writeText(text); button.textContent = "Copied"; }
+      catch (_) { window.getSelection().selectAllChildren(document.getElementById(button.dataset.copy)); button.textContent = "Selected: press Ctrl+C"; }
+    });
+  });
   document.querySelectorAll("[data-job-events]").forEach(followJob);
   document.querySelectorAll("form[data-upload]").forEach(setupUpload);
   document.querySelectorAll("[data-chat]").forEach(setupChat);
