@@ -249,7 +249,6 @@ def test_an_upload_that_is_not_json_gets_a_plain_message(
     )
     assert refused.status_code == 400
     body = refused.json()
-    assert body["detail"] == "This file is not a Telegram export: it is not a JSON file."
+    assert body["detail"] == "This file is not a Telegram export: it is not valid JSON."
     assert "Machine-readable JSON" in body["hint"] and "lexical" not in refused.text
     assert not any((settings.data_dir / "uploads").iterdir())
-

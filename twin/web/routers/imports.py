@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -14,19 +12,6 @@ from twin.web.deps import SettingsDep, StateDep, render
 from twin.web.upload import receive_upload
 
 router = APIRouter()
-
-NOT_JSON = "This file is not a Telegram export: it is not a JSON file."
-EXPORT_HOW_TO = (
-    "In Telegram Desktop: Settings → Advanced → Export Telegram data, choose the "
-    "“Machine-readable JSON” format, then upload the result.json it writes."
-)
-
-
-def _looks_like_json(path: Path) -> bool:
-    """True when the file starts (after a byte-order mark and blanks) like a JSON object."""
-    with path.open("rb") as f:
-        head = f.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
-    return head.startswith(b"{")
 
 
 @router.get("/import")
@@ -48,10 +33,6 @@ async def import_upload(request: Request, state: StateDep) -> Response:
         chunks=request.stream(),
         declared_size=int(length) if length and length.isdigit() else None,
     )
-
-    if not _looks_like_json(path):
-        path.unlink(missing_ok=True)
-        return JSONResponse({"detail": NOT_JSON, "hint": EXPORT_HOW_TO}, status_code=400)
 
     def work(report: Report) -> ImportSummary:
         return import_export(settings=settings, path=path, progress=report)

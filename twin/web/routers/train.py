@@ -21,6 +21,7 @@ from twin.jobs import list_jobs
 from twin.pipeline import DEMO_PRETRAIN_STEPS, usable_base_model
 from twin.web.background import Reporter, start_in_thread
 from twin.web.deps import StateDep, WebState, render
+from twin.web.routers.dataset import read_stats
 from twin.web.routers.jobs import job_redirect, job_view, resumes
 
 router = APIRouter()
@@ -75,6 +76,7 @@ def train_page(request: Request, state: StateDep) -> Response:
         "demo_steps": DEMO_PRETRAIN_STEPS,
         "has_dataset": (settings.dataset_dir / "train.json").is_file(),
         "runs": runs,
+        "stats": read_stats(settings.dataset_dir),
         "job": job_view(recent[0], state.live_progress) if recent else None,
         "demo_job": job_view(demo[0], state.live_progress) if demo else None,
         "curve": json.dumps(loss_points(runs[0].run_dir) if runs else {}),
