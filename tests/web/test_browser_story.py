@@ -210,6 +210,7 @@ def test_the_users_story_with_restarts(app_process: App, db: Settings) -> None:
         page.click("text=Send")
         reply = page.locator(".messages li.mine").last
         expect(reply).not_to_have_class("mine pending", timeout=120_000)
+        expect(page.locator(".conversations li")).to_have_count(1)  # listed at once
         shot("11-chat")
         text = reply.text_content() or ""
         assert int(reply.get_attribute("data-pieces") or 0) >= 1 and text.strip(), text

@@ -56,7 +56,8 @@ function drawCurve(svg) {
   if (caption && train.length) {
     const last = (s) => s[s.length - 1];
     let text = `training loss ${train[0][1].toFixed(3)} → ${last(train)[1].toFixed(3)} over ${last(train)[0]} steps`;
-    if (val.length) text += ` · validation loss ${val[0][1].toFixed(3)} → ${last(val)[1].toFixed(3)}`;
+    if (val.length > 1) text += ` · validation loss ${val[0][1].toFixed(3)} → ${last(val)[1].toFixed(3)}`;
+    else if (val.length) text += ` · validation loss ${val[0][1].toFixed(3)} at step ${val[0][0]}`;
     caption.textContent = text;
   }
 }
@@ -211,6 +212,29 @@ async function readEvents(response, onEvent) {
   }
 }
 
+// A new conversation joins the list beside the chat at once (the server lists it from now on).
+function listConversation(id, title, peer) {
+  const nav = document.querySelector(".conversations");
+  if (!nav) return;
+  let list = nav.querySelector("ul");
+  if (!list) {
+    nav.querySelectorAll("p.muted").forEach((p) => p.remove());
+    list = document.createElement("ul");
+    nav.appendChild(list);
+  }
+  list.querySelectorAll('a[aria-current="page"]').forEach((a) => a.removeAttribute("aria-current"));
+  const li = document.createElement("li");
+  const link = document.createElement("a");
+  link.href = `/chat/${id}`;
+  link.textContent = title || "(empty)";
+  link.setAttribute("aria-current", "page");
+  const who = document.createElement("span");
+  who.className = "muted";
+  who.textContent = `as ${peer}`;
+  li.append(link, " ", who);
+  list.prepend(li);
+}
+
 // Chat: the conversation is kept on the server; the page sends the new message (or asks for
 // the last reply again) and each reply streams back as SSE over a POST (EventSource can only
 // GET, and private text must not travel in a URL).
@@ -257,6 +281,7 @@ function setupChat(box) {
         if (name === "conversation" && box.dataset.conversation !== data.id) {
           box.dataset.conversation = data.id;
           window.history.replaceState(null, "", `/chat/${data.id}`);
+          listConversation(data.id, payload.text || "", setup.peer.value.trim() || "Friend");
         }
         if (name === "message") {
           reply.textContent += data.text;
