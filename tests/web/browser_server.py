@@ -22,9 +22,9 @@ import uvicorn
 from telethon.sessions import StringSession
 from tgserver import TelegramServer, _Auth, build_world
 
-from twin import pipeline
 from twin.config import Settings, get_settings
 from twin.db import upgrade_database
+from twin.pipeline import stages
 from twin.telegram.client import ClientFactory, load_session, make_client
 from twin.web import create_app
 
@@ -56,7 +56,7 @@ def main() -> None:
         server._GetHistoryRequest = slow_history  # type: ignore[method-assign]
     if os.environ.get("TGSERVER_FLOOD"):
         server.fail_next("GetHistoryRequest", f"FLOOD_WAIT_{os.environ['TGSERVER_FLOOD']}")
-    pipeline.DEMO_PRETRAIN_STEPS = int(os.environ.get("TWIN_TEST_DEMO_STEPS", "20"))
+    stages.DEMO_PRETRAIN_STEPS = int(os.environ.get("TWIN_TEST_DEMO_STEPS", "20"))
 
     def factory(credentials: Settings) -> ClientFactory:
         def make(*, session: str | None, receive_updates: bool) -> object:

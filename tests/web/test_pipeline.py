@@ -17,6 +17,7 @@ from twin.config import Settings
 from twin.db import get_engine
 from twin.jobs import start_job
 from twin.models import Message
+from twin.pipeline import stages as pipeline_stages
 from twin.telegram.client import with_telegram_credentials
 
 from .test_pages import API_HASH, follow_job
@@ -126,7 +127,7 @@ def test_every_job_that_died_offers_resume(owner: TestClient, db: Settings, kind
 def test_train_my_twin_runs_each_stage_once_then_skips_what_is_current(
     owner: TestClient, db: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pipeline, "DEMO_PRETRAIN_STEPS", 4)
+    monkeypatch.setattr(pipeline_stages, "DEMO_PRETRAIN_STEPS", 4)
     server = connect(owner, db, TelegramServer(build_world(people=3, messages_per_person=120)))
     started = owner.post("/pipeline", data={"max_steps": "2"})
     assert started.status_code == 303

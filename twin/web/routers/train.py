@@ -58,7 +58,7 @@ def loss_points(run_dir: Path) -> dict[str, list[list[float]]]:
 
 @router.get("/train")
 def train_page(request: Request, state: StateDep) -> Response:
-    from twin.train.base_model import DEFAULT_REPO_ID, download_hint
+    from twin.train.base_model import DEFAULT_REPO_ID
     from twin.train.runs import list_runs
     from twin.train.tiny import is_demo_model
 
@@ -70,7 +70,6 @@ def train_page(request: Request, state: StateDep) -> Response:
     context: dict[str, Any] = {
         "base_model": base_model,
         "is_demo": base_model is not None and is_demo_model(base_model),
-        "download_hint": download_hint(settings),
         "download_command": f"litgpt download {DEFAULT_REPO_ID} --checkpoint_dir "
         f"{settings.data_dir / 'checkpoints'}",
         "demo_steps": DEMO_PRETRAIN_STEPS,
