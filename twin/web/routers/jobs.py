@@ -110,6 +110,9 @@ def describe(progress: dict[str, Any], *, finished: bool) -> str:
 def _stages(progress: dict[str, Any], *, finished: bool) -> list[dict[str, Any]]:
     stages = []
     for stage in progress.get("stages") or []:
+        if finished and stage["state"] == "running":
+            # Its process stopped mid-stage (a restart): it runs no more.
+            stage = {**stage, "state": "interrupted", "eta_seconds": None}
         text = ""
         if stage["state"] == "running" and stage.get("total"):
             text = f"{stage['done']:,} of {stage['total']:,} {stage.get('unit', '')}".strip()
