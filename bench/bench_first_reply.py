@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import tempfile
@@ -43,11 +44,20 @@ def _follow(client: httpx.Client, url: str) -> dict:
     return last
 
 
+def _migrate(data_dir: Path) -> None:
+    os.environ["TWIN_DATA_DIR"] = str(data_dir)
+    from twin.config import get_settings
+    from twin.db import upgrade_database
+
+    upgrade_database(get_settings())
+
+
 def run(max_steps: int) -> list[tuple[str, float]]:
     """The stages and their seconds, in order."""
     stages: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
+        _migrate(Path(tmp))  # as `twin serve` does before it serves
         server, base = start_server(Path(tmp))
         stages.append(("server start", time.perf_counter() - started))
         try:
