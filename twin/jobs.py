@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,11 @@ STALE_SECONDS = 300
 
 class JobError(TwinError):
     """A job cannot be started or changed."""
+
+
+class JobCancelled(JobError):
+    """Raised inside a job's work when its cancel was requested; the job ends ``cancelled``
+    (resumable: every stage keeps what it finished)."""
 
 
 class JobBusy(JobError):
@@ -359,6 +365,31 @@ def request_cancel(*, settings: Settings, job_id: int) -> Job:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     path.touch()
     return job
+
+
+def start_or_join(start: Callable[[], int]) -> int:
+    """The id of the job ``start`` starts, or of the active one that made it raise `JobBusy`:
+    a second click joins the running job instead of failing.
+
+    Args:
+        start: starts a job and returns its id.
+    """
+    try:
+        return start()
+    except JobBusy as exc:
+        return exc.job_id
+
+
+def is_resumable(job: Job) -> bool:
+    """True when a stopped or failed job said it can be resumed (its result carries
+    ``resumable``).
+
+    Args:
+        job: the job row.
+    """
+    return job.state in (JobState.failed, JobState.cancelled) and bool(
+        _result(job).get("resumable")
+    )
 
 
 def cancel_requested(settings: Settings, job_id: int) -> bool:

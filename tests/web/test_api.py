@@ -22,10 +22,14 @@ MESSAGES = [
 
 
 def create_token(owner: TestClient, settings: Settings) -> str:
-    page = owner.post("/settings/token")
+    made = owner.post("/settings/token")
+    assert made.status_code == 303 and made.headers["location"] == "/settings/token"
+    page = owner.get("/settings/token")
     assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
-    token = re.search(r'<pre class="token" data-field="token">([^<]+)</pre>', page.text)
-    assert token
+    token = re.search(r'<pre class="token" id="new-token">([^<]+)</pre>', page.text)
+    assert token and 'data-copy="new-token"' in page.text
+    # A reload does not make or show a token again.
+    assert token.group(1) not in owner.get("/settings/token").text
     # Shown once: the file holds a digest, and the page never shows the token again.
     stored = (settings.data_dir / "api_token.sha256").read_text()
     assert token.group(1) not in stored
@@ -49,7 +53,7 @@ def sse_chunks(body: str) -> list[str]:
 def test_models_and_completions_streamed_and_not(api: TestClient, finished_run: Path) -> None:
     models = api.get("/v1/models").json()
     assert models["object"] == "list"
-    assert [m["id"] for m in models["data"]] == [finished_run.name]
+    assert [m["id"] for m in models["data"]] == ["twin", finished_run.name]
 
     request = {"model": "twin", "messages": MESSAGES, "temperature": 0, "max_tokens": 24}
     whole = api.post("/v1/chat/completions", json=request)

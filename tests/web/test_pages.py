@@ -65,7 +65,7 @@ def test_import_contacts_dataset_flow(owner: TestClient, settings: Settings) -> 
     assert owner.post(f"/contacts/{mum.id}/exclude").status_code == 303
     assert "2 of 3 chats are used" in owner.get("/contacts").text
 
-    assert "Build the dataset" in owner.get("/").text
+    assert 'action="/pipeline"' in owner.get("/").text
     started = owner.post("/dataset")
     assert started.status_code == 303
     job = follow_job(owner, started.headers["location"])
@@ -233,8 +233,22 @@ def test_the_demo_model_is_built_as_a_job_and_labelled(
     assert started.status_code == 303
     job = follow_job(owner, started.headers["location"])
     assert job["state"] == "done", job
-    assert job["progress"] == {"done": 3, "total": 3, "unit": "steps"}
+    assert job["progress"]["done"] == job["progress"]["total"] == 3
+    assert job["progress"]["eta_seconds"] is None and "left" not in job["detail"]
     page = owner.get("/train").text
     assert "twin-tiny" in page and "demo model" in page and 'name="max_steps"' in page
     refused = owner.post("/train", data={"max_steps": "-1"}, headers={"Accept": "text/html"})
     assert refused.status_code == 400 and "whole number" in refused.text
+
+
+def test_an_upload_that_is_not_json_gets_a_plain_message(
+    owner: TestClient, settings: Settings
+) -> None:
+    refused = owner.post(
+        "/import", content=b"PK\x03\x04 a zip file", headers={"Content-Type": "application/json"}
+    )
+    assert refused.status_code == 400
+    body = refused.json()
+    assert body["detail"] == "This file is not a Telegram export: it is not valid JSON."
+    assert "Machine-readable JSON" in body["hint"] and "lexical" not in refused.text
+    assert not any((settings.data_dir / "uploads").iterdir())

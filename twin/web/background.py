@@ -22,11 +22,45 @@ from twin.models import Job
 
 log = logging.getLogger(__name__)
 
-Report = Callable[[int, int], None]
-"""Called by the stage with (done, total)."""
-Work = Callable[[Report], BaseModel | dict[str, Any]]
-
 PROGRESS_EVERY_SECONDS = 0.25
+
+
+class Reporter:
+    """Handed to a job's work: call it with ``(done, total, **details)`` (details are JSON and
+    join the progress); `cancelled` says whether the user asked the job to stop."""
+
+    def __init__(
+        self, settings: Settings, job_id: int, live: dict[int, dict[str, Any]], *,
+        unit: str, persist: bool,
+    ) -> None:  # fmt: skip
+        self.settings, self.job_id, self.live = settings, job_id, live
+        self.unit, self.persist = unit, persist
+        self.last_write = 0.0
+        self.started = time.monotonic()
+
+    def __call__(self, done: int, total: int, **details: Any) -> None:
+        if "eta_seconds" not in details:
+            details["eta_seconds"] = self.eta_seconds(done, total)
+        progress = {"done": done, "total": total, "unit": self.unit, **details}
+        self.live[self.job_id] = progress
+        now = time.monotonic()
+        if self.persist and (now - self.last_write >= PROGRESS_EVERY_SECONDS or done >= total):
+            self.last_write = now
+            jobs.update_progress(settings=self.settings, job_id=self.job_id, progress=progress)
+
+    def eta_seconds(self, done: int, total: int) -> float | None:
+        """The time left at the pace so far (None until there is a pace to go by)."""
+        elapsed = time.monotonic() - self.started
+        if not total or not 0 < done < total or elapsed < 1:
+            return None
+        return round(elapsed / done * (total - done), 1)
+
+    def cancelled(self) -> bool:
+        return jobs.cancel_requested(self.settings, self.job_id)
+
+
+Report = Reporter
+Work = Callable[[Reporter], BaseModel | dict[str, Any]]
 
 
 def start_in_thread(
@@ -39,6 +73,7 @@ def start_in_thread(
     unit: str = "",
     persist_progress: bool = True,
     cleanup: Callable[[], None] | None = None,
+    resumable: bool = False,
 ) -> Job:
     """Start a job of ``kind`` (or raise `twin.jobs.JobBusy`) and run ``work`` in a thread.
 
@@ -52,6 +87,8 @@ def start_in_thread(
         persist_progress: also write progress to the job row (off while the stage holds the
             database's write lock).
         cleanup: called when the job ends, however it ends (e.g. to delete an upload).
+        resumable: the work keeps what it finished, so a failed job says it can be resumed
+            (a job whose work raises `twin.jobs.JobCancelled` always can).
     """
     try:
         job = jobs.start_job(settings=settings, kind=kind, params=params)
@@ -61,16 +98,12 @@ def start_in_thread(
         raise
     job_id = job.id or 0
     live[job_id] = {}
-    last_write = 0.0
+    again = {"resumable": True} if resumable else None
+    report = Reporter(settings, job_id, live, unit=unit, persist=persist_progress)
 
-    def report(done: int, total: int) -> None:
-        nonlocal last_write
-        progress = {"done": done, "total": total, "unit": unit}
-        live[job_id] = progress
-        now = time.monotonic()
-        if persist_progress and (now - last_write >= PROGRESS_EVERY_SECONDS or done >= total):
-            last_write = now
-            jobs.update_progress(settings=settings, job_id=job_id, progress=progress)
+    def keep_progress() -> None:
+        if persist_progress:
+            jobs.update_progress(settings=settings, job_id=job_id, progress=live[job_id])
 
     def run() -> None:
         try:
@@ -78,11 +111,17 @@ def start_in_thread(
             payload = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
             jobs.update_progress(settings=settings, job_id=job_id, progress=live[job_id])
             jobs.finish_job(settings=settings, job_id=job_id, result=payload)
+        except jobs.JobCancelled:
+            keep_progress()
+            jobs.cancel_job(settings=settings, job_id=job_id, result={"resumable": True})
         except TwinError as exc:
-            jobs.fail_job(settings=settings, job_id=job_id, error=str(exc))
+            keep_progress()
+            jobs.fail_job(settings=settings, job_id=job_id, error=str(exc), result=again)
         except Exception as exc:
             log.exception("%s job %s failed", kind, job_id)
-            jobs.fail_job(settings=settings, job_id=job_id, error=f"Unexpected error: {exc!r}")
+            jobs.fail_job(
+                settings=settings, job_id=job_id, error=f"Unexpected error: {exc!r}", result=again
+            )
         finally:
             live.pop(job_id, None)
             if cleanup is not None:

@@ -114,8 +114,9 @@ def check_export_shape(path: Path) -> None:
                 break  # a top-level array, string or number
     except ijson.JSONError as exc:
         # Events before the error still arrive, so reaching here means no first key was read.
+        # The parser's own words ("lexical error: invalid char…") mean nothing to a person.
         raise ImportFailed(
-            f"The file is not valid JSON: {str(exc).splitlines()[0]}.", hint=_NOT_AN_EXPORT_HINT
+            "This file is not a Telegram export: it is not valid JSON.", hint=_NOT_AN_EXPORT_HINT
         ) from exc
     if first_key not in _EXPORT_FIRST_KEYS:
         raise ImportFailed("The file is not a Telegram Desktop export.", hint=_NOT_AN_EXPORT_HINT)

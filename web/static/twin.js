@@ -1,68 +1,161 @@
 // twin: the little JavaScript the pages need (no inline scripts: the CSP forbids them).
 "use strict";
 
+const seconds = (s) => s >= 3600 ? `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min` : s >= 60 ? `${Math.floor(s / 60)} min ${Math.round(s % 60)} s` : `${Math.round(s)} s`;
+
 const csrfToken = () => document.querySelector('meta[name="csrf-token"]').content;
 
-const seconds = (s) => s >= 3600 ? `${(s / 3600).toFixed(1)} h` : s >= 60 ? `${Math.round(s / 60)} min` : `${Math.round(s)} s`;
+const SVG = "http://www.w3.org/2000/svg";
 
-// One line about a job's progress: counts, and for training the loss, speed and ETA.
-function describe(p) {
-  if (p.step != null && p.max_steps) {
-    const parts = [`step ${p.step} of ${p.max_steps}`];
-    if (p.train_loss != null) parts.push(`loss ${p.train_loss.toFixed(3)}`);
-    if (p.val_loss != null) parts.push(`val ${p.val_loss.toFixed(3)}`);
-    if (p.tokens_per_second) parts.push(`${Math.round(p.tokens_per_second).toLocaleString()} tokens/s`);
-    if (p.eta_seconds != null) parts.push(`about ${seconds(p.eta_seconds)} left`);
-    return parts.join(" · ");
-  }
-  return p.total ? `${p.done.toLocaleString()} of ${p.total.toLocaleString()} ${p.unit || ""}` : "";
+// A round step for axis ticks: 1, 2 or 5 times a power of ten, about `count` ticks over `span`.
+function tickStep(span, count) {
+  const raw = span / count || 1, power = 10 ** Math.floor(Math.log10(raw));
+  return [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw);
 }
 
-// The loss curve: an SVG polyline scaled to the points seen so far.
+// The loss chart: axes with step numbers and loss values, the training series as a line and
+// the validation series as a dashed line with dots.
 function drawCurve(svg) {
-  const points = svg._points;
-  const line = svg.querySelector("polyline");
-  if (points.length < 2) { line.setAttribute("points", ""); return; }
-  const steps = points.map((p) => p[0]), losses = points.map((p) => p[1]);
-  const x0 = Math.min(...steps), x1 = Math.max(...steps);
-  const y0 = Math.min(...losses), y1 = Math.max(...losses);
-  const sx = (x) => ((x - x0) / (x1 - x0 || 1)) * 600;
-  const sy = (y) => 190 - ((y - y0) / (y1 - y0 || 1)) * 180;
-  line.setAttribute("points", points.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" "));
-  const caption = svg.parentElement.querySelector('[data-field="curve-caption"]');
-  if (caption) caption.textContent = `training loss: ${losses[0].toFixed(3)} → ${losses[losses.length - 1].toFixed(3)} over ${x1} steps`;
-}
-
-function addPoint(svg, step, loss) {
-  const points = svg._points;
-  if (points.length && points[points.length - 1][0] >= step) return;
-  points.push([step, loss]);
-  drawCurve(svg);
-}
-
-// Live job progress from the server's event stream.
-function followJob(box) {
-  const field = (name) => box.querySelector(`[data-field="${name}"]`);
-  const source = new EventSource(box.dataset.jobEvents);
-  source.onmessage = (event) => {
-    const job = JSON.parse(event.data);
-    field("state").textContent = job.state;
-    field("state").className = `state state-${job.state}`;
-    const bar = field("bar");
-    if (job.fraction !== null) bar.value = job.fraction; else bar.removeAttribute("value");
-    const p = job.progress || {};
-    field("detail").textContent = describe(p);
-    const curve = box.querySelector('[data-field="curve"]');
-    if (curve && p.train_loss != null) addPoint(curve, p.step, p.train_loss);
-    if (job.error) { field("error").textContent = job.error; field("error").hidden = false; }
-    if (job.finished) {
-      source.close();
-      if (job.state === "done") { bar.value = 1; field("next").hidden = false; }
-      const cancel = field("cancel");
-      if (cancel) cancel.hidden = true;
-    }
+  const data = svg._points || {};
+  const train = data.train || [], val = data.val || [];
+  svg.replaceChildren();
+  const all = train.concat(val);
+  if (!all.length) return;
+  const W = 640, H = 240, L = 52, R = 12, T = 10, B = 34;
+  const steps = all.map((p) => p[0]), losses = all.map((p) => p[1]);
+  const x0 = Math.min(0, ...steps), x1 = Math.max(...steps, 1);
+  let y0 = Math.min(...losses), y1 = Math.max(...losses);
+  if (y1 - y0 < 1e-6) { y0 -= 0.5; y1 += 0.5; }
+  const sx = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
+  const sy = (y) => H - B - ((y - y0) / (y1 - y0)) * (H - T - B);
+  const add = (name, attrs, text) => {
+    const el = document.createElementNS(SVG, name);
+    for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+    if (text != null) el.textContent = text;
+    svg.appendChild(el);
+    return el;
   };
-  source.onerror = () => { if (source.readyState === EventSource.CLOSED) return; };
+  add("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, class: "axis" });
+  add("line", { x1: L, y1: T, x2: L, y2: H - B, class: "axis" });
+  const xs = Math.max(1, tickStep(x1 - x0, 6));  // steps are whole numbers
+  for (let x = Math.ceil(x0 / xs) * xs; x <= x1; x += xs) {
+    add("line", { x1: sx(x), y1: H - B, x2: sx(x), y2: H - B + 4, class: "axis" });
+    add("text", { x: sx(x), y: H - B + 16, "text-anchor": "middle", class: "tick" }, String(x));
+  }
+  add("text", { x: (L + W - R) / 2, y: H - 3, "text-anchor": "middle", class: "tick" }, "step");
+  const ys = tickStep(y1 - y0, 4);
+  for (let y = Math.ceil(y0 / ys) * ys; y <= y1 + 1e-9; y += ys) {
+    add("line", { x1: L, y1: sy(y), x2: W - R, y2: sy(y), class: "grid" });
+    add("text", { x: L - 6, y: sy(y) + 4, "text-anchor": "end", class: "tick" }, y.toFixed(ys < 0.1 ? 2 : 1));
+  }
+  const path = (points) => points.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" ");
+  if (train.length) add("polyline", { points: path(train), class: "series-train" });
+  if (val.length > 1) add("polyline", { points: path(val), class: "series-val" });
+  val.forEach(([x, y]) => add("circle", { cx: sx(x), cy: sy(y), r: 3, class: "dot-val" }));
+  const caption = svg.parentElement.querySelector('[data-field="curve-caption"]');
+  if (caption && train.length) {
+    const last = (s) => s[s.length - 1];
+    let text = `training loss ${train[0][1].toFixed(3)} → ${last(train)[1].toFixed(3)} over ${last(train)[0]} steps`;
+    if (val.length > 1) text += ` · validation loss ${val[0][1].toFixed(3)} → ${last(val)[1].toFixed(3)}`;
+    else if (val.length) text += ` · validation loss ${val[0][1].toFixed(3)} at step ${val[0][0]}`;
+    caption.textContent = text;
+  }
+}
+
+// Re-read the curve from the run's log (the same data the finished run's chart shows).
+async function refreshCurve(svg) {
+  if (!svg.dataset.source || svg._loading) return;
+  svg._loading = true;
+  try {
+    const response = await fetch(svg.dataset.source, { headers: { Accept: "application/json" } });
+    if (response.ok) { svg._points = await response.json(); drawCurve(svg); }
+  } finally { svg._loading = false; }
+}
+
+function renderStages(list, stages) {
+  list.hidden = !stages.length;
+  list.replaceChildren(...stages.map((s) => {
+    const li = document.createElement("li");
+    li.className = `stage stage-${s.state}`;
+    const label = document.createElement("span");
+    label.className = "stage-label";
+    label.textContent = s.label;
+    const state = document.createElement("span");
+    state.className = "state";
+    state.textContent = s.state;
+    li.append(label, " · ", state);
+    if (s.text) li.append(` · ${s.text}`);
+    if (s.note) {
+      const note = document.createElement("span");
+      note.className = "muted";
+      note.textContent = s.note;
+      li.append(document.createElement("br"), note);
+    }
+    return li;
+  }));
+}
+
+// Live job progress from the server's event stream. The stream reconnects when the server
+// restarts; once the job has ended the page is reloaded, so it shows the server's final view.
+function followJob(box) {
+  if (box.dataset.finished === "yes") return;
+  const field = (name) => box.querySelector(`[data-field="${name}"]`);
+  let lastStep = null;
+  const connect = () => {
+    const source = new EventSource(box.dataset.jobEvents);
+    source.onopen = () => { field("connection").hidden = true; };
+    source.onmessage = (event) => {
+      const job = JSON.parse(event.data);
+      field("state").textContent = job.stopping ? "stopping…" : job.state;
+      field("state").className = `state state-${job.state}`;
+      const bar = field("bar");
+      if (job.fraction !== null) bar.value = job.fraction; else bar.removeAttribute("value");
+      field("detail").textContent = job.detail;
+      renderStages(field("stages"), job.stages);
+      const cancel = field("cancel");
+      if (cancel && job.stopping) {
+        const button = cancel.querySelector("button");
+        button.disabled = true;
+        button.textContent = "Stopping…";
+      }
+      const curve = box.querySelector('[data-field="curve"]');
+      const step = (job.progress.train || job.progress).step;
+      if (curve && step != null && step !== lastStep) { lastStep = step; refreshCurve(curve); }
+      if (job.finished) { source.close(); window.location.reload(); }
+    };
+    source.onerror = () => {
+      // The server went away (a restart): keep trying; once it answers, reconnect, or reload
+      // when it no longer answers the stream (e.g. a login is needed first).
+      field("connection").hidden = false;
+      source.close();
+      setTimeout(async () => {
+        try {
+          const page = box.dataset.jobEvents.replace(/\/events$/, "");
+          const probe = await fetch(page, { redirect: "manual" });
+          if (probe.ok) connect(); else window.location.reload();
+        } catch (_) { source.onerror(); }
+      }, 1500);
+    };
+  };
+  connect();
+  box.querySelectorAll('form[data-field="cancel"]').forEach((form) => {
+    form.addEventListener("submit", () => {
+      const button = form.querySelector("button");
+      field("state").textContent = "stopping…";
+      setTimeout(() => { button.disabled = true; button.textContent = "Stopping…"; });
+    });
+  });
+}
+
+// A wait Telegram asked for, counting down to the time it ends.
+function countDown(el) {
+  const until = Number(el.dataset.countdown);
+  const tick = () => {
+    const left = until - Date.now() / 1000;
+    el.textContent = left > 0 ? `can be fetched in ${seconds(left)}` : "can be fetched now";
+    if (left > 0) setTimeout(tick, 1000);
+  };
+  tick();
 }
 
 // Upload a file as the raw request body, with a progress bar, then open the job's page.
@@ -119,6 +212,29 @@ async function readEvents(response, onEvent) {
   }
 }
 
+// A new conversation joins the list beside the chat at once (the server lists it from now on).
+function listConversation(id, title, peer) {
+  const nav = document.querySelector(".conversations");
+  if (!nav) return;
+  let list = nav.querySelector("ul");
+  if (!list) {
+    nav.querySelectorAll("p.muted").forEach((p) => p.remove());
+    list = document.createElement("ul");
+    nav.appendChild(list);
+  }
+  list.querySelectorAll('a[aria-current="page"]').forEach((a) => a.removeAttribute("aria-current"));
+  const li = document.createElement("li");
+  const link = document.createElement("a");
+  link.href = `/chat/${id}`;
+  link.textContent = title || "(empty)";
+  link.setAttribute("aria-current", "page");
+  const who = document.createElement("span");
+  who.className = "muted";
+  who.textContent = `as ${peer}`;
+  li.append(link, " ", who);
+  list.prepend(li);
+}
+
 // Chat: the conversation is kept on the server; the page sends the new message (or asks for
 // the last reply again) and each reply streams back as SSE over a POST (EventSource can only
 // GET, and private text must not travel in a URL).
@@ -165,6 +281,7 @@ function setupChat(box) {
         if (name === "conversation" && box.dataset.conversation !== data.id) {
           box.dataset.conversation = data.id;
           window.history.replaceState(null, "", `/chat/${data.id}`);
+          listConversation(data.id, payload.text || "", setup.peer.value.trim() || "Friend");
         }
         if (name === "message") {
           reply.textContent += data.text;
@@ -221,8 +338,19 @@ function followQr(box) {
 
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll('[data-field="curve"]').forEach((svg) => {
-    svg._points = JSON.parse(svg.dataset.points || "[]");
+    svg._points = JSON.parse(svg.dataset.points || "{}");
     drawCurve(svg);
+  });
+  document.querySelectorAll("[data-countdown]").forEach(countDown);
+  document.querySelectorAll("form[data-confirm]").forEach((form) => {
+    form.addEventListener("submit", (event) => { if (!window.confirm(form.dataset.confirm)) event.preventDefault(); });
+  });
+  document.querySelectorAll("[data-copy]").forEach((button) => {
+    button.addEventListener("click", async () => {
+      const text = document.getElementById(button.dataset.copy).textContent.trim();
+      try { await navigator.clipboard.writeText(text); button.textContent = "Copied"; }
+      catch (_) { window.getSelection().selectAllChildren(document.getElementById(button.dataset.copy)); button.textContent = "Selected: press Ctrl+C"; }
+    });
   });
   document.querySelectorAll("[data-job-events]").forEach(followJob);
   document.querySelectorAll("form[data-upload]").forEach(setupUpload);

@@ -100,13 +100,32 @@ def _load_or_404(settings: Any, conversation_id: str) -> conv.Conversation:
         raise HTTPException(status_code=404, detail=exc.message) from exc
 
 
+def _base_model(run_dir: Path) -> Path | None:
+    """The base model the run was trained on (None if its record cannot be read)."""
+    from twin.train.record import load_run
+
+    try:
+        return Path(load_run(run_dir).base_model_dir)
+    except (OSError, ValueError):
+        return None
+
+
+def _is_demo(base: Path) -> bool:
+    from twin.train.tiny import is_demo_model
+
+    return is_demo_model(base)
+
+
 def _page(
     request: Request, db: DbDep, state: WebState, current: conv.Conversation | None
 ) -> Response:
     run_dir = newest_run(state)
     peers = [d.name for d in list_dialogs(db) if d.included and d.name]
+    base = _base_model(run_dir) if run_dir else None
     context = {
         "run": run_dir.name if run_dir else None,
+        "base_model": base.name if base else None,
+        "is_demo": base is not None and _is_demo(base),
         "peers": peers,
         "conversations": conv.list_conversations(state.settings),
         "current": current,

@@ -1,14 +1,23 @@
-"""The dashboard: what is done so far (data, dataset, runs) and the next step."""
+"""The dashboard: what is done so far (chats, dataset, runs), both ways to get the chats in, and
+"Train my twin": one pipeline job that runs every stage that is not current."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from twin.db import get_engine
 from twin.models import Dialog, Job, JobState, Message
-from twin.web.deps import DbDep, SettingsDep, render
+from twin.pipeline import run_pipeline, telegram_connected
+from twin.web.background import Reporter, start_in_thread
+from twin.web.deps import DbDep, StateDep, WebState, render
+from twin.web.routers.jobs import job_redirect, job_view, resumes
+from twin.web.routers.train import optional_steps
 
 router = APIRouter()
 
@@ -19,20 +28,18 @@ def latest_job(db: Session, kind: str) -> Job | None:
 
 
 @router.get("/")
-def dashboard(request: Request, db: DbDep, settings: SettingsDep) -> Response:
+def dashboard(request: Request, db: DbDep, state: StateDep) -> Response:
+    settings = state.settings
     dialogs = db.exec(select(func.count()).select_from(Dialog)).one()
     included = db.exec(select(func.count()).select_from(Dialog).where(Dialog.included)).one()
     messages = db.exec(select(func.count()).select_from(Message)).one()
     has_dataset = (settings.dataset_dir / "train.json").is_file()
     train_job = latest_job(db, "train")
-    if not messages:
-        next_step = ("/import", "Import your Telegram export")
-    elif not has_dataset:
-        next_step = ("/dataset", "Build the dataset")
-    elif train_job is None or train_job.state != JobState.done:
-        next_step = ("/train", "Train your twin")
-    else:
-        next_step = ("/chat", "Chat with your twin")
+    views = {
+        kind: job_view(job, state.live_progress, settings)
+        for kind in ("harvest", "pipeline", "import")
+        if (job := latest_job(db, kind)) is not None
+    }
     return render(
         request,
         "dashboard.html",
@@ -41,9 +48,60 @@ def dashboard(request: Request, db: DbDep, settings: SettingsDep) -> Response:
             "included": included,
             "messages": messages,
             "has_dataset": has_dataset,
-            "import_job": latest_job(db, "import"),
-            "prepare_job": latest_job(db, "prepare"),
+            "connected": telegram_connected(settings),
+            "import_job": views.get("import"),
+            "harvest_job": views.get("harvest"),
+            "pipeline_job": views.get("pipeline"),
             "train_job": train_job,
-            "next_step": next_step,
+            "trained": train_job is not None and train_job.state == JobState.done,
         },
     )
+
+
+@router.post("/pipeline")
+def train_my_twin(state: StateDep, max_steps: Annotated[str, Form(max_length=10)] = "") -> Response:
+    """Start "Train my twin" (or join the running one)."""
+    steps = optional_steps(max_steps, name="The number of steps", upper=1_000_000)
+    return job_redirect(lambda: start_pipeline(state, max_steps=steps))
+
+
+@resumes("pipeline")
+def _resume_pipeline(state: WebState, params: dict[str, Any]) -> int:
+    return start_pipeline(state, max_steps=params.get("max_steps"))
+
+
+def start_pipeline(state: WebState, *, max_steps: int | None = None) -> int:
+    """Run the pipeline in a thread of the server; return its job id.
+
+    Args:
+        state: the app's state (settings, live progress, the Telegram client factory).
+        max_steps: cap on training's optimizer steps; None: the default of three epochs.
+    """
+    settings = state.settings
+    with Session(get_engine(settings)) as db:
+        last = db.exec(
+            select(Job)
+            .where(Job.kind == "pipeline", Job.state == JobState.done)
+            .order_by(col(Job.id).desc())
+        ).first()
+    durations = json.loads(last.result_json or "{}").get("durations") if last else None
+
+    def work(report: Reporter) -> dict[str, Any]:
+        return run_pipeline(
+            settings=settings,
+            report=report,
+            should_cancel=report.cancelled,
+            client_factory=state.telegram_client_factory,
+            max_steps=max_steps,
+            durations=durations,
+        )
+
+    job = start_in_thread(
+        settings=settings,
+        kind="pipeline",
+        work=work,
+        live=state.live_progress,
+        params={"max_steps": max_steps},
+        resumable=True,
+    )
+    return job.id or 0

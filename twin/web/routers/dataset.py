@@ -11,18 +11,19 @@ from typing import TYPE_CHECKING, Any
 
 import ijson
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from markupsafe import Markup, escape
 from sqlalchemy import func
 from sqlmodel import select
 
 if TYPE_CHECKING:
     from twin.prepare.dataset import PrepareStats
-from twin.jobs import JobBusy, list_jobs
+from twin.jobs import list_jobs
 from twin.models import Dialog
+from twin.pipeline import build_dataset, usable_base_model
 from twin.web.background import Report, start_in_thread
 from twin.web.deps import DbDep, StateDep, render
-from twin.web.routers.jobs import job_view
+from twin.web.routers.jobs import job_redirect, job_view
 
 router = APIRouter()
 
@@ -110,27 +111,20 @@ def dataset_page(request: Request, db: DbDep, state: StateDep) -> Response:
 
 
 @router.post("/dataset")
-def build_dataset(state: StateDep) -> Response:
+def build_dataset_page(state: StateDep) -> Response:
     settings = state.settings
 
     def work(report: Report) -> PrepareStats:
-        from twin.prepare.dataset import default_tokenizer_dir, prepare_dataset
-
-        return prepare_dataset(
-            settings=settings,
-            out_dir=settings.dataset_dir,
-            tokenizer_dir=default_tokenizer_dir(settings),
-            progress=report,
+        # Measured in the tokens of the model it will train (characters before there is one).
+        return build_dataset(
+            settings=settings, tokenizer_dir=usable_base_model(settings), report=report
         )
 
-    try:
-        job = start_in_thread(
-            settings=settings,
-            kind="prepare",
-            work=work,
-            live=state.live_progress,
-            unit="chats",
+    return job_redirect(
+        lambda: (
+            start_in_thread(
+                settings=settings, kind="prepare", work=work, live=state.live_progress, unit="chats"
+            ).id
+            or 0
         )
-    except JobBusy as exc:
-        return RedirectResponse(f"/jobs/{exc.job_id}", status_code=303)
-    return RedirectResponse(f"/jobs/{job.id}", status_code=303)
+    )

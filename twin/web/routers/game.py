@@ -125,6 +125,16 @@ def _player(principal: OwnerDep) -> str:
     return principal.session.session_id if principal.session else "token"
 
 
+def _stats_of(record: Any) -> dict[str, Any] | None:
+    """The sample counts of the dataset the run trained on (None once it was rebuilt)."""
+    from twin.train.data import dataset_sha256
+    from twin.web.routers.dataset import read_stats
+
+    if dataset_sha256(record.dataset_dir) != record.dataset_sha256:
+        return None
+    return read_stats(record.dataset_dir)
+
+
 @router.get("/runs/{run_id}")
 def run_page(request: Request, run_id: str, state: StateDep) -> Response:
     from twin.train.record import load_run
@@ -140,6 +150,7 @@ def run_page(request: Request, run_id: str, state: StateDep) -> Response:
         "demo": is_demo_model(record.base_model_dir),
         "curve": json.dumps(loss_points(run.run_dir)),
         "has_val": (record.dataset_dir / "val.json").is_file(),
+        "stats": _stats_of(record),
     }
     return render(request, "run.html", context)
 

@@ -224,19 +224,18 @@ def pick_run(settings: Settings, model: str) -> tuple[str, Path]:
 
 @router.get("/models")
 def list_models(settings: SettingsDep) -> dict[str, Any]:
-    """Finished runs as models, newest first (``twin`` always means the newest)."""
-    return {
-        "object": "list",
-        "data": [
-            {
-                "id": run_id,
-                "object": "model",
-                "created": int((run_dir / "run.json").stat().st_mtime),
-                "owned_by": "twin",
-            }
-            for run_id, run_dir in finished_runs(settings)
-        ],
-    }
+    """Finished runs as models, newest first, led by ``twin``: the alias of the newest."""
+    models = [
+        {
+            "id": run_id,
+            "object": "model",
+            "created": int((run_dir / "run.json").stat().st_mtime),
+            "owned_by": "twin",
+        }
+        for run_id, run_dir in finished_runs(settings)
+    ]
+    alias = [{**models[0], "id": "twin"}] if models else []
+    return {"object": "list", "data": alias + models}
 
 
 def _chunk(base: dict[str, Any], delta: dict[str, str], finish_reason: str | None) -> str:

@@ -8,7 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from twin.web.deps import SettingsDep, api_token_file, issue_api_token, render
+from twin.web.deps import (
+    OwnerDep,
+    SettingsDep,
+    api_token_file,
+    issue_api_token,
+    render,
+)
 from twin.web.routers.openai_api import api_peer_name, save_api_peer_name
 
 router = APIRouter()
@@ -32,9 +38,22 @@ def settings_page(request: Request, settings: SettingsDep) -> Response:
 
 
 @router.post("/settings/token")
-def create_token(request: Request, settings: SettingsDep) -> Response:
-    """A new token (the old one stops working), shown on this answer only."""
-    return _page(request, settings, new_token=issue_api_token(settings))
+def create_token(settings: SettingsDep, principal: OwnerDep) -> Response:
+    """A new token (the old one stops working), shown once on the page this redirects to: a
+    reload does not send the form again, and shows the token no more."""
+    if principal.session is not None:
+        NEW_TOKENS[principal.session.session_id] = issue_api_token(settings)
+    return RedirectResponse("/settings/token", status_code=303)
+
+
+@router.get("/settings/token")
+def show_new_token(request: Request, settings: SettingsDep, principal: OwnerDep) -> Response:
+    key = principal.session.session_id if principal.session else ""
+    return _page(request, settings, new_token=NEW_TOKENS.pop(key, None))
+
+
+NEW_TOKENS: dict[str, str] = {}
+"""Tokens just made, by browser session id, until their page shows them (memory only)."""
 
 
 @router.post("/settings/token/revoke")

@@ -16,16 +16,22 @@ import qrcode
 import qrcode.image.svg
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from twin.config import Settings
 from twin.db import get_engine
 from twin.errors import ConfigError, TelegramError
+from twin.jobs import list_jobs
+from twin.models import Dialog, HarvestState
+from twin.pipeline import UNREACHABLE, harvest_details, run_harvest, telegram_unreachable
 from twin.store import get_owner, now_unix
 from twin.telegram import login
 from twin.telegram.client import with_telegram_credentials
+from twin.telegram.harvest import HarvestProgress, HarvestSummary
 from twin.vault import encrypt
+from twin.web.background import Reporter, start_in_thread
 from twin.web.deps import OwnerDep, StateDep, WebState, render
+from twin.web.routers.jobs import job_redirect, job_view, resumes
 
 router = APIRouter()
 
@@ -60,9 +66,17 @@ def _factory(state: WebState, settings: Settings) -> Any:
 def _page(request: Request, state: WebState, key: str, **extra: Any) -> Response:
     with Session(get_engine(state.settings)) as db:
         owner = get_owner(db)
+        waiting = db.exec(
+            select(Dialog.name, HarvestState.retry_after_unix)
+            .join(HarvestState, col(HarvestState.dialog_id) == col(Dialog.id))
+            .where(col(HarvestState.retry_after_unix) > now_unix())
+        ).all()
     pending = state.telegram_logins.get(key, {})
+    recent = list_jobs(settings=state.settings, kind="harvest", limit=1)
     context = {
         "connected": owner.session_encrypted is not None,
+        "harvest_job": job_view(recent[0], state.live_progress, state.settings) if recent else None,
+        "flood_waits": [{"name": n, "retry_after_unix": r} for n, r in waiting],
         "owner_name": " ".join(p for p in (owner.first_name, owner.last_name) if p),
         "username": owner.username,
         "has_credentials": credentials_settings(state) is not None,
@@ -115,7 +129,16 @@ async def _run_step(
     try:
         return await step(), None
     except (TelegramError, ConfigError) as exc:
-        return None, _page(request, state, key, error=str(exc))
+        if isinstance(exc.__cause__, UNREACHABLE):
+            exc = telegram_unreachable(exc.__cause__)
+        return None, _page(request, state, key, error=str(exc), unreachable=_unreachable(exc))
+    except UNREACHABLE as exc:
+        error = telegram_unreachable(exc)
+        return None, _page(request, state, key, error=str(error), unreachable=True)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    return "cannot be reached" in str(exc)
 
 
 def _after(state: WebState, key: str, result: login.LoginResult) -> Response:
@@ -277,3 +300,45 @@ async def disconnect(request: Request, state: StateDep, principal: OwnerDep) -> 
             "Settings → Devices in your Telegram app.",
         )
     return RedirectResponse("/telegram", status_code=303)
+
+
+@router.post("/telegram/fetch")
+def fetch_chats(state: StateDep) -> Response:
+    """Fetch my chats / Sync new messages: a harvest job (or the running one)."""
+    return job_redirect(lambda: start_harvest(state))
+
+
+@resumes("harvest")
+def _resume_harvest(state: WebState, params: dict[str, Any]) -> int:
+    return start_harvest(state)
+
+
+def start_harvest(state: WebState) -> int:
+    """Run the harvest in a thread of the server with live progress; cancel stops it after
+    the page being stored (nothing is lost, the next fetch resumes there). Returns the job id.
+
+    Args:
+        state: the app's state (settings, live progress, the Telegram client factory).
+    """
+    settings = state.settings
+
+    def work(report: Reporter) -> HarvestSummary:
+        def on_progress(p: HarvestProgress) -> None:
+            report(p.dialogs_done, p.dialogs_total, **harvest_details(p))
+
+        return run_harvest(
+            settings=settings,
+            client_factory=state.telegram_client_factory,
+            progress=on_progress,
+            should_cancel=report.cancelled,
+        )
+
+    job = start_in_thread(
+        settings=settings,
+        kind="harvest",
+        work=work,
+        live=state.live_progress,
+        unit="chats",
+        resumable=True,
+    )
+    return job.id or 0

@@ -12,43 +12,27 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
+from twin import pipeline
 from twin.config import Settings
-from twin.jobs import JobBusy, list_jobs
-from twin.web.background import start_in_thread
-from twin.web.deps import StateDep, render
-from twin.web.routers.jobs import job_view
+from twin.errors import TrainError
+from twin.jobs import list_jobs
+from twin.pipeline import DEMO_PRETRAIN_STEPS, usable_base_model
+from twin.web.background import Reporter, start_in_thread
+from twin.web.deps import StateDep, WebState, render
+from twin.web.routers.dataset import read_stats
+from twin.web.routers.jobs import job_redirect, job_view, resumes
 
 router = APIRouter()
 
-SAMPLE_EXPORT = Path(__file__).resolve().parents[3] / "samples" / "sample_export" / "result.json"
-DEMO_PRETRAIN_STEPS = 300
 MAX_DEMO_PRETRAIN_STEPS = 5000
 MAX_CURVE_POINTS = 400
 
 
-def demo_model_dir(settings: Settings) -> Path:
-    """Where the offline demo model goes (as ``twin model init-tiny`` puts it)."""
-    return settings.data_dir / "checkpoints" / "twin-tiny"
-
-
-def usable_base_model(settings: Settings) -> Path | None:
-    """The configured base model when complete, else a built demo model, else None.
-
-    Args:
-        settings: for the base model and data dirs.
-    """
-    from twin.train.base_model import missing_files
-
-    for candidate in (settings.base_model_path, demo_model_dir(settings)):
-        if not missing_files(candidate):
-            return candidate
-    return None
-
-
-def loss_points(run_dir: Path) -> list[list[float]]:
-    """``[[step, train_loss], …]`` from a run's metrics log, thinned to at most a few hundred.
+def loss_points(run_dir: Path) -> dict[str, list[list[float]]]:
+    """The run's losses by step from its metrics log: ``{"train": [[step, loss], …], "val":
+    […]}``, the train series thinned to at most a few hundred points (the last one kept).
 
     Args:
         run_dir: the run's directory.
@@ -56,20 +40,25 @@ def loss_points(run_dir: Path) -> list[list[float]]:
     from twin.train.loop import METRICS_FILE
 
     path = run_dir / METRICS_FILE
-    if not path.is_file():
-        return []
-    points = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        entry = json.loads(line) if line.strip() else {}
-        if entry.get("train_loss") is not None:
-            points.append([entry["step"], round(entry["train_loss"], 4)])
-    stride = max(1, len(points) // MAX_CURVE_POINTS)
-    return points[::stride]
+    train: list[list[float]] = []
+    val: list[list[float]] = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            entry = json.loads(line) if line.strip() else {}
+            if entry.get("train_loss") is not None:
+                train.append([entry["step"], round(entry["train_loss"], 4)])
+            if entry.get("val_loss") is not None:
+                val.append([entry["step"], round(entry["val_loss"], 4)])
+    stride = max(1, len(train) // MAX_CURVE_POINTS)
+    thinned = train[::stride]
+    if train and thinned[-1] != train[-1]:
+        thinned.append(train[-1])
+    return {"train": thinned, "val": val}
 
 
 @router.get("/train")
 def train_page(request: Request, state: StateDep) -> Response:
-    from twin.train.base_model import DEFAULT_REPO_ID, download_hint
+    from twin.train.base_model import DEFAULT_REPO_ID
     from twin.train.runs import list_runs
     from twin.train.tiny import is_demo_model
 
@@ -81,44 +70,34 @@ def train_page(request: Request, state: StateDep) -> Response:
     context: dict[str, Any] = {
         "base_model": base_model,
         "is_demo": base_model is not None and is_demo_model(base_model),
-        "download_hint": download_hint(settings),
         "download_command": f"litgpt download {DEFAULT_REPO_ID} --checkpoint_dir "
         f"{settings.data_dir / 'checkpoints'}",
         "demo_steps": DEMO_PRETRAIN_STEPS,
         "has_dataset": (settings.dataset_dir / "train.json").is_file(),
         "runs": runs,
+        "stats": read_stats(settings.dataset_dir),
         "job": job_view(recent[0], state.live_progress) if recent else None,
         "demo_job": job_view(demo[0], state.live_progress) if demo else None,
-        "curve": json.dumps(loss_points(runs[0].run_dir)) if runs else "[]",
+        "curve": json.dumps(loss_points(runs[0].run_dir) if runs else {}),
         "resumable": bool(runs) and runs[0].resumable,
     }
     return render(request, "train.html", context)
 
 
 def _start_training(settings: Settings, *, resume: bool, max_steps: int | None = None) -> Response:
-    from twin.errors import TrainError
-    from twin.train.trainer import TrainingConfig
-    from twin.train.worker import start_training_job
-
     base = usable_base_model(settings)
     if base is None and not resume:
-        from twin.train.base_model import download_hint
-
-        raise TrainError("There is no base model to train on yet.", hint=download_hint(settings))
-    try:
-        job_id = start_training_job(
-            settings=settings,
-            base_model_dir=None if resume else base,
-            dataset_dir=settings.dataset_dir,
-            resume=resume,
-            config=None if resume or max_steps is None else TrainingConfig(max_steps=max_steps),
+        raise TrainError(
+            "There is no base model to train on yet.",
+            hint="Click “Train my twin” on the dashboard (it makes one ready), or build the "
+            "demo model on this page.",
         )
-    except JobBusy as exc:
-        job_id = exc.job_id
-    return RedirectResponse(f"/jobs/{job_id}", status_code=303)
+    return job_redirect(
+        lambda: pipeline.start_training(settings, base, resume=resume, max_steps=max_steps)  # type: ignore[arg-type]
+    )
 
 
-def _optional_steps(value: str, *, name: str, upper: int) -> int | None:
+def optional_steps(value: str, *, name: str, upper: int) -> int | None:
     """A form's step count: blank means the default; anything else a whole number in range."""
     from twin.errors import TrainError
 
@@ -132,11 +111,11 @@ def _optional_steps(value: str, *, name: str, upper: int) -> int | None:
 
 
 @router.post("/train")
-def start_training(
+def start_training_page(
     state: StateDep, max_steps: Annotated[str, Form(max_length=10)] = ""
 ) -> Response:
     """Start a run; ``max_steps`` (blank: the default of three epochs) caps its length."""
-    steps = _optional_steps(max_steps, name="The number of steps", upper=1_000_000)
+    steps = optional_steps(max_steps, name="The number of steps", upper=1_000_000)
     return _start_training(state.settings, resume=False, max_steps=steps)
 
 
@@ -145,44 +124,46 @@ def resume_training(state: StateDep) -> Response:
     return _start_training(state.settings, resume=True)
 
 
+@resumes("train")
+def _resume_run(state: WebState, params: dict[str, Any]) -> int:
+    return pipeline.start_training(state.settings, state.settings.base_model_path, resume=True,
+                          max_steps=None)  # fmt: skip
+
+
 @router.post("/train/demo-model")
-def build_demo_model(
+def build_demo_model_page(
     state: StateDep, pretrain_steps: Annotated[str, Form(max_length=10)] = ""
 ) -> Response:
     """Build the tiny offline demo base model from the dataset's (or the sample's) text;
     ``pretrain_steps`` (blank: the default) trades build time for less noisy replies."""
-    settings = state.settings
-    steps = _optional_steps(
-        pretrain_steps, name="Pre-training steps", upper=MAX_DEMO_PRETRAIN_STEPS
-    )
+    steps = optional_steps(pretrain_steps, name="Pre-training steps", upper=MAX_DEMO_PRETRAIN_STEPS)
     steps = DEMO_PRETRAIN_STEPS if steps is None else steps
+    return job_redirect(lambda: start_demo_model(state, pretrain_steps=steps))
 
-    def work(report: Any) -> dict[str, Any]:
-        from twin.train.tiny import corpus_from_dataset, corpus_from_export, init_tiny_model
 
-        directory = settings.dataset_dir
-        corpus = (
-            corpus_from_dataset(directory)
-            if (directory / "train.json").is_file()
-            else corpus_from_export(SAMPLE_EXPORT)
-        )
-        path = init_tiny_model(
-            out_dir=demo_model_dir(settings),
-            corpus=corpus,
-            pretrain_steps=steps,
-            progress=lambda step, total, _loss: report(step, total),
+@resumes("demo-model")
+def _resume_demo_model(state: WebState, params: dict[str, Any]) -> int:
+    return start_demo_model(state, pretrain_steps=params.get("pretrain_steps", DEMO_PRETRAIN_STEPS))
+
+
+def start_demo_model(state: WebState, *, pretrain_steps: int = DEMO_PRETRAIN_STEPS) -> int:
+    """Build the demo base model in a thread of the server (cancellable: nothing half-built
+    is left); return the job id."""
+    settings = state.settings
+
+    def work(report: Reporter) -> dict[str, Any]:
+        path = pipeline.build_demo_model(
+            settings, progress=report, should_cancel=report.cancelled, pretrain_steps=pretrain_steps
         )
         return {"path": path.name}
 
-    try:
-        job = start_in_thread(
-            settings=settings,
-            kind="demo-model",
-            work=work,
-            live=state.live_progress,
-            params={"pretrain_steps": steps},
-            unit="steps",
-        )
-    except JobBusy as exc:
-        return RedirectResponse(f"/jobs/{exc.job_id}", status_code=303)
-    return RedirectResponse(f"/jobs/{job.id}", status_code=303)
+    job = start_in_thread(
+        settings=settings,
+        kind="demo-model",
+        work=work,
+        live=state.live_progress,
+        params={"pretrain_steps": pretrain_steps},
+        unit="steps",
+        resumable=True,
+    )
+    return job.id or 0
