@@ -20,9 +20,9 @@ from twin.prepare.sessions import (
     iter_sessions,
     merge_consecutive,
     render_message,
-    session_score,
     split_into_sessions,
 )
+from twin.prepare.split import session_score
 
 BIG = CharBudget(max_seq_length=4096)
 

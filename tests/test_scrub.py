@@ -1,4 +1,4 @@
-"""Tests for the scrubber (twin/prepare/scrub.py) and `twin scrub` (twin/cli/scrub.py)."""
+"""Tests for the scrubber (twin/prepare/scrub/) and `twin scrub` (twin/cli/scrub.py)."""
 
 from __future__ import annotations
 

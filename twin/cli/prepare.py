@@ -54,7 +54,9 @@ def prepare(
     min_messages: int = typer.Option(10, help="Skip chats with fewer messages."),
     since: str | None = typer.Option(None, help="Only messages from this date (UTC)."),
     until: str | None = typer.Option(None, help="Only messages up to this date (inclusive)."),
-    val_fraction: float = typer.Option(0.1, help="Share of conversations held out."),
+    val_fraction: float = typer.Option(
+        0.1, help="Share of samples held out for validation (whole conversations)."
+    ),
     seed: int = typer.Option(42, help="Seed of the train/validation split."),
     blocklist: Path | None = typer.Option(
         None, help="File of strings to redact, one per line (e.g. names, addresses)."

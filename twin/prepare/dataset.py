@@ -12,11 +12,8 @@ The same database and options give byte-identical files. The rules live in
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import hashlib
-import json
 import math
 import os
 import shutil
@@ -28,9 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import psutil
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
@@ -49,9 +44,14 @@ from twin.prepare.sessions import (
     build_samples,
     iter_sessions,
     merge_consecutive,
-    session_score,
 )
-from twin.prepare.split import SplitWriter, open_private
+from twin.prepare.split import (
+    SplitWriter,
+    remove_abandoned_temp_dirs,
+    session_score,
+    swap_in,
+    write_json,
+)
 
 DATASET_FILES = ("train.json", "val.json", "stats.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
@@ -233,7 +233,7 @@ def prepare_dataset(
         dialogs = _choose_dialogs(connection, stats, bounds, min_messages)
         owner = _owner_name(connection)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        _remove_abandoned_temp_dirs(out_dir)
+        remove_abandoned_temp_dirs(out_dir)
         tmp_dir = Path(
             tempfile.mkdtemp(prefix=f".{out_dir.name}.{os.getpid()}.", dir=out_dir.parent)
         )
@@ -275,8 +275,8 @@ def prepare_dataset(
             _finish_stats(stats, writer, report, lengths, skipped)
             if not lengths:
                 raise _no_samples_error(skipped)
-            _write_json(tmp_dir / "stats.json", stats.model_dump(mode="json"))
-            _swap_in(tmp_dir, out_dir)
+            write_json(tmp_dir / "stats.json", stats.model_dump(mode="json"))
+            swap_in(tmp_dir, out_dir)
             timings["write"] += time.perf_counter() - started
         except OSError as exc:
             raise _write_error(out_dir, exc) from exc
@@ -285,20 +285,6 @@ def prepare_dataset(
             shutil.rmtree(tmp_dir, ignore_errors=True)
     stats.timings = {k: round(v, 3) for k, v in sorted(timings.items())}
     return stats
-
-
-def _remove_abandoned_temp_dirs(out_dir: Path) -> None:
-    """Delete temp dirs of runs that were killed before their cleanup ran (they hold private
-    samples); a dir is abandoned when the pid in its name is no longer running."""
-    for path in out_dir.parent.glob(f".{out_dir.name}.*"):
-        pid = path.name.removeprefix(f".{out_dir.name}.").split(".", 1)[0]
-        if not path.is_dir() or (pid.isdigit() and psutil.pid_exists(int(pid))):
-            continue
-        if path.name.endswith(".old") and not out_dir.exists():
-            # Killed mid-swap (the fallback without renameat2): this is the previous dataset.
-            os.rename(path, out_dir)
-        else:
-            shutil.rmtree(path, ignore_errors=True)
 
 
 def _write_error(out_dir: Path, exc: OSError) -> PrepareError:
@@ -528,48 +514,3 @@ def _no_samples_error(skipped: Counter[str]) -> PrepareError:
         hint="Include a contact you have written to (`twin contacts --include NAME`), or harvest "
         "or import the chats where you answer.",
     )
-
-
-def _write_json(path: Path, value: Any) -> None:
-    with open_private(path) as f:
-        f.write(json.dumps(value, ensure_ascii=False, sort_keys=True, indent=2) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _swap_in(new_dir: Path, out_dir: Path) -> None:
-    """Put ``new_dir`` at ``out_dir``; afterwards ``new_dir`` holds the old set, if any.
-
-    A new ``out_dir`` is one rename. An existing one is exchanged with ``renameat2``'s
-    ``RENAME_EXCHANGE`` (Linux): both names flip in one step, so a reader sees the old complete
-    set or the new one. Where that is missing, the old set is moved aside first: for a moment
-    ``out_dir`` is absent, but it never holds a mix.
-    """
-    if not out_dir.exists():
-        os.rename(new_dir, out_dir)
-    elif not _exchange(new_dir, out_dir):
-        aside = new_dir.with_name(new_dir.name + ".old")
-        os.rename(out_dir, aside)
-        os.rename(new_dir, out_dir)
-        os.rename(aside, new_dir)
-    directory = os.open(out_dir.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name, use_errno=True) if name else None
-    renameat2 = getattr(libc, "renameat2", None)
-    if renameat2 is None:
-        return False
-    result = renameat2(
-        _AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), ctypes.c_uint(_RENAME_EXCHANGE)
-    )
-    return result == 0

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel
 
 from twin.prepare.scrub import Scrubber
-from twin.prepare.scrub.common import INVISIBLE_RE, PLACEHOLDER_RE
+from twin.prepare.scrub.common import FORMAT_CHARS_RE, PLACEHOLDER_RE
 
 TAG_SEPARATOR = ": "
 """Between a speaker's name and their text."""
@@ -69,7 +69,7 @@ def clean_name(name: str) -> str:
 
 def _one_line(name: str) -> str:
     # Invisible characters go too: a name of only zero-width spaces would be an invisible tag.
-    return " ".join(INVISIBLE_RE.sub("", name).replace(":", " ").split())
+    return " ".join(FORMAT_CHARS_RE.sub("", name).replace(":", " ").split())
 
 
 NEUTRAL_ME = "Me"

@@ -23,7 +23,6 @@ Decisions a reader may look for:
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate
@@ -495,23 +494,3 @@ def _oldest_fitting_start(stop: int, room: int, window_length: WindowLength) -> 
             return low
         fits, step = candidate, step * 2
     return 0
-
-
-def session_score(*, seed: int, peer_id: int, first_tg_id: int) -> float:
-    """A stable number in [0, 1) for a session: the order in which sessions are offered to
-    validation (see `twin.prepare.split.choose_validation`).
-
-    Hashing (not a shared random stream) keeps the order of two sessions the same when other
-    chats are added or excluded.
-
-    Args:
-        seed: the split seed.
-        peer_id: the dialog's Telegram peer id.
-        first_tg_id: the Telegram id of the session's first message.
-
-    >>> session_score(seed=42, peer_id=7, first_tg_id=1) == session_score(
-    ...     seed=42, peer_id=7, first_tg_id=1)
-    True
-    """
-    digest = hashlib.blake2b(f"{seed}:{peer_id}:{first_tg_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64

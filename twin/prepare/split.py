@@ -1,14 +1,21 @@
-"""Train/validation split: sessions are spooled as they come, then validation is chosen by
-size so that it holds close to ``val_fraction`` of the samples, never more than train."""
+"""The dataset on disk: the train/validation split (sessions are spooled as they come, then
+validation is chosen by size so that it holds close to ``val_fraction`` of the samples, never
+more than train), and the finished directory swapped in whole."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import hashlib
 import json
 import os
+import shutil
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
+
+import psutil
 
 from twin.prepare.sessions import Sample
 
@@ -22,6 +29,26 @@ def open_private(path: Path, *, mode: str = "w", buffering: int = -1) -> TextIO:
     flags = os.O_RDWR if "+" in mode else os.O_WRONLY
     fd = os.open(path, flags | os.O_CREAT | os.O_TRUNC, 0o600)
     return open(fd, mode, encoding="utf-8", newline="\n", buffering=buffering)
+
+
+def session_score(*, seed: int, peer_id: int, first_tg_id: int) -> float:
+    """A stable number in [0, 1) for a session: the order in which sessions are offered to
+    validation (see `twin.prepare.split.choose_validation`).
+
+    Hashing (not a shared random stream) keeps the order of two sessions the same when other
+    chats are added or excluded.
+
+    Args:
+        seed: the split seed.
+        peer_id: the dialog's Telegram peer id.
+        first_tg_id: the Telegram id of the session's first message.
+
+    >>> session_score(seed=42, peer_id=7, first_tg_id=1) == session_score(
+    ...     seed=42, peer_id=7, first_tg_id=1)
+    True
+    """
+    digest = hashlib.blake2b(f"{seed}:{peer_id}:{first_tg_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
 
 
 def choose_validation(sessions: Sequence[tuple[float, int]], *, val_fraction: float) -> set[int]:
@@ -132,3 +159,62 @@ class SplitWriter:
             f"the {self.val_fraction:.0%} asked: the conversations are too few or too uneven "
             "in size to split closer."
         ]
+
+
+def remove_abandoned_temp_dirs(out_dir: Path) -> None:
+    """Delete temp dirs of runs that were killed before their cleanup ran (they hold private
+    samples); a dir is abandoned when the pid in its name is no longer running."""
+    for path in out_dir.parent.glob(f".{out_dir.name}.*"):
+        pid = path.name.removeprefix(f".{out_dir.name}.").split(".", 1)[0]
+        if not path.is_dir() or (pid.isdigit() and psutil.pid_exists(int(pid))):
+            continue
+        if path.name.endswith(".old") and not out_dir.exists():
+            # Killed mid-swap (the fallback without renameat2): this is the previous dataset.
+            os.rename(path, out_dir)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def write_json(path: Path, value: Any) -> None:
+    with open_private(path) as f:
+        f.write(json.dumps(value, ensure_ascii=False, sort_keys=True, indent=2) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def swap_in(new_dir: Path, out_dir: Path) -> None:
+    """Put ``new_dir`` at ``out_dir``; afterwards ``new_dir`` holds the old set, if any.
+
+    A new ``out_dir`` is one rename. An existing one is exchanged with ``renameat2``'s
+    ``RENAME_EXCHANGE`` (Linux): both names flip in one step, so a reader sees the old complete
+    set or the new one. Where that is missing, the old set is moved aside first: for a moment
+    ``out_dir`` is absent, but it never holds a mix.
+    """
+    if not out_dir.exists():
+        os.rename(new_dir, out_dir)
+    elif not _exchange(new_dir, out_dir):
+        aside = new_dir.with_name(new_dir.name + ".old")
+        os.rename(out_dir, aside)
+        os.rename(new_dir, out_dir)
+        os.rename(aside, new_dir)
+    directory = os.open(out_dir.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name, use_errno=True) if name else None
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    result = renameat2(
+        _AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), ctypes.c_uint(_RENAME_EXCHANGE)
+    )
+    return result == 0

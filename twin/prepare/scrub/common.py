@@ -26,11 +26,13 @@ DEFAULT_REGIONS: tuple[str, ...] = ("RU", "UA", "US", "GB", "PL", "DE")
 # --- normalization -------------------------------------------------------------------------
 # Zero-width, bidi, soft hyphen, variation selectors, Hangul fillers, tag characters and C0
 # controls: all invisible, all able to split a secret so that no rule sees it.
-INVISIBLE_RE = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f"
-    "\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0"
-    "\U000e0000-\U000e007f]"
+_FORMAT_CHARS = (
+    "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\U000e0000-\U000e007f"
 )
+INVISIBLE_RE = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f{_FORMAT_CHARS}]")
+FORMAT_CHARS_RE = re.compile(f"[{_FORMAT_CHARS}]")
+"""The invisible characters that are not control codes (zero-width, bidi, fillers, …)."""
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 PLACEHOLDER_RE = re.compile("<(?:" + "|".join(PLACEHOLDER_TYPES) + ")>")
 
