@@ -371,11 +371,14 @@ def test_samples_too_long_are_left_out_whole_and_counted(
     run's record (shown by the CLI) says how many."""
     from litgpt.tokenizer import Tokenizer
 
+    from twin.train.data import load_split
     from twin.train.loop import prepare_run
 
     model, dataset = inputs
-    eos_id = Tokenizer(model).eos_id
-    config = CONFIG.model_copy(update={"max_seq_length": 60})
+    tokenizer = Tokenizer(model)
+    whole, _ = load_split(dataset / "train.json", tokenizer=tokenizer, max_seq_length=10**6)
+    budget = sorted(len(s["input_ids"]) for s in whole)[len(whole) // 2]  # the median
+    config = CONFIG.model_copy(update={"max_seq_length": budget})
     plan = prepare_run(
         settings=settings,
         base_model_dir=model,
@@ -388,4 +391,4 @@ def test_samples_too_long_are_left_out_whole_and_counted(
     assert 0 < plan.dropped_samples < len(records)
     assert len(plan.train_samples) + plan.dropped_samples == len(records)
     for sample in plan.train_samples:
-        assert len(sample["input_ids"]) <= 60 and int(sample["labels"][-1]) == eos_id
+        assert len(sample["input_ids"]) <= budget and int(sample["labels"][-1]) == tokenizer.eos_id
