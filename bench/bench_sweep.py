@@ -76,15 +76,13 @@ def style_distance(report: FidelityReport) -> float | None:
     return sum(abs(math.log(r)) for r in ratios) / len(ratios) if ratios else None
 
 
-def sweep_row(report: FidelityReport, *, epochs: int, lr: float, rank: int, metrics: dict) -> dict:
+def sweep_row(
+    report: FidelityReport, *, epochs: int, lr: float, rank: int, metrics: dict[str, Any]
+) -> dict[str, Any]:
+    """One table row: the run's settings and its fidelity figures."""
     inside, total = style_ratios_inside(report)
-    language = (
-        next(
-            (r.twin for r in report.style.rows if r.figure == "reply in the chat's language"), None
-        )
-        if report.style
-        else None
-    )
+    rows = report.style.rows if report.style else []
+    language = next((r for r in rows if r.figure == "reply in the chat's language"), None)
     return {
         "epochs": epochs,
         "lr": lr,
@@ -102,18 +100,20 @@ def sweep_row(report: FidelityReport, *, epochs: int, lr: float, rank: int, metr
         "style_inside": f"{inside}/{total}",
         "style_inside_count": inside,
         "style_distance": style_distance(report),
-        "language": language,
+        "language": language.twin if language else None,
+        "language_me": language.me if language else None,
         "train_seconds": metrics.get("seconds"),
     }
 
 
 def pick(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The chosen defaults: least distinguishable, then most style ratios like mine."""
+    """The chosen defaults: least distinguishable, then most style ratios like mine, then the
+    smallest style distance. An accuracy below 0.5 is chance, as good as 0.5."""
 
     def key(row: dict[str, Any]) -> tuple[float, int, float]:
-        accuracy = row["twin_acc"] if row["twin_acc"] is not None else 1.0
+        accuracy = max(0.5, row["twin_acc"]) if row["twin_acc"] is not None else 1.0
         distance = row["style_distance"] if row["style_distance"] is not None else math.inf
-        return (round(accuracy, 3), -row["style_inside_count"], distance)
+        return (round(accuracy, 2), -row["style_inside_count"], distance)
 
     return min(rows, key=key)
 
@@ -125,7 +125,7 @@ def _fmt(value: Any, spec: str) -> str:
 def print_table(rows: list[dict[str, Any]], chosen: dict[str, Any]) -> None:
     print(
         "| epochs | lr | rank | steps | val loss | ppl twin/base | disc. acc twin vs me (95%) "
-        "| base vs me | style ratios in 0.75–1.25 | style distance | chat language | |"
+        "| base vs me | style ratios in 0.75–1.25 | style distance | chat language twin (me) | |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
@@ -137,6 +137,7 @@ def print_table(rows: list[dict[str, Any]], chosen: dict[str, Any]) -> None:
             + (f" ({ci[0]:.2f}–{ci[1]:.2f})" if ci else "")
             + f" | {_fmt(row['base_acc'], '.2f')} | {row['style_inside']} "
             f"| {_fmt(row['style_distance'], '.2f')} | {_fmt(row['language'], '.0%')} "
+            f"({_fmt(row['language_me'], '.0%')}) "
             f"| {'**picked**' if row is chosen else ''} |"
         )
     by_loss = min(rows, key=lambda r: r["val_loss"] if r["val_loss"] is not None else math.inf)
