@@ -9,11 +9,13 @@ reference, how many style ratios twin/me fall inside 0.75–1.25, and the mean d
 style ratios from 1 (|log ratio|). The pick: lowest discriminator accuracy, then most style
 ratios inside, then smallest style distance.
 
-    python bench/bench_sweep.py --base CHECKPOINT_DIR [--data DATASET_DIR] \\
+    python bench/bench_sweep.py [--base CHECKPOINT_DIR] [--data DATASET_DIR] \\
         [--epochs 1 3] [--lr 3e-4 1e-3] [--rank 8 16] [--replies 64]
 
 Without ``--data`` the bundled sample export (a realistic Russian/English account) is imported
-into a scratch data dir and prepared with the base model's tokenizer.
+into a scratch data dir and prepared with the base model's tokenizer. Without ``--base`` a
+tiny demo model (2 × 64, 50 pre-training steps) is built from that export first: a quick run
+of the method, not a choice of defaults.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from twin.importer import import_export  # noqa: E402
 from twin.prepare.dataset import prepare_dataset  # noqa: E402
 from twin.train.fidelity import FidelityReport, evaluate_run, style_ratios_inside  # noqa: E402
 from twin.train.record import LoraSettings  # noqa: E402
+from twin.train.tiny import corpus_from_export, init_tiny_model  # noqa: E402
 from twin.train.trainer import TrainingConfig, runs_dir, train  # noqa: E402
 
 SAMPLE_EXPORT = ROOT / "samples" / "sample_export" / "result.json"
@@ -150,7 +153,7 @@ def print_table(rows: list[dict[str, Any]], chosen: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--base", type=Path, required=True, help="litgpt checkpoint dir")
+    parser.add_argument("--base", type=Path, help="litgpt checkpoint dir (default: demo model)")
     parser.add_argument("--data", type=Path, help="dataset dir (default: the sample export)")
     parser.add_argument("--epochs", type=int, nargs="+", default=[1, 3])
     parser.add_argument("--lr", type=float, nargs="+", default=[3e-4, 1e-3])
@@ -162,10 +165,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = parser.parse_args()
-    base = args.base.resolve()
-
     with tempfile.TemporaryDirectory(prefix="twin-sweep-") as scratch:
         work = Path(scratch)
+        base = (
+            args.base.resolve()
+            if args.base
+            else init_tiny_model(
+                out_dir=work / "demo-model",
+                corpus=corpus_from_export(SAMPLE_EXPORT),
+                vocab_size=1024,
+                n_layer=2,
+                n_embd=64,
+                pretrain_steps=50,
+            )
+        )
         data = (
             args.data.resolve()
             if args.data
