@@ -126,3 +126,11 @@ def test_a_run_without_validation_split_is_refused(trained: tuple[Settings, Path
             evaluate_run(settings=settings, run_dir=run_dir)
     finally:
         (record.dataset_dir / "val.json.bak").rename(record.dataset_dir / "val.json")
+
+
+def test_more_side_by_side_samples_than_replies_are_refused(
+    trained: tuple[Settings, Path],
+) -> None:
+    settings, run_dir = trained
+    with pytest.raises(ChatError, match="samples ≤ replies"):
+        evaluate_run(settings=settings, run_dir=run_dir, samples=5, replies=2)

@@ -49,7 +49,8 @@ def test_the_run_page_shows_the_report_side_by_side(owner: TestClient, finished_
     save_score(finished_run, GameScore(rounds=8, fooled=3))
 
     page = owner.get(f"/runs/{run_id}").text
-    assert "Does it sound like you?" in page
+    assert page.count("Does it sound like you?") == 1
+    assert "<title>Run" in page and "<section" not in page.split("</title>")[0]
     assert report.base_vs_me is not None
     assert f"{report.base_vs_me.accuracy:.2f} ({report.base_vs_me.accuracy_low:.2f}" in page
     assert "fooled in 3 of 8 rounds (38%)" in page  # the live game score
