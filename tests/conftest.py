@@ -11,6 +11,8 @@ from hypothesis import settings as hypothesis_settings
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# "Train my twin" builds the demo model in tests (seconds); tests/test_gemma.py covers Gemma.
+os.environ["TWIN_AUTO_BASE_MODEL"] = "demo"
 
 from twin.config import Settings, get_settings
 from twin.db import _cached_engine, upgrade_database
@@ -31,6 +33,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
         if key.startswith("TWIN_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("TWIN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TWIN_AUTO_BASE_MODEL", "demo")
     monkeypatch.chdir(tmp_path)  # keep a stray .env in the checkout from leaking in
     get_settings.cache_clear()
     yield get_settings()

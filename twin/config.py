@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +47,9 @@ class Settings(BaseSettings):
     port: int = 8765
     allowed_hosts: list[str] = Field(default_factory=list)
     """Extra host names the web app answers to besides localhost, 127.0.0.1 and [::1]."""
+    auto_base_model: Literal["gemma-3-270m", "demo"] = "gemma-3-270m"
+    """What "Train my twin" builds when no base model is present: Gemma 3 270M (a real small
+    model, from its package) or the offline demo model (seconds to build, cannot really talk)."""
     max_upload_bytes: int = 4 * 1024**3
     """Largest Telegram export (result.json) the web app accepts, in bytes."""
     max_request_bytes: int = 4 * 1024**2

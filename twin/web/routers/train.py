@@ -15,9 +15,16 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from twin import pipeline
+from twin.basemodel.gemma import (
+    PACKAGE_SIZE,
+    TERMS_NOTICE,
+    BuildProgress,
+    gemma_installed,
+    get_gemma,
+)
 from twin.config import Settings
 from twin.errors import TrainError
-from twin.jobs import list_jobs
+from twin.jobs import JobCancelled, list_jobs
 from twin.pipeline import DEMO_PRETRAIN_STEPS, usable_base_model
 from twin.web.background import Reporter, start_in_thread
 from twin.web.deps import StateDep, WebState, render
@@ -66,6 +73,7 @@ def train_page(request: Request, state: StateDep) -> Response:
     runs = list_runs(settings)
     recent = list_jobs(settings=settings, kind="train", limit=1)
     demo = list_jobs(settings=settings, kind="demo-model", limit=1)
+    gemma = list_jobs(settings=settings, kind="gemma-model", limit=1)
     base_model = usable_base_model(settings)
     context: dict[str, Any] = {
         "base_model": base_model,
@@ -78,6 +86,10 @@ def train_page(request: Request, state: StateDep) -> Response:
         "stats": read_stats(settings.dataset_dir),
         "job": job_view(recent[0], state.live_progress) if recent else None,
         "demo_job": job_view(demo[0], state.live_progress) if demo else None,
+        "gemma_job": job_view(gemma[0], state.live_progress) if gemma else None,
+        "gemma_installed": gemma_installed(),
+        "gemma_terms": TERMS_NOTICE,
+        "gemma_size": PACKAGE_SIZE,
         "curve": json.dumps(loss_points(runs[0].run_dir) if runs else {}),
         "resumable": bool(runs) and runs[0].resumable,
     }
@@ -139,6 +151,42 @@ def build_demo_model_page(
     steps = optional_steps(pretrain_steps, name="Pre-training steps", upper=MAX_DEMO_PRETRAIN_STEPS)
     steps = DEMO_PRETRAIN_STEPS if steps is None else steps
     return job_redirect(lambda: start_demo_model(state, pretrain_steps=steps))
+
+
+@router.post("/train/gemma-model")
+def build_gemma_model_page(state: StateDep) -> Response:
+    """Build Gemma 3 270M, the small real base model, from its installed package."""
+    return job_redirect(lambda: start_gemma_model(state))
+
+
+@resumes("gemma-model")
+def _resume_gemma_model(state: WebState, params: dict[str, Any]) -> int:
+    return start_gemma_model(state)
+
+
+def start_gemma_model(state: WebState) -> int:
+    """Convert Gemma 3 270M in a thread of the server (cancellable: nothing half-built is
+    left); return the job id."""
+    settings = state.settings
+
+    def work(report: Reporter) -> dict[str, Any]:
+        def on_build(p: BuildProgress) -> None:
+            report(round(p.fraction * 1000), 1000, stage=p.stage)
+            if report.cancelled():
+                raise JobCancelled("The build was stopped; nothing half-built was kept.")
+
+        path = get_gemma(settings=settings, progress=on_build)
+        return {"path": path.name}
+
+    job = start_in_thread(
+        settings=settings,
+        kind="gemma-model",
+        work=work,
+        live=state.live_progress,
+        unit="‰",
+        resumable=True,
+    )
+    return job.id or 0
 
 
 @resumes("demo-model")
