@@ -46,3 +46,20 @@ def db(settings: Settings) -> Settings:
     """A migrated database in the test's data dir."""
     upgrade_database(settings)
     return settings
+
+
+@pytest.fixture(scope="session")
+def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A dir shared by all xdist workers of this session (and kept between local runs)."""
+    return tmp_path_factory.getbasetemp().parent
+
+
+@pytest.fixture(scope="session")
+def gemma(shared_dir: Path) -> Path:
+    """Gemma 3 270M built from its package once per test session, shared by xdist workers."""
+    from filelock import FileLock
+
+    from twin.basemodel.gemma import get_gemma
+
+    with FileLock(str(shared_dir / "gemma.lock")):
+        return get_gemma(checkpoint_dir=shared_dir / "gemma-3-270m")

@@ -202,11 +202,10 @@ def test_gemma3_export_matches_the_twin(tiny_base: Path, tmp_path: Path) -> None
     )
 
 
-def test_real_gemma_export_matches_the_twin(tmp_path: Path) -> None:
-    basemodel = pytest.importorskip(
-        "twin.basemodel", reason="the Gemma 3 270M base model (twin.basemodel) is not installed"
-    )
-    base = Path(basemodel.get_gemma())
+@pytest.mark.xdist_group("gemma")
+@pytest.mark.timeout(1800)
+def test_real_gemma_export_matches_the_twin(gemma: Path, tmp_path: Path) -> None:
+    base = gemma
     run_dir = finished_run(tmp_path / "data" / "runs", "20240103-000000", base)
     hf_dir = export_run(settings=Settings(data_dir=tmp_path / "data"), run=run_dir.name, fmt="hf")
     hf_model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)

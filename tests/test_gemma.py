@@ -58,18 +58,6 @@ CORPUS = [
 
 
 @pytest.fixture(scope="session")
-def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A dir shared by all xdist workers of this session (and kept between local runs)."""
-    return tmp_path_factory.getbasetemp().parent
-
-
-@pytest.fixture(scope="session")
-def gemma(shared_dir: Path) -> Path:
-    with FileLock(str(shared_dir / "gemma.lock")):
-        return get_gemma(checkpoint_dir=shared_dir / "gemma-3-270m")
-
-
-@pytest.fixture(scope="session")
 def gguf_dir(shared_dir: Path) -> Path:
     """The package's GGUF joined once, for transformers to read."""
     out = shared_dir / "gemma-gguf"

@@ -142,8 +142,8 @@ def job_view(
     harvest = (result or {}).get("harvest") or (
         result if job.kind == "harvest" and "dialogs_total" in (result or {}) else None
     )
-    for wait in (harvest or {}).get("flood_waits", []):
-        wait["wait_text"] = duration(wait["seconds"])
+    if harvest and harvest.get("flood_wait"):
+        harvest["flood_wait"]["wait_text"] = duration(harvest["flood_wait"]["seconds"])
     return {
         "id": job.id,
         "kind": job.kind,

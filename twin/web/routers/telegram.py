@@ -22,7 +22,7 @@ from twin.config import Settings
 from twin.db import get_engine
 from twin.errors import ConfigError, TelegramError
 from twin.jobs import list_jobs
-from twin.models import Dialog, HarvestState
+from twin.models import Dialog, HarvestState, RequestWait
 from twin.pipeline import UNREACHABLE, harvest_details, run_harvest, telegram_unreachable
 from twin.store import get_owner, now_unix
 from twin.telegram import login
@@ -66,17 +66,23 @@ def _factory(state: WebState, settings: Settings) -> Any:
 def _page(request: Request, state: WebState, key: str, **extra: Any) -> Response:
     with Session(get_engine(state.settings)) as db:
         owner = get_owner(db)
-        waiting = db.exec(
-            select(Dialog.name, HarvestState.retry_after_unix)
+        failing = db.exec(
+            select(Dialog.name, HarvestState.last_error, HarvestState.retry_after_unix)
             .join(HarvestState, col(HarvestState.dialog_id) == col(Dialog.id))
-            .where(col(HarvestState.retry_after_unix) > now_unix())
+            .where(col(HarvestState.last_error).is_not(None))
+        ).all()
+        waits = db.exec(
+            select(RequestWait).where(col(RequestWait.retry_after_unix) > now_unix())
         ).all()
     pending = state.telegram_logins.get(key, {})
     recent = list_jobs(settings=state.settings, kind="harvest", limit=1)
     context = {
         "connected": owner.session_encrypted is not None,
         "harvest_job": job_view(recent[0], state.live_progress, state.settings) if recent else None,
-        "flood_waits": [{"name": n, "retry_after_unix": r} for n, r in waiting],
+        "flood_waits": [
+            {"request": w.request, "retry_after_unix": w.retry_after_unix} for w in waits
+        ],
+        "failing_chats": [{"name": n, "error": e, "retry_after_unix": r} for n, e, r in failing],
         "owner_name": " ".join(p for p in (owner.first_name, owner.last_name) if p),
         "username": owner.username,
         "has_credentials": credentials_settings(state) is not None,
