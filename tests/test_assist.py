@@ -378,7 +378,7 @@ def test_the_command_switches_chats_and_stops_a_listener(
     assert "drafts on for Boris P1" in result.output
     assert "drafts off for Anna P0" in result.output
     listed = {line.split()[-2]: line.split()[0] for line in result.output.splitlines()[2:]}
-    assert listed == {"Anna": "off", "Boris": "on"}
+    assert listed == {"Anna": "off", "Boris": "on", "Deleted": "off"}
     with pytest.raises(TwinError, match="No chat with 'Nobody'"):
         runner.invoke(app, ["assist", "--on", "Nobody"], catch_exceptions=False)
     job_id = start_assist_job(settings=db)

@@ -138,7 +138,7 @@ def test_the_official_openai_client_talks_to_the_twin(api: TestClient, finished_
     openai = pytest.importorskip("openai")
     token = api.headers["Authorization"].removeprefix("Bearer ")
     client = openai.OpenAI(api_key=token, base_url=f"{api.base_url}/v1", http_client=api)
-    assert [m.id for m in client.models.list()] == [finished_run.name]
+    assert [m.id for m in client.models.list()] == ["twin", finished_run.name]
     reply = client.chat.completions.create(
         model="twin", messages=MESSAGES, temperature=0, max_tokens=16
     )  # type: ignore[arg-type]

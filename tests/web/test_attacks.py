@@ -279,7 +279,7 @@ def test_repeated_or_malformed_host_and_origin_are_refused(
     origins = [("origin", "http://evil.example"), ("origin", f"http://{own}")]
     assert owner.post("/settings/token", headers=origins).status_code == 400
     assert not (settings.data_dir / "api_token.sha256").exists()
-    assert owner.post("/settings/token", headers={"Origin": f"http://{own}"}).status_code == 200
+    assert owner.post("/settings/token", headers={"Origin": f"http://{own}"}).status_code == 303
 
 
 # 7. Files and logs ---------------------------------------------------------------------------

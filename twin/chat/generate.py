@@ -235,6 +235,10 @@ class Twin:
         self._lock = threading.Lock()
         model.set_kv_cache(batch_size=1, max_seq_length=self.context_length)
 
+    def prefill_tokens(self) -> int | None:
+        """The longest prompt the model takes in one pass (a sliding window), or None."""
+        return prefill_limit(self.model.config)
+
     def prompt_ids(
         self, *, context: Sequence[Turn] | str, me: str, peer: str, max_new_tokens: int
     ) -> torch.Tensor:
@@ -265,7 +269,7 @@ class Twin:
             return self.tokenizer.encode(prompt).to(torch.int64)
 
         budget = self.context_length - max_new_tokens
-        if (limit := prefill_limit(self.model.config)) is not None:
+        if (limit := self.prefill_tokens()) is not None:
             budget = min(budget, limit)
         # Fewer turns never make a longer prompt: binary search the fewest to drop.
         low, high = 0, max(count - 1, 0)

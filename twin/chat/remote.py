@@ -113,6 +113,10 @@ class RemoteTwin:
         self.client, self.model, self.tokenizer = client, model, tokenizer
         self.context_length, self.name = context_length, name
 
+    def prefill_tokens(self) -> int | None:
+        """The server handles long prompts itself: no single-pass limit here."""
+        return None
+
     def prompt_ids(
         self, *, context: Sequence[Turn] | str, me: str, peer: str, max_new_tokens: int
     ) -> torch.Tensor:

@@ -201,6 +201,8 @@ def write_hf(
     for name in TOKENIZER_FILES:
         if (base_model_dir / name).is_file():
             shutil.copyfile(base_model_dir / name, out_dir / name)
+    if tokenizer.use_bos and (out_dir / "tokenizer.json").is_file():
+        _add_bos_on_encode(out_dir / "tokenizer.json", bos_id)
     template = chat_template(me=me, peer=peer)
     (out_dir / CHAT_TEMPLATE_FILE).write_text(template, encoding="utf-8")
     tokenizer_config = json.loads((base_model_dir / "tokenizer_config.json").read_text("utf-8"))
@@ -208,6 +210,22 @@ def write_hf(
     tokenizer_config["chat_template"] = template
     _write_json(out_dir / "tokenizer_config.json", tokenizer_config)
     return out_dir
+
+
+def _add_bos_on_encode(path: Path, bos_id: int | None) -> None:
+    """Make ``tokenizer.json`` itself put BOS first, as litgpt does from the tokenizer config:
+    transformers' fast tokenizers follow the file's post-processor, not ``add_bos_token``."""
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import processors
+
+    hf_tokenizer = HFTokenizer.from_file(str(path))
+    if bos_id is None or hf_tokenizer.post_processor is not None:
+        return
+    bos = hf_tokenizer.id_to_token(bos_id)
+    hf_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, bos_id)]
+    )
+    hf_tokenizer.save(str(path))
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

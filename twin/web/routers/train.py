@@ -126,9 +126,12 @@ def optional_steps(value: str, *, name: str, upper: int) -> int | None:
 def start_training_page(
     state: StateDep, max_steps: Annotated[str, Form(max_length=10)] = ""
 ) -> Response:
-    """Start a run; ``max_steps`` (blank: the default of three epochs) caps its length."""
+    """Start a run through "Train my twin" (so a dataset measured for another model is
+    measured again first); ``max_steps`` (blank: the default of three epochs) caps its length."""
+    from twin.web.routers.dashboard import start_pipeline
+
     steps = optional_steps(max_steps, name="The number of steps", upper=1_000_000)
-    return _start_training(state.settings, resume=False, max_steps=steps)
+    return job_redirect(lambda: start_pipeline(state, max_steps=steps))
 
 
 @router.post("/train/resume")
@@ -138,8 +141,8 @@ def resume_training(state: StateDep) -> Response:
 
 @resumes("train")
 def _resume_run(state: WebState, params: dict[str, Any]) -> int:
-    return pipeline.start_training(state.settings, state.settings.base_model_path, resume=True,
-                          max_steps=None)  # fmt: skip
+    base = usable_base_model(state.settings) or state.settings.base_model_path
+    return pipeline.start_training(state.settings, base, resume=True, max_steps=None)
 
 
 @router.post("/train/demo-model")
