@@ -277,6 +277,7 @@ def test_stop_scanner_shows_exactly_the_text_before_the_first_tag(
         ("Men are here", "Men are here"),
         ("see you\nMe: and more", "see you"),
         ("line one\nline two\n", "line one\nline two"),
+        ("rrow sure\n### tomorrow sure ok", "rrow sure"),  # a header of the model's own making
     ],
 )
 def test_replies_never_show_prompt_scaffolding_or_another_turn(generated: str, shown: str) -> None:

@@ -170,6 +170,6 @@ def scaffold_markers(*, me: str, peer: str) -> list[str]:
         me: the owner's display name.
         peer: the other person's display name.
     """
-    headers = [line for line in _ALPACA_WITH_INPUT.splitlines() if line.startswith("### ")]
+    # "###" opens every section header; a model may also write a header of its own making.
     opening = _ALPACA_NO_INPUT.split(". ", 1)[0]  # "Below is an instruction that describes a task"
-    return [*headers, opening, render_instruction(me=me, peer=peer)]
+    return ["###", opening, render_instruction(me=me, peer=peer)]

@@ -126,12 +126,20 @@ def optional_steps(value: str, *, name: str, upper: int) -> int | None:
 def start_training_page(
     state: StateDep, max_steps: Annotated[str, Form(max_length=10)] = ""
 ) -> Response:
-    """Start a run through "Train my twin" (so a dataset measured for another model is
-    measured again first); ``max_steps`` (blank: the default of three epochs) caps its length."""
+    """Start a run; ``max_steps`` (blank: the default of three epochs) caps its length. A
+    dataset measured for another model (or in characters) goes through "Train my twin",
+    which measures it again first."""
+    from twin.train.data import dataset_is_current
     from twin.web.routers.dashboard import start_pipeline
 
     steps = optional_steps(max_steps, name="The number of steps", upper=1_000_000)
-    return job_redirect(lambda: start_pipeline(state, max_steps=steps))
+    settings = state.settings
+    base = usable_base_model(settings)
+    if base is not None and not dataset_is_current(
+        dataset_dir=settings.dataset_dir, base_model_dir=base
+    ):
+        return job_redirect(lambda: start_pipeline(state, max_steps=steps))
+    return _start_training(settings, resume=False, max_steps=steps)
 
 
 @router.post("/train/resume")
