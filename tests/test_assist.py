@@ -385,3 +385,19 @@ def test_the_command_switches_chats_and_stops_a_listener(
     result = runner.invoke(app, ["assist", "--cancel"])
     assert f"asked listener job {job_id} to stop" in result.output
     assert jobs.cancel_requested(db, job_id)
+
+
+def test_a_secret_sent_on_its_own_never_reaches_the_prompt() -> None:
+    """The code follows the message asking for it: scrubbed as the dataset scrubs it."""
+    from twin.prepare.scrub import Scrubber, ScrubConfig
+    from twin.prepare.sessions import ChatMessage
+    from twin.telegram.assist_rules import context_turns
+
+    messages = [
+        ChatMessage(tg_id=1, sent_unix=1000, out=False, text="скинь код из смс"),
+        ChatMessage(tg_id=2, sent_unix=1010, out=True, text="739201"),
+        ChatMessage(tg_id=3, sent_unix=1020, out=False, text="спасибо"),
+    ]
+    turns = context_turns(messages, me="Me", peer="Anna", scrubber=Scrubber(ScrubConfig()))
+    text = "\n".join(turn.text for turn in turns)
+    assert "739201" not in text and "<CODE>" in text

@@ -11,8 +11,9 @@ from typing import Any
 
 from telethon.tl import types
 
+from twin.prepare.dataset import scrub_session
 from twin.prepare.format import Turn
-from twin.prepare.scrub import PLACEHOLDER_TYPES, Scrubber
+from twin.prepare.scrub import PLACEHOLDER_TYPES, Scrubber, ScrubReport
 from twin.prepare.sessions import ChatMessage, iter_sessions, merge_consecutive
 from twin.telegram.client import format_wait
 
@@ -105,5 +106,7 @@ def context_turns(
     sessions = list(iter_sessions(list(messages), gap_seconds=SESSION_GAP_SECONDS))
     if not sessions:
         return []
-    scrubbed = [m._replace(text=scrubber.scrub(m.text).text) if m.text else m for m in sessions[-1]]
+    # As the dataset does: each message read after the two before it, so a secret sent on
+    # its own right after the message asking for it is caught too.
+    scrubbed = scrub_session(list(sessions[-1]), scrubber, ScrubReport(), "assist")
     return list(merge_consecutive(scrubbed, me=me, peer=peer))
