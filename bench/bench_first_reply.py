@@ -7,7 +7,10 @@ it); this process is the browser, over HTTP. The pipeline's own stage timings co
 Figures depend on the machine and its load; the last column gives each stage's share of the
 total, which moves less between machines.
 
-    python bench/bench_first_reply.py [--max-steps 30]
+    python bench/bench_first_reply.py [--max-steps 30] [--base CHECKPOINT_DIR]
+
+With ``--base`` (e.g. an already converted Gemma 3 270M) the app trains on that model
+(``TWIN_BASE_MODEL_DIR``) instead of building the demo one; the conversion is not timed here.
 """
 
 from __future__ import annotations
@@ -112,7 +115,10 @@ def run(max_steps: int) -> list[tuple[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-steps", type=int, default=30, help="training steps (default 30)")
+    parser.add_argument("--base", type=Path, help="base model checkpoint dir (default: demo)")
     args = parser.parse_args()
+    if args.base:
+        os.environ["TWIN_BASE_MODEL_DIR"] = str(args.base.resolve())  # the server inherits it
     stages = run(args.max_steps)
     total = sum(seconds for _, seconds in stages)
     width = max(len(name) for name, _ in stages)
