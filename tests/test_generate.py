@@ -318,3 +318,18 @@ def test_twin_chat_streams_a_reply_in_the_terminal(settings: Settings, base_dir:
     assert "Anna> " in result.output
     assert result.output.count("Me: ") == 2  # a reply to each message
     assert "(new conversation)" in result.output
+
+
+def test_the_prompt_pass_computes_logits_at_its_last_position_only(base_twin: Twin) -> None:
+    # With a large vocabulary the head is most of a position's work: the logits of the prompt's
+    # other positions are never used, so the first piece must not wait for them.
+    head_positions: list[int] = []
+    hook = base_twin.model.lm_head.register_forward_hook(
+        lambda _module, args, _out: head_positions.append(args[0].size(1))
+    )
+    try:
+        reply = "".join(_greedy(base_twin, max_new_tokens=24))
+    finally:
+        hook.remove()
+    assert reply == MY_REPLY  # the same reply as litgpt's full-logits loop gives
+    assert head_positions and set(head_positions) == {1}

@@ -24,6 +24,7 @@ from litgpt.model import GPT
 from litgpt.tokenizer import Tokenizer
 
 from twin.basemodel.checkpoint import missing_files
+from twin.chat.prefill import last_position_logits
 from twin.config import Settings
 from twin.errors import ChatError
 from twin.prepare.format import (
@@ -397,7 +398,10 @@ class Twin:
         for step in range(max_new_tokens):
             # Positions < prompt_length + step are all written during this reply, so what an
             # earlier reply left in the cache beyond them is never read.
-            logits = self.model(tokens, input_pos, input_pos_maxp1=prompt_length + step)
+            if step == 0:
+                logits = last_position_logits(self.model, tokens, input_pos, prompt_length)
+            else:
+                logits = self.model(tokens, input_pos, input_pos_maxp1=prompt_length + step)
             token_id = sample_token(
                 logits[0, -1, :vocab_size],
                 temperature=temperature,
