@@ -33,6 +33,7 @@ from litgpt.lora import GPT as LoraGPT
 from litgpt.lora import Config as LoraConfig
 from litgpt.lora import lora_filter
 
+import twin.chat.generate as generate_module
 from twin.chat.generate import Twin, load_twin
 from twin.prepare.format import Turn, render_context, render_instruction, render_prompt
 from twin.train.record import LoraSettings, RunRecord, adapter_path, load_run, save_run
@@ -144,6 +145,19 @@ def twin_pieces(twin: Twin, turns: list[Turn], max_new_tokens: int) -> Iterator[
     )
 
 
+def full_head_pieces(twin: Twin, turns: list[Turn], max_new_tokens: int) -> Iterator[str]:
+    """twin's reply with the LM head over every prompt position, as before the prefill kept only
+    the last one: the cost of the thrown-away logits, measured in the same run."""
+    kept = generate_module.last_position_logits
+    generate_module.last_position_logits = lambda model, tokens, input_pos, length: model(
+        tokens, input_pos, input_pos_maxp1=length
+    )
+    try:
+        yield from twin_pieces(twin, turns, max_new_tokens)
+    finally:
+        generate_module.last_position_logits = kept
+
+
 def bench_size(name: str, size: tuple[int, int, int], *, runs: int, max_new_tokens: int) -> None:
     turns = conversation(12)
     with tempfile.TemporaryDirectory() as tmp:
@@ -201,9 +215,15 @@ def bench_base(base: Path, *, runs: int, max_new_tokens: int) -> None:
         Turn(speaker="Me", text="привет! да, думаю к восьми", mine=True),
         Turn(speaker="Anna", text="Отлично. Can you bring some wine? 🍷", mine=False),
     ]
+    # twin's reply ends at its turn boundary; litgpt's loop gets the same number of tokens
+    # (greedy: the same tokens), so the prompt's pass weighs alike in both rates.
+    reply_tokens = forward_calls(twin, partial(twin_pieces, twin, turns, max_new_tokens))
     contenders: dict[str, Callable[[], Iterator[str]]] = {
-        "litgpt generate_fn": partial(litgpt_pieces, twin, turns, max_new_tokens),
+        "litgpt generate_fn": partial(litgpt_pieces, twin, turns, reply_tokens),
         "twin stream_reply": partial(twin_pieces, twin, turns, max_new_tokens),
+        "twin, head at every prompt position": partial(
+            full_head_pieces, twin, turns, max_new_tokens
+        ),
     }
     results: dict[str, list[tuple[float, float, float, int]]] = {k: [] for k in contenders}
     for run in range(runs + 1):  # the first round warms up
@@ -224,7 +244,7 @@ def bench_base(base: Path, *, runs: int, max_new_tokens: int) -> None:
         f"{torch.get_num_threads()} thread(s), best of {runs}"
     )
     columns = ("tokens", "tokens/s wall", "tokens/s CPU", "first piece ms", "vs litgpt (CPU)")
-    print(f"  {'':20}" + "".join(f"{c:>17}" for c in columns))
+    print(f"  {'':36}" + "".join(f"{c:>17}" for c in columns))
     rates = {
         label: max(count / cpu for _, _, cpu, count in rows) for label, rows in results.items()
     }
@@ -238,7 +258,7 @@ def bench_base(base: Path, *, runs: int, max_new_tokens: int) -> None:
             f"{first * 1000:.0f}",
             f"{rates[label] / rates['litgpt generate_fn']:.2f}×",
         )
-        print(f"  {label:20}" + "".join(f"{f:>17}" for f in figures))
+        print(f"  {label:36}" + "".join(f"{f:>17}" for f in figures))
 
 
 def main() -> None:
