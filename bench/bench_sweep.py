@@ -12,8 +12,9 @@ ratios inside, then smallest style distance.
     python bench/bench_sweep.py [--base CHECKPOINT_DIR] [--data DATASET_DIR] \\
         [--epochs 1 3] [--lr 3e-4 1e-3] [--rank 8 16] [--replies 64]
 
-Without ``--data`` the bundled sample export (a realistic Russian/English account) is imported
-into a scratch data dir and prepared with the base model's tokenizer. Without ``--base`` a
+Without ``--data`` the bundled sample export (a realistic Russian/English account), or with
+``--persona N`` a persona export of N conversations (`make_persona_export.py`: 14 contacts,
+ru/en), is imported into a scratch data dir and prepared with the base model's tokenizer. Without ``--base`` a
 tiny demo model (2 × 64, 50 pre-training steps) is built from that export first: a quick run
 of the method, not a choice of defaults.
 """
@@ -32,6 +33,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from make_persona_export import build_persona_export  # noqa: E402
 
 from twin.config import Settings  # noqa: E402
 from twin.db import upgrade_database  # noqa: E402
@@ -45,17 +49,20 @@ from twin.train.trainer import TrainingConfig, runs_dir, train  # noqa: E402
 SAMPLE_EXPORT = ROOT / "samples" / "sample_export" / "result.json"
 
 
-def sample_dataset(work: Path, *, base: Path, max_seq_length: int) -> Path:
-    """Import the bundled sample export and prepare a dataset from it in ``work``.
+def sample_dataset(
+    work: Path, *, base: Path, max_seq_length: int, export: Path = SAMPLE_EXPORT
+) -> Path:
+    """Import an export (the bundled sample by default) and prepare a dataset from it in ``work``.
 
     Args:
         work: a scratch directory.
         base: the base model, whose tokenizer measures lengths.
         max_seq_length: token budget per sample.
+        export: a Telegram Desktop ``result.json``.
     """
     settings = Settings(data_dir=work / "import")
     upgrade_database(settings)
-    import_export(settings=settings, path=SAMPLE_EXPORT)
+    import_export(settings=settings, path=export)
     out_dir = work / "dataset"
     prepare_dataset(
         settings=settings,
@@ -155,10 +162,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", type=Path, help="litgpt checkpoint dir (default: demo model)")
     parser.add_argument("--data", type=Path, help="dataset dir (default: the sample export)")
+    parser.add_argument(
+        "--persona",
+        type=int,
+        metavar="SESSIONS",
+        help="instead of the sample export, a persona export of this many conversations "
+        "(bench/make_persona_export.py)",
+    )
     parser.add_argument("--epochs", type=int, nargs="+", default=[1, 3])
     parser.add_argument("--lr", type=float, nargs="+", default=[3e-4, 1e-3])
     parser.add_argument("--rank", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--max-steps", type=int, help="cap on steps per run (quick trials)")
+    parser.add_argument("--global-batch-size", type=int, default=16)
+    parser.add_argument("--warmup-steps", type=int, default=10)
     parser.add_argument("--max-seq-length", type=int, default=512)
     parser.add_argument("--replies", type=int, default=64, help="held-out replies per run")
     parser.add_argument("--max-new-tokens", type=int, default=64)
@@ -179,10 +195,15 @@ def main() -> None:
                 pretrain_steps=50,
             )
         )
+        export = SAMPLE_EXPORT
+        if args.persona:
+            export = work / "persona.json"
+            persona = build_persona_export(sessions=args.persona, seed=args.seed)
+            export.write_text(json.dumps(persona, ensure_ascii=False), encoding="utf-8")
         data = (
             args.data.resolve()
             if args.data
-            else sample_dataset(work, base=base, max_seq_length=args.max_seq_length)
+            else sample_dataset(work, base=base, max_seq_length=args.max_seq_length, export=export)
         )
         held_out = len(json.loads((data / "val.json").read_text(encoding="utf-8")))
         print(f"dataset {data}: {held_out} held-out samples; base {base}", file=sys.stderr)
@@ -195,6 +216,8 @@ def main() -> None:
                 learning_rate=lr,
                 epochs=epochs,
                 max_steps=args.max_steps,
+                global_batch_size=args.global_batch_size,
+                warmup_steps=args.warmup_steps,
                 max_seq_length=args.max_seq_length,
                 seed=args.seed,
             )
