@@ -14,9 +14,9 @@ ratios inside, then smallest style distance.
 
 Without ``--data`` the bundled sample export (a realistic Russian/English account), or with
 ``--persona N`` a persona export of N conversations (`make_persona_export.py`: 14 contacts,
-ru/en), is imported into a scratch data dir and prepared with the base model's tokenizer. Without ``--base`` a
-tiny demo model (2 × 64, 50 pre-training steps) is built from that export first: a quick run
-of the method, not a choice of defaults.
+ru/en), is imported into a scratch data dir and prepared with the base model's tokenizer.
+Without ``--base`` a tiny demo model (2 × 64, 50 pre-training steps) is built from that
+export first: a quick run of the method, not a choice of defaults.
 """
 
 from __future__ import annotations
