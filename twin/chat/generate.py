@@ -29,12 +29,13 @@ from twin.errors import ChatError
 from twin.prepare.format import (
     TURN_SEPARATOR,
     Turn,
+    clean_reply,
     render_context,
     render_instruction,
     render_prompt,
-    scaffold_markers,
-    stop_sequences,
+    reply_stops,
     tag_turn,
+    without_broken_chars,
 )
 from twin.train.record import RUN_RECORD, adapter_path, load_run
 from twin.train.trainer import record_status, runs_dir
@@ -190,17 +191,6 @@ def _incremental_decoder(tokenizer: Tokenizer) -> Callable[[int], str | None]:
     return step
 
 
-def reply_stops(*, me: str, peer: str) -> list[str]:
-    """Where my reply ends: the next speaker's tag, or any prompt scaffolding (section headers,
-    the instruction line), which a reply never shows.
-
-    Args:
-        me: my display name.
-        peer: the other person's display name.
-    """
-    return [*stop_sequences(me=me, peer=peer), *scaffold_markers(me=me, peer=peer)]
-
-
 def prefill_limit(config: BaseConfig) -> int | None:
     """The longest prompt the model can take in one pass with its KV cache, if limited.
 
@@ -336,6 +326,7 @@ class Twin:
             prompt,
             stops=reply_stops(me=me, peer=peer),
             own_tag=tag_turn(Turn(speaker=me, text="", mine=True)),
+            finish=lambda rest: clean_reply(rest, me=me, peer=peer),
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             top_k=top_k,
@@ -349,6 +340,7 @@ class Twin:
         *,
         stops: list[str],
         own_tag: str,
+        finish: Callable[[str], str],
         max_new_tokens: int,
         temperature: float,
         top_k: int | None,
@@ -366,12 +358,13 @@ class Twin:
                 top_p=top_p,
                 generator=generator,
             ):
-                piece = decode(token_id)
+                piece = without_broken_chars(decode(token_id) or "")
                 if piece and (shown := scanner.feed(piece)):
                     yield shown
                 if scanner.stopped:
                     return
-            if rest := scanner.flush():
+            # What was held back may be a tag the length limit cut after its colon.
+            if rest := finish(scanner.flush()):
                 yield rest
 
     # The decorator (not a `with` block) so that inference mode is on only while the model
