@@ -158,10 +158,12 @@ class GuardMiddleware:
         if not security.is_allowed_host(
             host, allowed=self.settings.allowed_hosts, port=self.settings.port
         ):
+            # Said to a browser: no setting to change, only where twin does answer.
             return _plain(
                 400,
-                "This address is not one twin answers to. Open it via http://127.0.0.1 "
-                "(or add the name to TWIN_ALLOWED_HOSTS).",
+                "This address is not one twin answers to. Open "
+                f"http://127.0.0.1:{self.settings.port}/ on the machine twin runs on "
+                "(another name works only once it is allowed where twin is started).",
             )
         if scope["method"] not in security.SAFE_METHODS and not security.is_same_origin(
             headers.get("origin"),

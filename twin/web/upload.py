@@ -41,9 +41,13 @@ def uploads_dir(settings: Settings) -> Path:
 
 
 def upload_too_large(limit: int) -> UploadTooLarge:
+    """The refusal a browser shows: the limit, and two ways in that need no setting changed."""
+    megabytes = f"{limit / 1024**2:.0f} MB"
     return UploadTooLarge(
-        f"The file is larger than the upload limit of {limit / 1024**2:.0f} MB.",
-        hint="Raise TWIN_MAX_UPLOAD_BYTES, or run `twin import PATH` on this machine instead.",
+        f"The file is larger than the upload limit of {megabytes}.",
+        hint="Import it on the machine twin runs on with `twin import result.json` in a "
+        "terminal (no size limit there), or export fewer chats at a time in Telegram Desktop "
+        f"and upload each export (up to {megabytes}): the imports add up.",
     )
 
 
