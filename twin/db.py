@@ -23,7 +23,13 @@ from sqlmodel import Session, create_engine
 from twin.config import Settings, get_settings
 from twin.errors import StoreError
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# A wheel carries migrations/ inside the package (setup.py); a checkout has it at the top.
+_PACKAGED_MIGRATIONS = Path(__file__).resolve().parent / "db_migrations"
+MIGRATIONS_DIR = (
+    _PACKAGED_MIGRATIONS
+    if _PACKAGED_MIGRATIONS.is_dir()
+    else Path(__file__).resolve().parent.parent / "migrations"
+)
 BUSY_TIMEOUT_MS = 30_000
 
 

@@ -17,7 +17,6 @@ from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -29,7 +28,6 @@ from twin.jobs import reap_dead_jobs
 from twin.web import auth, security
 from twin.web.deps import (
     PRINCIPAL_SCOPE_KEY,
-    WEB_DIR,
     LoginRequired,
     WebState,
     authenticate,
@@ -55,6 +53,7 @@ from twin.web.routers import (
 )
 from twin.web.routers import settings as settings_page
 from twin.web.routers.openai_api import OpenAIError, openai_error_response
+from twin.web.templating import make_templates, web_dir
 from twin.web.upload import UploadTooLarge, remove_stale_uploads, upload_too_large
 
 SECURITY_HEADERS = {
@@ -276,7 +275,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="twin", docs_url=None, redoc_url=None, openapi_url=None, lifespan=assist.lifespan
     )
-    templates = Jinja2Templates(directory=WEB_DIR / "templates")
+    templates = make_templates(settings)
     templates.env.filters["placeholders"] = dataset.highlight_placeholders
     templates.env.globals["run_exports"] = export.run_exports
     app.state.twin = WebState(settings=settings, templates=templates)
@@ -286,7 +285,7 @@ def create_app(settings: Settings) -> FastAPI:
     reap_dead_jobs(settings=settings)
     remove_stale_uploads(settings)
 
-    app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+    app.mount("/static", StaticFiles(directory=web_dir(settings) / "static"), name="static")
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
