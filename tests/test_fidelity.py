@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 from twin.cli.chat import register
 from twin.config import Settings
 from twin.errors import ChatError
+from twin.evaluate.game import GameScore, save_score
 from twin.train.fidelity import FidelityReport, HumanFigure, evaluate_run, format_report
 from twin.train.record import LoraSettings, load_run
 from twin.train.trainer import TrainingConfig, runs_dir, train
-from twin.web.routers.game import GameScore, save_score
 
 CONFIG = TrainingConfig(
     lora=LoraSettings(r=8, alpha=16, dropout=0.0, query=True, value=True, mlp=True, head=True),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from twin.config import Settings
+from twin.jobs import ACTIVE_STATES, get_job
+from twin.models import JobState
 from twin.web import create_app
 
 PASSWORD = "correct horse battery"
@@ -60,6 +63,15 @@ def log_in(client: httpx.Client) -> None:
     match = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/").text)
     assert match
     client.headers["X-CSRF-Token"] = match.group(1)
+
+
+def wait_for_job(settings: Settings, job_id: int, timeout: float = 120) -> JobState:
+    """The job's final state, once it has one."""
+    deadline = time.monotonic() + timeout
+    while (state := get_job(settings=settings, job_id=job_id).state) in ACTIVE_STATES:
+        assert time.monotonic() < deadline, f"job {job_id} still {state.value}"
+        time.sleep(0.05)
+    return state
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from twin.web.app import quiet_access_log
 from twin.web.deps import issue_api_token
 from twin.web.server import HeaderTimeoutProtocol, server_config
 
-from .conftest import PASSWORD, form_token, log_in, set_password
+from .conftest import PASSWORD, form_token, log_in, set_password, wait_for_job
 from .test_security import _db_counts, _leftovers
 
 
@@ -105,17 +105,6 @@ def test_the_nesting_guard_refuses_the_original_bomb_at_its_first_chunk() -> Non
     assert guard.depth == 0
 
 
-def _wait_for_job(settings: Settings, job_id: int) -> JobState:
-    deadline = time.monotonic() + 60
-    while (state := get_job(settings=settings, job_id=job_id).state) in (
-        JobState.queued,
-        JobState.running,
-    ):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    return state
-
-
 def test_deep_nesting_past_the_sniffed_head_fails_the_job_and_removes_the_upload(
     owner: TestClient, settings: Settings
 ) -> None:
@@ -128,7 +117,7 @@ def test_deep_nesting_past_the_sniffed_head_fails_the_job_and_removes_the_upload
     started = owner.post("/import", content=body)
     assert started.status_code == 201, started.text
     job_id = int(started.json()["url"].rsplit("/", 1)[1])
-    assert _wait_for_job(settings, job_id) == JobState.failed
+    assert wait_for_job(settings, job_id) == JobState.failed
     job = get_job(settings=settings, job_id=job_id)
     assert "more than 100 levels deep" in (job.error or "")
     assert not json.loads(job.result_json or "{}").get("resumable")

@@ -130,12 +130,11 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Picks and seeds the held-out replies.")] = 0,
 ) -> None:
     """Fidelity report: perplexity, style figures and a discriminator test, twin vs base."""
-    from twin.train.fidelity import HumanFigure, evaluate_run, format_report
-    from twin.web.routers.game import load_score
+    from twin.evaluate.game import human_figure
+    from twin.train.fidelity import evaluate_run, format_report
 
     settings = get_settings()
     run_dir = resolve_run_dir(settings=settings, run=run)
-    score = load_score(run_dir)
     typer.echo(f"scoring {run_dir.name} against its base model …", err=True)
     report = evaluate_run(
         settings=settings,
@@ -145,7 +144,7 @@ def evaluate(
         replies=replies,
         max_new_tokens=max_new_tokens,
         seed=seed,
-        human=HumanFigure(rounds=score.rounds, fooled=score.fooled) if score.rounds else None,
+        human=human_figure(run_dir),
     )
     typer.echo(format_report(report))
     typer.echo(f"\nsaved in {run_dir / 'run.json'}", err=True)

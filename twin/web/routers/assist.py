@@ -27,7 +27,7 @@ from twin.store import get_owner
 from twin.telegram.assist import JOB_KIND, AssistOptions, check_ready, set_assist
 from twin.telegram.assist_job import job_to_resume, run_assist_job, start_assist_job
 from twin.web.deps import DbDep, DbId, StateDep, WebState, render
-from twin.web.routers.chat import load_run_twin, newest_run
+from twin.web.model import load_run_twin, newest_run
 
 log = logging.getLogger(__name__)
 router = APIRouter()

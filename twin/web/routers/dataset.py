@@ -7,7 +7,7 @@ import re
 from functools import cache
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ijson
 from fastapi import APIRouter, Request
@@ -16,14 +16,11 @@ from markupsafe import Markup, escape
 from sqlalchemy import func
 from sqlmodel import select
 
-if TYPE_CHECKING:
-    from twin.prepare.dataset import PrepareStats
 from twin.jobs import list_jobs
 from twin.models import Dialog
-from twin.pipeline import build_dataset, usable_base_model
-from twin.web.background import Report, start_in_thread
+from twin.web import tasks
 from twin.web.deps import DbDep, StateDep, render
-from twin.web.routers.jobs import job_redirect, job_view
+from twin.web.jobview import job_redirect, job_view
 
 router = APIRouter()
 
@@ -112,19 +109,4 @@ def dataset_page(request: Request, db: DbDep, state: StateDep) -> Response:
 
 @router.post("/dataset")
 def build_dataset_page(state: StateDep) -> Response:
-    settings = state.settings
-
-    def work(report: Report) -> PrepareStats:
-        # Measured in the tokens of the model it will train (characters before there is one).
-        return build_dataset(
-            settings=settings, tokenizer_dir=usable_base_model(settings), report=report
-        )
-
-    return job_redirect(
-        lambda: (
-            start_in_thread(
-                settings=settings, kind="prepare", work=work, live=state.live_progress, unit="chats"
-            ).id
-            or 0
-        )
-    )
+    return job_redirect(lambda: tasks.start_prepare(state))

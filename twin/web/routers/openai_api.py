@@ -33,7 +33,7 @@ from twin.errors import ChatError
 from twin.prepare.format import Turn, clean_name
 from twin.web.conversations import DEFAULT_PEER
 from twin.web.deps import SettingsDep, StateDep, WebState
-from twin.web.routers.chat import load_run_twin, my_name
+from twin.web.model import load_run_twin, my_name
 from twin.web.streaming import event_stream, iterate_in_thread, sse
 
 router = APIRouter(prefix="/v1")
