@@ -328,11 +328,14 @@ def test_broken_characters_never_show(base_twin: Twin, monkeypatch: pytest.Monke
     lead_byte = tokenizer.processor.token_to_id("Ñ")  # byte 0xD1 in byte-level BPE
     assert tokenizer.decode(torch.tensor([lead_byte])) == "\ufffd"
     ids = [*tokenizer.encode("ok").tolist(), lead_byte, *tokenizer.encode(" fine").tolist()]
-    assert _scripted_reply(base_twin, [*ids, lead_byte], monkeypatch) == "ok fine"
+    stray = tokenizer.encode("\x03").tolist()  # a control character: drawn as an empty box
+    assert _scripted_reply(base_twin, [*ids, *stray, lead_byte], monkeypatch) == "ok fine"
 
 
 @given(
-    words=st.lists(st.sampled_from(["a", " ", "\n", ":", "Anna", "Olga Owner", "\ufffd", "#"])),
+    words=st.lists(
+        st.sampled_from(["a", " ", "\n", ":", "Anna", "Olga Owner", "\ufffd", "\x03", "#"])
+    ),
     cuts=st.lists(st.integers(min_value=0, max_value=40), max_size=8),
 )
 def test_streamed_replies_equal_clean_reply(words: list[str], cuts: list[int]) -> None:

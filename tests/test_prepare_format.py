@@ -35,6 +35,7 @@ def test_tags_are_one_line_names_and_stop_sequences_match_them() -> None:
         ("hiOlga Owner: how are you", "hi"),
         ("hiOlga Owner:", "hi"),
         ("fine\ufffd\ufffd", "fine"),
+        ("ok\x03\x12 then\x0b", "ok then"),  # stray bytes of a small model
         ("Olga Owner: sure\n### Input:", "sure"),
         ("Anna is late", "Anna is late"),
     ],

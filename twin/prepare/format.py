@@ -17,6 +17,7 @@ Example (``render_context``)::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from pydantic import BaseModel
@@ -178,6 +179,9 @@ def scaffold_markers(*, me: str, peer: str) -> list[str]:
 BROKEN_CHAR = "\ufffd"
 """What a decoder writes for bytes that are not a whole UTF-8 character (a letter or emoji cut
 between tokens, or bytes a small model strung together that spell nothing)."""
+# ... and the control characters such bytes also decode to (a small model's byte tokens), which
+# a browser draws as empty boxes; line breaks and tabs stay.
+_BROKEN_RE = re.compile(f"[{BROKEN_CHAR}\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def reply_stops(*, me: str, peer: str) -> list[str]:
@@ -195,8 +199,13 @@ def reply_stops(*, me: str, peer: str) -> list[str]:
 
 
 def without_broken_chars(text: str) -> str:
-    """``text`` without `BROKEN_CHAR`: a reply never shows half a character."""
-    return text.replace(BROKEN_CHAR, "")
+    """``text`` without `BROKEN_CHAR` and control characters: a reply never shows half a
+    character or a stray byte.
+
+    >>> without_broken_chars("ok\\ufffd\\x03 fine\\n")
+    'ok fine\\n'
+    """
+    return _BROKEN_RE.sub("", text)
 
 
 def clean_reply(text: str, *, me: str, peer: str) -> str:
