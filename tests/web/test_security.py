@@ -341,6 +341,7 @@ def _leftovers(settings: Settings) -> list[str]:
 def test_oversized_upload_is_refused_and_nothing_is_kept(
     owner: TestClient, settings: Settings
 ) -> None:
+    assert "(up to 4 GB)" in owner.get("/import").text  # the default limit, readable
     owner.app.state.twin.settings.max_upload_bytes = 1000  # type: ignore[attr-defined]
     before = _db_counts(settings)
     body = json.dumps({"about": "x" * 5000}).encode()
@@ -355,7 +356,7 @@ def test_oversized_upload_is_refused_and_nothing_is_kept(
     assert streamed.status_code == 413
     refusal = streamed.json()
     # The limit and what a person can do about it, never a setting to change.
-    assert "upload limit" in refusal["detail"] and "twin import" in refusal["hint"]
+    assert "upload limit of 1000 bytes" in refusal["detail"] and "twin import" in refusal["hint"]
     assert "TWIN_" not in refusal["detail"] + refusal["hint"]
     assert _db_counts(settings) == before
     assert _leftovers(settings) == []
