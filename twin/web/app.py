@@ -36,6 +36,7 @@ from twin.web.deps import (
     require_owner,
     verify_csrf,
 )
+from twin.web.preview import highlight_placeholders
 from twin.web.routers import (
     assist,
     chat,
@@ -54,7 +55,7 @@ from twin.web.routers import (
 from twin.web.routers import settings as settings_page
 from twin.web.routers.openai_api import OpenAIError, openai_error_response
 from twin.web.templating import make_templates, web_dir
-from twin.web.upload import UploadTooLarge, remove_stale_uploads, upload_too_large
+from twin.web.upload import UploadTooLarge, remove_stale_uploads, size_text, upload_too_large
 
 SECURITY_HEADERS = {
     # No inline scripts or styles: the few scripts live in /static.
@@ -200,7 +201,7 @@ class GuardMiddleware:
             if upload:
                 return upload_too_large(limit)
             return StarletteHTTPException(
-                413, f"The request is larger than twin accepts ({limit / 1024**2:g} MB at most)."
+                413, f"The request is larger than twin accepts ({size_text(limit)} at most)."
             )
 
         length = request.headers.get("content-length", "")
@@ -276,7 +277,7 @@ def create_app(settings: Settings) -> FastAPI:
         title="twin", docs_url=None, redoc_url=None, openapi_url=None, lifespan=assist.lifespan
     )
     templates = make_templates(settings)
-    templates.env.filters["placeholders"] = dataset.highlight_placeholders
+    templates.env.filters["placeholders"] = highlight_placeholders
     templates.env.globals["run_exports"] = export.run_exports
     app.state.twin = WebState(settings=settings, templates=templates)
     app.add_middleware(GuardMiddleware, settings=settings)

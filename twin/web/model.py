@@ -1,23 +1,31 @@
 """The model the web app answers with: the newest finished run's, loaded once and kept.
 
 The chat, the API, the game and the reply drafts all ask here, so one copy of the weights
-serves them all; it is reloaded when a newer run finishes (one model at a time).
+serves them all; it is reloaded when a newer run finishes (one model at a time). The API's
+requests speak to it as the person named on the Settings page (`api_peer_name`).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from twin.config import Settings
 from twin.errors import ChatError
+from twin.prepare.format import clean_name
 from twin.store import get_owner
+from twin.web.conversations import DEFAULT_PEER
 from twin.web.deps import DbDep, StateDep, WebState
 
 if TYPE_CHECKING:
     from twin.chat.generate import Twin
 
 _load_lock = threading.Lock()
+API_SETTINGS_FILE = "api_settings.json"
 
 
 def newest_run(state: WebState) -> Path | None:
@@ -64,3 +72,31 @@ def my_name(db: DbDep) -> str:
     """The owner's display name, as the dataset tags my turns."""
     owner = get_owner(db)
     return " ".join(part for part in (owner.first_name, owner.last_name) if part) or "Me"
+
+
+def api_peer_name(settings: Settings) -> str:
+    """The default name of the other person for API requests (set on the Settings page).
+
+    Args:
+        settings: whose data dir.
+    """
+    try:
+        data = json.loads((settings.data_dir / API_SETTINGS_FILE).read_text(encoding="utf-8"))
+        return clean_name(str(data.get("peer") or DEFAULT_PEER))
+    except (OSError, ValueError):
+        return DEFAULT_PEER
+
+
+def save_api_peer_name(settings: Settings, peer: str) -> None:
+    """Store the default name of the other person for API requests (atomically).
+
+    Args:
+        settings: whose data dir.
+        peer: the name.
+    """
+    path = settings.ensure_data_dir() / API_SETTINGS_FILE
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({"peer": clean_name(peer)}, f)
+    tmp.replace(path)

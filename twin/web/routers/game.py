@@ -37,7 +37,7 @@ def _player(principal: OwnerDep) -> str:
 def _stats_of(record: Any) -> dict[str, Any] | None:
     """The sample counts of the dataset the run trained on (None once it was rebuilt)."""
     from twin.train.data import dataset_sha256
-    from twin.web.routers.dataset import read_stats
+    from twin.web.preview import read_stats
 
     if dataset_sha256(record.dataset_dir) != record.dataset_sha256:
         return None

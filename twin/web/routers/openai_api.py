@@ -16,8 +16,6 @@ set on the Settings page (``Friend`` until changed). ``top_k`` is accepted as an
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -31,16 +29,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from twin.config import Settings
 from twin.errors import ChatError
 from twin.prepare.format import Turn, clean_name
-from twin.web.conversations import DEFAULT_PEER
 from twin.web.deps import SettingsDep, StateDep, WebState
-from twin.web.model import load_run_twin, my_name
+from twin.web.model import api_peer_name, load_run_twin, my_name
 from twin.web.streaming import event_stream, iterate_in_thread, sse
 
 router = APIRouter(prefix="/v1")
 
 DEFAULT_MODEL = "twin"
 """Names the newest finished run."""
-API_SETTINGS_FILE = "api_settings.json"
 
 
 class ContentPart(BaseModel):
@@ -122,34 +118,6 @@ def openai_error_response(exc: OpenAIError, headers: dict[str, str] | None = Non
         "error": {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}
     }
     return JSONResponse(body, status_code=exc.status_code, headers=headers)
-
-
-def api_peer_name(settings: Settings) -> str:
-    """The default name of the other person for API requests (set on the Settings page).
-
-    Args:
-        settings: whose data dir.
-    """
-    try:
-        data = json.loads((settings.data_dir / API_SETTINGS_FILE).read_text(encoding="utf-8"))
-        return clean_name(str(data.get("peer") or DEFAULT_PEER))
-    except (OSError, ValueError):
-        return DEFAULT_PEER
-
-
-def save_api_peer_name(settings: Settings, peer: str) -> None:
-    """Store the default name of the other person for API requests (atomically).
-
-    Args:
-        settings: whose data dir.
-        peer: the name.
-    """
-    path = settings.ensure_data_dir() / API_SETTINGS_FILE
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"peer": clean_name(peer)}, f)
-    tmp.replace(path)
 
 
 def messages_to_turns(

@@ -21,7 +21,7 @@ from twin.web import tasks
 from twin.web.deps import StateDep, render
 from twin.web.forms import optional_steps
 from twin.web.jobview import job_redirect, job_view
-from twin.web.routers.dataset import read_stats
+from twin.web.preview import read_stats
 
 router = APIRouter()
 
