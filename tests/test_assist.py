@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from sqlmodel import func, select
 from telethon.tl import types
-from tgserver import build_world
+from tgserver import build_world, with_api_credentials
 from tgserver_updates import UpdatesServer
 
 from twin import jobs
 from twin.chat.generate import Twin, load_twin
-from twin.config import Settings, get_settings
+from twin.config import Settings
 from twin.db import session_scope
 from twin.errors import ChatError, TelegramError, TwinError
 from twin.models import Dialog, JobState, Message
@@ -57,10 +57,7 @@ def twin_model(tmp_path_factory: pytest.TempPathFactory) -> Twin:
 @pytest.fixture
 def db(db: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """The migrated database, with Telegram API credentials in the environment."""
-    monkeypatch.setenv("TWIN_API_ID", "1234567")
-    monkeypatch.setenv("TWIN_API_HASH", "0f" * 16)
-    get_settings.cache_clear()
-    return get_settings()
+    return with_api_credentials(monkeypatch)
 
 
 @pytest.fixture

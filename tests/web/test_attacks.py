@@ -11,7 +11,6 @@ import json
 import logging
 import re
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,10 +18,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from test_private_files import modes, private_modes
+from webhelpers import free_port, uvicorn_in_thread
 
 from twin.config import Settings
 from twin.errors import ImportFailed
@@ -41,21 +40,10 @@ from .test_security import _db_counts, _leftovers
 @pytest.fixture
 def server(db: Settings) -> Iterator[tuple[str, FastAPI]]:
     """The app under uvicorn as `twin serve` runs it, on a free port: ``(base_url, app)``."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     app = create_app(db.model_copy(update={"port": port}))
-    config = server_config(app, host="127.0.0.1", port=port, log_level="warning")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not instance.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", app
-    instance.should_exit = True
-    thread.join(timeout=10)
+    with uvicorn_in_thread(server_config(app, host="127.0.0.1", port=port, log_level="warning")):
+        yield f"http://127.0.0.1:{port}", app
 
 
 def _raw(base_url: str, head: bytes, *, timeout_s: float = 20) -> bytes:
