@@ -28,12 +28,14 @@ from litgpt.model import GPT
 from litgpt.tokenizer import Tokenizer
 from typer.testing import CliRunner
 
-from twin.chat.generate import StopScanner, Twin, load_twin, reply_stops, resolve_run_dir
+from twin.chat.generate import Twin
+from twin.chat.load import load_twin
+from twin.chat.stops import StopScanner, reply_stops
 from twin.cli.chat import register
 from twin.config import Settings
 from twin.errors import ChatError
 from twin.prepare.format import Turn, render_context, render_instruction, render_prompt
-from twin.train.record import LoraSettings, RunRecord, adapter_path, save_run
+from twin.runs import LoraSettings, RunRecord, adapter_path, resolve_run_dir, save_run
 from twin.train.tiny import init_tiny_model
 
 MY_REPLY = "да, конечно"

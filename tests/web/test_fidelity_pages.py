@@ -6,8 +6,8 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from twin.train.fidelity import FidelityReport, HumanFigure, SideBySide, judge_replies
-from twin.train.record import load_run, save_run
+from twin.evaluate.fidelity import FidelityReport, HumanFigure, SideBySide, judge_replies
+from twin.runs import load_run, save_run
 from twin.web.routers.game import GameScore, save_score
 
 CONTEXTS = [f"Anna: do you like {thing}?" for thing in ("tea", "jazz", "chess", "snow", "cats")]

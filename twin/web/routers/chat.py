@@ -17,7 +17,9 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from twin.errors import ChatError
+from twin.basemodel.checkpoint import is_demo_model
+from twin.errors import ChatError, RunError
+from twin.runs import TRAIN_HINT, load_run, resolve_run_dir
 from twin.store import get_owner, list_dialogs, now_unix
 from twin.web import conversations as conv
 from twin.web.deps import DbDep, SettingsDep, StateDep, WebState, render
@@ -49,11 +51,9 @@ class ReplyRequest(BaseModel):
 
 def newest_run(state: WebState) -> Path | None:
     """The newest finished run's dir, or None when no run finished yet."""
-    from twin.chat.generate import resolve_run_dir
-
     try:
         return resolve_run_dir(settings=state.settings)
-    except ChatError:
+    except RunError:
         return None
 
 
@@ -64,7 +64,7 @@ def load_run_twin(state: WebState, run_dir: Path) -> Twin:
         state: the app's state, which holds the loaded model.
         run_dir: a finished run.
     """
-    from twin.chat.generate import load_twin
+    from twin.chat.load import load_twin
     from twin.chat.remote import remote_twin
 
     if (remote := remote_twin(settings=state.settings, run_dir=run_dir)) is not None:
@@ -79,8 +79,6 @@ def load_run_twin(state: WebState, run_dir: Path) -> Twin:
 
 def get_twin(state: StateDep) -> Twin:
     """The loaded model of the newest finished run (a sync dependency: loads in a thread)."""
-    from twin.chat.generate import TRAIN_HINT
-
     run_dir = newest_run(state)
     if run_dir is None:
         raise ChatError("No training run has finished yet.", hint=TRAIN_HINT)
@@ -102,8 +100,6 @@ def _load_or_404(settings: Any, conversation_id: str) -> conv.Conversation:
 
 def _base_model(run_dir: Path) -> Path | None:
     """The base model the run was trained on (None if its record cannot be read)."""
-    from twin.train.record import load_run
-
     try:
         return Path(load_run(run_dir).base_model_dir)
     except (OSError, ValueError):
@@ -111,8 +107,6 @@ def _base_model(run_dir: Path) -> Path | None:
 
 
 def _is_demo(base: Path) -> bool:
-    from twin.train.tiny import is_demo_model
-
     return is_demo_model(base)
 
 

@@ -16,8 +16,8 @@ from twin.models import Dialog, Job, JobState, Message
 from twin.pipeline import run_pipeline, telegram_connected
 from twin.web.background import Reporter, start_in_thread
 from twin.web.deps import DbDep, StateDep, WebState, render
+from twin.web.forms import optional_steps
 from twin.web.routers.jobs import job_redirect, job_view, resumes
-from twin.web.routers.train import optional_steps
 
 router = APIRouter()
 

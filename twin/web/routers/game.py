@@ -113,7 +113,7 @@ def arrange_round(*, run_id: str, context: str, real: str, twin: str, rng: rando
 
 
 def _run(state: WebState, run_id: str) -> Any:
-    from twin.train.runs import list_runs
+    from twin.runs import list_runs
 
     for run in list_runs(state.settings):
         if run.run_id == run_id:
@@ -137,7 +137,7 @@ def _stats_of(record: Any) -> dict[str, Any] | None:
 
 @router.get("/runs/{run_id}")
 def run_page(request: Request, run_id: str, state: StateDep) -> Response:
-    from twin.train.record import load_run
+    from twin.runs import load_run
     from twin.train.tiny import is_demo_model
     from twin.web.routers.train import loss_points
 
@@ -163,9 +163,9 @@ def new_round(state: WebState, run: Any, *, seed: int) -> Round:
         run: the run's summary.
         seed: picks the sample and seeds the twin's reply.
     """
+    from twin.evaluate.fidelity import names_from_instruction
+    from twin.runs import load_run
     from twin.train.data import read_records
-    from twin.train.fidelity import names_from_instruction
-    from twin.train.record import load_run
 
     if run.status != "done":
         raise ChatError(f"The run {run.run_id} has not finished.", hint="Let it finish first.")

@@ -8,13 +8,13 @@ model is built in a thread of the server, as ``twin model init-tiny`` builds it.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from twin import pipeline
+from twin.basemodel.checkpoint import is_demo_model
 from twin.basemodel.gemma import (
     PACKAGE_SIZE,
     TERMS_NOTICE,
@@ -26,49 +26,22 @@ from twin.config import Settings
 from twin.errors import TrainError
 from twin.jobs import JobCancelled, list_jobs
 from twin.pipeline import DEMO_PRETRAIN_STEPS, usable_base_model
+from twin.runs import list_runs, loss_points
+from twin.train.base_model import DEFAULT_REPO_ID
 from twin.web.background import Reporter, start_in_thread
 from twin.web.deps import StateDep, WebState, render
+from twin.web.forms import optional_steps
+from twin.web.routers.dashboard import start_pipeline
 from twin.web.routers.dataset import read_stats
 from twin.web.routers.jobs import job_redirect, job_view, resumes
 
 router = APIRouter()
 
 MAX_DEMO_PRETRAIN_STEPS = 5000
-MAX_CURVE_POINTS = 400
-
-
-def loss_points(run_dir: Path) -> dict[str, list[list[float]]]:
-    """The run's losses by step from its metrics log: ``{"train": [[step, loss], …], "val":
-    […]}``, the train series thinned to at most a few hundred points (the last one kept).
-
-    Args:
-        run_dir: the run's directory.
-    """
-    from twin.train.loop import METRICS_FILE
-
-    path = run_dir / METRICS_FILE
-    train: list[list[float]] = []
-    val: list[list[float]] = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            entry = json.loads(line) if line.strip() else {}
-            if entry.get("train_loss") is not None:
-                train.append([entry["step"], round(entry["train_loss"], 4)])
-            if entry.get("val_loss") is not None:
-                val.append([entry["step"], round(entry["val_loss"], 4)])
-    stride = max(1, len(train) // MAX_CURVE_POINTS)
-    thinned = train[::stride]
-    if train and thinned[-1] != train[-1]:
-        thinned.append(train[-1])
-    return {"train": thinned, "val": val}
 
 
 @router.get("/train")
 def train_page(request: Request, state: StateDep) -> Response:
-    from twin.train.base_model import DEFAULT_REPO_ID
-    from twin.train.runs import list_runs
-    from twin.train.tiny import is_demo_model
-
     settings = state.settings
     runs = list_runs(settings)
     recent = list_jobs(settings=settings, kind="train", limit=1)
@@ -109,19 +82,6 @@ def _start_training(settings: Settings, *, resume: bool, max_steps: int | None =
     )
 
 
-def optional_steps(value: str, *, name: str, upper: int) -> int | None:
-    """A form's step count: blank means the default; anything else a whole number in range."""
-    from twin.errors import TrainError
-
-    value = value.strip()
-    if not value:
-        return None
-    if not value.isdigit() or not 0 < int(value) <= upper:
-        raise TrainError(f"{name} must be a whole number from 1 to {upper}, got {value!r}.",
-                         hint="Leave it blank for the default.")  # fmt: skip
-    return int(value)
-
-
 @router.post("/train")
 def start_training_page(
     state: StateDep, max_steps: Annotated[str, Form(max_length=10)] = ""
@@ -129,8 +89,7 @@ def start_training_page(
     """Start a run; ``max_steps`` (blank: the default of three epochs) caps its length. A
     dataset measured for another model (or in characters) goes through "Train my twin",
     which measures it again first."""
-    from twin.train.data import dataset_is_current
-    from twin.web.routers.dashboard import start_pipeline
+    from twin.train.data import dataset_is_current  # loads torch: only when a run starts
 
     steps = optional_steps(max_steps, name="The number of steps", upper=1_000_000)
     settings = state.settings
