@@ -70,9 +70,9 @@ def imports(path: Path, modules: dict[str, Path]) -> Iterator[tuple[str, bool]]:
                 for name in targets(child):
                     if name == "twin" or name.startswith("twin."):
                         yield name, at_load
-            elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
-                yield from walk(child, False)
-            elif isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+            elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) or (
+                isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test)
+            ):
                 yield from walk(child, False)
             else:
                 yield from walk(child, at_load)

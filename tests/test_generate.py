@@ -33,7 +33,7 @@ from twin.chat.load import load_twin
 from twin.chat.stops import StopScanner, reply_stops
 from twin.cli.chat import register
 from twin.config import Settings
-from twin.errors import ChatError
+from twin.errors import ChatError, RunError
 from twin.prepare.format import Turn, render_context, render_instruction, render_prompt
 from twin.runs import LoraSettings, RunRecord, adapter_path, resolve_run_dir, save_run
 from twin.train.tiny import init_tiny_model
@@ -291,7 +291,7 @@ def test_replies_never_show_prompt_scaffolding_or_another_turn(generated: str, s
 
 
 def test_run_resolution(settings: Settings, base_dir: Path) -> None:
-    with pytest.raises(ChatError, match="twin train"):
+    with pytest.raises(RunError, match="twin train"):
         resolve_run_dir(settings=settings, run=None)
     runs = settings.data_dir / "runs"
     older = make_run(runs, "20240101-000000", base_dir)
@@ -299,7 +299,7 @@ def test_run_resolution(settings: Settings, base_dir: Path) -> None:
     assert resolve_run_dir(settings=settings, run=None) == newer.resolve()
     assert resolve_run_dir(settings=settings, run="20240101-000000") == older.resolve()
     assert resolve_run_dir(settings=settings, run=str(older)) == older.resolve()
-    with pytest.raises(ChatError, match="twin train"):
+    with pytest.raises(RunError, match="twin train"):
         resolve_run_dir(settings=settings, run="nope")
 
 

@@ -145,8 +145,9 @@ def make_tiny_model(
 def train_here(*, settings: Any, **request: Any) -> Any:
     """Train in this process through `twin.train.trainer.train` (a ``train`` job, as the CLI's
     foreground run) and return the run's record; keyword arguments are `TrainingRequest`
-    fields plus ``progress`` and ``should_stop``."""
+    fields (None: the default) plus ``progress`` and ``should_stop``."""
     from twin.train.trainer import TrainingRequest, train
 
     hooks = {key: request.pop(key) for key in ("progress", "should_stop") if key in request}
-    return train(TrainingRequest(**request), settings=settings, **hooks).record
+    fields = {key: value for key, value in request.items() if value is not None}
+    return train(TrainingRequest(**fields), settings=settings, **hooks).record
