@@ -28,10 +28,12 @@ from litgpt.model import GPT
 from litgpt.tokenizer import Tokenizer
 from typer.testing import CliRunner
 
-from twin.chat.generate import StopScanner, Twin, load_twin, reply_stops, resolve_run_dir
+from twin.chat.generate import Twin
+from twin.chat.load import load_twin
+from twin.chat.stops import StopScanner, reply_stops
 from twin.cli.chat import register
 from twin.config import Settings
-from twin.errors import ChatError
+from twin.errors import ChatError, RunError
 from twin.prepare.format import (
     Turn,
     clean_reply,
@@ -40,7 +42,7 @@ from twin.prepare.format import (
     render_prompt,
     without_broken_chars,
 )
-from twin.train.record import LoraSettings, RunRecord, adapter_path, save_run
+from twin.runs import LoraSettings, RunRecord, adapter_path, resolve_run_dir, save_run
 from twin.train.tiny import init_tiny_model
 
 MY_REPLY = "да, конечно"
@@ -350,7 +352,7 @@ def test_streamed_replies_equal_clean_reply(words: list[str], cuts: list[int]) -
 
 
 def test_run_resolution(settings: Settings, base_dir: Path) -> None:
-    with pytest.raises(ChatError, match="twin train"):
+    with pytest.raises(RunError, match="twin train"):
         resolve_run_dir(settings=settings, run=None)
     runs = settings.data_dir / "runs"
     older = make_run(runs, "20240101-000000", base_dir)
@@ -358,7 +360,7 @@ def test_run_resolution(settings: Settings, base_dir: Path) -> None:
     assert resolve_run_dir(settings=settings, run=None) == newer.resolve()
     assert resolve_run_dir(settings=settings, run="20240101-000000") == older.resolve()
     assert resolve_run_dir(settings=settings, run=str(older)) == older.resolve()
-    with pytest.raises(ChatError, match="twin train"):
+    with pytest.raises(RunError, match="twin train"):
         resolve_run_dir(settings=settings, run="nope")
 
 

@@ -134,12 +134,11 @@ def _mode(path: Path) -> int:
 
 def test_private_files_and_dirs_are_owner_only(db: Settings, tmp_path: Path) -> None:
     from conftest import make_export, write_export
-    from trainhelpers import make_dataset, make_tiny_model
+    from trainhelpers import make_dataset, make_tiny_model, train_here
 
     from twin.importer import import_export
     from twin.prepare.dataset import prepare_dataset
-    from twin.train.record import LoraSettings
-    from twin.train.trainer import TrainingConfig, runs_dir, train
+    from twin.runs import LoraSettings, TrainingConfig, runs_dir
     from twin.vault import encrypt
 
     encrypt(db, "x")  # creates the key file
@@ -158,7 +157,7 @@ def test_private_files_and_dirs_are_owner_only(db: Settings, tmp_path: Path) -> 
         checkpoint_interval=1,
         eval_max_batches=1,
     )
-    train(settings=db, base_model_dir=model, dataset_dir=dataset, run_id="r", config=config)
+    train_here(settings=db, base_model_dir=model, dataset_dir=dataset, run_id="r", config=config)
 
     assert _mode(db.data_dir) == 0o700
     for name in ("twin.sqlite3", "twin.sqlite3-wal", "twin.sqlite3-shm", "secret.key"):

@@ -17,11 +17,11 @@ from tgserver import build_world, with_api_credentials
 from tgserver_updates import UpdatesServer
 
 from twin import jobs
+from twin.assist.drafts import JOB_KIND, AssistOptions
+from twin.assist.job import job_to_resume
 from twin.config import Settings
 from twin.db import session_scope
 from twin.models import Dialog, JobState
-from twin.telegram.assist import JOB_KIND, AssistOptions
-from twin.telegram.assist_job import job_to_resume
 from twin.web import create_app
 
 from .conftest import PASSWORD, log_in

@@ -7,10 +7,10 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from twin.config import Settings
+from twin.evaluate.fidelity import FidelityReport, HumanFigure, SideBySide, judge_replies
 from twin.evaluate.game import GameScore, save_score
 from twin.models import JobState
-from twin.train.fidelity import FidelityReport, HumanFigure, SideBySide, judge_replies
-from twin.train.record import load_run, save_run
+from twin.runs import load_run, save_run
 
 from .conftest import wait_for_job
 

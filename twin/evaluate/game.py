@@ -23,7 +23,7 @@ from twin.errors import ChatError, TrainError
 from twin.prepare.format import Turn
 
 if TYPE_CHECKING:
-    from twin.train.fidelity import HumanFigure
+    from twin.evaluate.fidelity import HumanFigure
 
 GAME_FILE = "game.json"
 # The twin's reply is sampled as in the fidelity report: a little randomness, a fixed seed.
@@ -112,7 +112,7 @@ def human_figure(run_dir: Path) -> HumanFigure | None:
     Args:
         run_dir: the run's directory.
     """
-    from twin.train.fidelity import HumanFigure
+    from twin.evaluate.fidelity import HumanFigure
 
     score = load_score(run_dir)
     return HumanFigure(rounds=score.rounds, fooled=score.fooled) if score.rounds else None
@@ -163,8 +163,8 @@ def new_round(*, run_id: str, val_path: Path, twin: Replier, seed: int) -> Round
         twin: the run's model.
         seed: picks the samples, the order and seeds the twin's replies.
     """
+    from twin.evaluate.fidelity import names_from_instruction
     from twin.train.data import read_records
-    from twin.train.fidelity import names_from_instruction
 
     try:
         samples = read_records(val_path)

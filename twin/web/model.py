@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from twin.config import Settings
-from twin.errors import ChatError
+from twin.errors import ChatError, RunError
 from twin.prepare.format import clean_name
+from twin.runs import TRAIN_HINT, resolve_run_dir
 from twin.store import get_owner
 from twin.web.conversations import DEFAULT_PEER
 from twin.web.deps import DbDep, StateDep, WebState
@@ -30,11 +31,9 @@ API_SETTINGS_FILE = "api_settings.json"
 
 def newest_run(state: WebState) -> Path | None:
     """The newest finished run's dir, or None when no run finished yet."""
-    from twin.chat.generate import resolve_run_dir
-
     try:
         return resolve_run_dir(settings=state.settings)
-    except ChatError:
+    except RunError:
         return None
 
 
@@ -45,7 +44,7 @@ def load_run_twin(state: WebState, run_dir: Path) -> Twin:
         state: the app's state, which holds the loaded model.
         run_dir: a finished run.
     """
-    from twin.chat.generate import load_twin
+    from twin.chat.load import load_twin
     from twin.chat.remote import remote_twin
 
     if (remote := remote_twin(settings=state.settings, run_dir=run_dir)) is not None:
@@ -60,8 +59,6 @@ def load_run_twin(state: WebState, run_dir: Path) -> Twin:
 
 def get_twin(state: StateDep) -> Twin:
     """The loaded model of the newest finished run (a sync dependency: loads in a thread)."""
-    from twin.chat.generate import TRAIN_HINT
-
     run_dir = newest_run(state)
     if run_dir is None:
         raise ChatError("No training run has finished yet.", hint=TRAIN_HINT)

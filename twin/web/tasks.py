@@ -30,6 +30,7 @@ from twin.pipeline import (
     run_pipeline,
     usable_base_model,
 )
+from twin.runs import run_dir_for
 from twin.telegram.harvest import HarvestProgress, HarvestSummary
 from twin.web.background import Reporter, start_in_thread
 from twin.web.deps import WebState
@@ -227,9 +228,7 @@ def start_demo_model(state: WebState, *, pretrain_steps: int = DEMO_PRETRAIN_STE
 
 @resumes(FIDELITY_JOB)
 def _resume_fidelity(state: WebState, params: dict[str, Any]) -> int:
-    from twin.train.trainer import runs_dir
-
-    return start_fidelity(state, run_dir=runs_dir(state.settings) / params["run_id"])
+    return start_fidelity(state, run_dir=run_dir_for(state.settings, params["run_id"]))
 
 
 def start_fidelity(state: WebState, *, run_dir: Path) -> int:
@@ -240,8 +239,8 @@ def start_fidelity(state: WebState, *, run_dir: Path) -> int:
         state: the app's state.
         run_dir: the finished run.
     """
+    from twin.evaluate.fidelity import evaluate_run
     from twin.evaluate.game import human_figure
-    from twin.train.fidelity import evaluate_run
 
     settings = state.settings
 

@@ -16,7 +16,9 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, Field
 
+from twin.basemodel.checkpoint import is_demo_model
 from twin.errors import ChatError
+from twin.runs import load_run
 from twin.store import list_dialogs, now_unix
 from twin.web import conversations as conv
 from twin.web.deps import DbDep, SettingsDep, StateDep, WebState, render
@@ -54,8 +56,6 @@ def _load_or_404(settings: Any, conversation_id: str) -> conv.Conversation:
 
 def _base_model(run_dir: Path) -> Path | None:
     """The base model the run was trained on (None if its record cannot be read)."""
-    from twin.train.record import load_run
-
     try:
         return Path(load_run(run_dir).base_model_dir)
     except (OSError, ValueError):
@@ -63,8 +63,6 @@ def _base_model(run_dir: Path) -> Path | None:
 
 
 def _is_demo(base: Path) -> bool:
-    from twin.train.tiny import is_demo_model
-
     return is_demo_model(base)
 
 

@@ -11,8 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
+from twin.basemodel.checkpoint import is_demo_model
 from twin.errors import ChatError
 from twin.evaluate.game import Round, load_score, new_round, record_guess
+from twin.runs import list_runs, load_run, loss_points
 from twin.web import tasks
 from twin.web.deps import OwnerDep, StateDep, WebState, render
 from twin.web.jobview import job_redirect, job_view
@@ -22,8 +24,6 @@ router = APIRouter()
 
 
 def _run(state: WebState, run_id: str) -> Any:
-    from twin.train.runs import list_runs
-
     for run in list_runs(state.settings):
         if run.run_id == run_id:
             return run
@@ -56,10 +56,6 @@ def _fidelity_job(state: WebState, run_id: str) -> dict[str, Any] | None:
 
 @router.get("/runs/{run_id}")
 def run_page(request: Request, run_id: str, state: StateDep) -> Response:
-    from twin.train.record import load_run
-    from twin.train.tiny import is_demo_model
-    from twin.web.routers.train import loss_points
-
     run = _run(state, run_id)
     record = load_run(run.run_dir)
     context = {
@@ -86,8 +82,6 @@ def compute_fidelity(run_id: str, state: StateDep) -> Response:
 
 @router.get("/runs/{run_id}/game")
 def game_page(request: Request, run_id: str, state: StateDep, principal: OwnerDep) -> Response:
-    from twin.train.record import load_run
-
     run = _run(state, run_id)
     if run.status != "done":
         raise ChatError(f"The run {run_id} has not finished.", hint="Let it finish first.")

@@ -15,6 +15,7 @@ from twin.config import Settings
 from twin.db import get_engine
 from twin.jobs import is_resumable, reap_dead_jobs, request_cancel
 from twin.models import Job
+from twin.runs import loss_points, run_dir_for
 from twin.web.deps import DbDep, DbId, StateDep, WebState, render
 from twin.web.jobview import FINISHED, RESTARTERS, job_redirect, job_view
 
@@ -46,12 +47,9 @@ def _read_view(state: WebState, job_id: int, *, reap: bool = False) -> dict[str,
 
 def _curve(settings: Settings, job: Job) -> str:
     """The losses so far of the run a training (or pipeline) job trains, as JSON
-    (`twin.web.routers.train.loss_points`)."""
+    (`twin.runs.loss_points`)."""
     if job.kind not in ("train", "pipeline"):
         return "{}"
-    from twin.train.trainer import runs_dir  # imports torch: only for pages that need it
-    from twin.web.routers.train import loss_points
-
     progress = json.loads(job.progress_json or "{}")
     run_id = (
         json.loads(job.params_json or "{}").get("run_id")
@@ -60,7 +58,7 @@ def _curve(settings: Settings, job: Job) -> str:
     )
     if not run_id:
         return "{}"
-    return json.dumps(loss_points(runs_dir(settings) / run_id))
+    return json.dumps(loss_points(run_dir_for(settings, run_id)))
 
 
 @router.get("/jobs/{job_id}")

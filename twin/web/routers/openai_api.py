@@ -26,6 +26,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from twin import runs
 from twin.config import Settings
 from twin.errors import ChatError
 from twin.prepare.format import Turn, clean_name
@@ -147,19 +148,8 @@ def messages_to_turns(
 
 
 def finished_runs(settings: Settings) -> list[tuple[str, Path]]:
-    """``(run_id, run_dir)`` of runs that can answer, newest first.
-
-    Args:
-        settings: whose runs.
-    """
-    from twin.train.record import adapter_path
-    from twin.train.runs import list_runs
-
-    return [
-        (r.run_id, r.run_dir.resolve())
-        for r in list_runs(settings)
-        if r.status == "done" and adapter_path(r.run_dir).is_file()
-    ]
+    """``(run_id, run_dir)`` of runs that can answer (`twin.runs.finished_runs`)."""
+    return [(run_dir.name, run_dir) for run_dir in runs.finished_runs(settings)]
 
 
 def pick_run(settings: Settings, model: str) -> tuple[str, Path]:
@@ -197,7 +187,7 @@ def list_models(settings: SettingsDep) -> dict[str, Any]:
         {
             "id": run_id,
             "object": "model",
-            "created": int((run_dir / "run.json").stat().st_mtime),
+            "created": int((run_dir / runs.RUN_RECORD).stat().st_mtime),
             "owned_by": "twin",
         }
         for run_id, run_dir in finished_runs(settings)

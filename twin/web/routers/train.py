@@ -8,15 +8,17 @@ model is built in a thread of the server, as ``twin model init-tiny`` builds it.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
+from twin.basemodel.checkpoint import is_demo_model
 from twin.basemodel.gemma import PACKAGE_SIZE, TERMS_NOTICE, gemma_installed
 from twin.jobs import list_jobs
 from twin.pipeline import DEMO_PRETRAIN_STEPS, usable_base_model
+from twin.runs import list_runs, loss_points
+from twin.train.base_model import DEFAULT_REPO_ID
 from twin.web import tasks
 from twin.web.deps import StateDep, render
 from twin.web.forms import optional_steps
@@ -26,41 +28,10 @@ from twin.web.preview import read_stats
 router = APIRouter()
 
 MAX_DEMO_PRETRAIN_STEPS = 5000
-MAX_CURVE_POINTS = 400
-
-
-def loss_points(run_dir: Path) -> dict[str, list[list[float]]]:
-    """The run's losses by step from its metrics log: ``{"train": [[step, loss], …], "val":
-    […]}``, the train series thinned to at most a few hundred points (the last one kept).
-
-    Args:
-        run_dir: the run's directory.
-    """
-    from twin.train.loop import METRICS_FILE
-
-    path = run_dir / METRICS_FILE
-    train: list[list[float]] = []
-    val: list[list[float]] = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            entry = json.loads(line) if line.strip() else {}
-            if entry.get("train_loss") is not None:
-                train.append([entry["step"], round(entry["train_loss"], 4)])
-            if entry.get("val_loss") is not None:
-                val.append([entry["step"], round(entry["val_loss"], 4)])
-    stride = max(1, len(train) // MAX_CURVE_POINTS)
-    thinned = train[::stride]
-    if train and thinned[-1] != train[-1]:
-        thinned.append(train[-1])
-    return {"train": thinned, "val": val}
 
 
 @router.get("/train")
 def train_page(request: Request, state: StateDep) -> Response:
-    from twin.train.base_model import DEFAULT_REPO_ID
-    from twin.train.runs import list_runs
-    from twin.train.tiny import is_demo_model
-
     settings = state.settings
     runs = list_runs(settings)
     recent = list_jobs(settings=settings, kind="train", limit=1)

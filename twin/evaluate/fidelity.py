@@ -6,7 +6,7 @@ All on the run's validation split (conversations held out of training):
   are scored, the prompt masked out exactly as in training, `twin.train.data.load_split`);
 - the twin's and the base model's replies to the same held-out contexts (a seeded pick, seeded
   replies, the chat's default sampling settings), and from them the style figures
-  (`twin.train.style`) and the discriminator test (`twin.train.discriminator`): can a
+  (`twin.evaluate.style`) and the discriminator test (`twin.evaluate.discriminator`): can a
   classifier tell my real replies from the twin's? from the base model's?
 - a few of those replies side by side, for a person to judge by eye, and the score of the
   "Which one is me?" game when the caller passes it (people's judgement).
@@ -32,15 +32,15 @@ from twin.chat.generate import (
     DEFAULT_TOP_K,
     DEFAULT_TOP_P,
     Twin,
-    load_twin,
 )
+from twin.chat.load import load_twin
 from twin.config import Settings
 from twin.errors import ChatError, TrainError
+from twin.evaluate.discriminator import MIN_PER_CLASS, Discrimination, discriminate
+from twin.evaluate.style import StyleComparison, compare_styles
 from twin.prepare.format import render_instruction
+from twin.runs import load_run, save_run
 from twin.train.data import IGNORE_INDEX, Sample, collate, dataset_sha256, load_split, read_records
-from twin.train.discriminator import MIN_PER_CLASS, Discrimination, discriminate
-from twin.train.record import load_run, save_run
-from twin.train.style import StyleComparison, compare_styles
 
 SCORE_BATCH_SIZE = 8
 
