@@ -47,11 +47,19 @@ def all_logs() -> Iterator[_Collect]:
     old_level = root.level
     root.setLevel(logging.DEBUG)
     root.addHandler(handler)
+    # A server started earlier in this process with uvicorn's default logging config stops its
+    # loggers from propagating; here every record must reach the root.
+    uvicorn_loggers = [logging.getLogger(n) for n in ("uvicorn", "uvicorn.error", "uvicorn.access")]
+    propagated = [logger.propagate for logger in uvicorn_loggers]
+    for logger in uvicorn_loggers:
+        logger.propagate = True
     try:
         yield handler
     finally:
         root.removeHandler(handler)
         root.setLevel(old_level)
+        for logger, before in zip(uvicorn_loggers, propagated, strict=True):
+            logger.propagate = before
 
 
 def _secret_forms(session: str) -> list[bytes]:

@@ -104,7 +104,7 @@ def test_the_run_page_computes_the_report_as_a_job(
 
 def test_an_unfinished_run_has_no_report_button(owner: TestClient, finished_run: Path) -> None:
     record = load_run(finished_run)
-    record.metrics = {**record.metrics, "status": "running"}
+    record.status = "running"
     save_run(finished_run, record)
     assert (
         f'action="/runs/{finished_run.name}/fidelity"'

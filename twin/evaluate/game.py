@@ -15,15 +15,14 @@ import random
 import secrets
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from pydantic import BaseModel
 
 from twin.errors import ChatError, TrainError
+from twin.evaluate.fidelity import HumanFigure, names_from_instruction
 from twin.prepare.format import Turn
-
-if TYPE_CHECKING:
-    from twin.evaluate.fidelity import HumanFigure
+from twin.train.data import read_records
 
 GAME_FILE = "game.json"
 # The twin's reply is sampled as in the fidelity report: a little randomness, a fixed seed.
@@ -44,12 +43,12 @@ class Replier(Protocol):
     ) -> Iterator[str]: ...  # fmt: skip
 
 
-class GameScore(BaseModel):
-    """How often people took the twin for me (``game.json`` in the run's dir)."""
+class GameScore(HumanFigure):
+    """How often people took the twin for me (``game.json`` in the run's dir; 0.5 of rounds
+    fooled means people cannot tell us apart)."""
 
     rounds: int = 0
     fooled: int = 0
-    """Rounds in which the twin's reply was picked as the real one."""
     updated_unix: int = 0
 
     def after_guess(self, *, fooled: bool, now_unix: int) -> GameScore:
@@ -62,11 +61,6 @@ class GameScore(BaseModel):
         return GameScore(
             rounds=self.rounds + 1, fooled=self.fooled + int(fooled), updated_unix=now_unix
         )
-
-    @property
-    def fooled_fraction(self) -> float | None:
-        """Share of rounds the twin won (0.5 means people cannot tell us apart)."""
-        return self.fooled / self.rounds if self.rounds else None
 
 
 class Round(BaseModel):
@@ -112,8 +106,6 @@ def human_figure(run_dir: Path) -> HumanFigure | None:
     Args:
         run_dir: the run's directory.
     """
-    from twin.evaluate.fidelity import HumanFigure
-
     score = load_score(run_dir)
     return HumanFigure(rounds=score.rounds, fooled=score.fooled) if score.rounds else None
 
@@ -163,9 +155,6 @@ def new_round(*, run_id: str, val_path: Path, twin: Replier, seed: int) -> Round
         twin: the run's model.
         seed: picks the samples, the order and seeds the twin's replies.
     """
-    from twin.evaluate.fidelity import names_from_instruction
-    from twin.train.data import read_records
-
     try:
         samples = read_records(val_path)
     except TrainError as exc:

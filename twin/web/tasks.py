@@ -32,11 +32,19 @@ from twin.pipeline import (
 )
 from twin.runs import run_dir_for
 from twin.telegram.harvest import HarvestProgress, HarvestSummary
-from twin.web.background import Reporter, start_in_thread
+from twin.web.background import Reporter, Work, start_in_thread
 from twin.web.deps import WebState
 from twin.web.jobview import resumes
 
 FIDELITY_JOB = "fidelity"
+
+
+def _in_thread(state: WebState, kind: str, work: Work, **options: Any) -> int:
+    """Start ``work`` as a job of ``kind`` in a thread of the server; its id."""
+    job = start_in_thread(
+        settings=state.settings, kind=kind, work=work, live=state.live_progress, **options
+    )
+    return job.id or 0
 
 
 @resumes("pipeline")
@@ -70,15 +78,13 @@ def start_pipeline(state: WebState, *, max_steps: int | None = None) -> int:
             durations=durations,
         )
 
-    job = start_in_thread(
-        settings=settings,
-        kind="pipeline",
-        work=work,
-        live=state.live_progress,
+    return _in_thread(
+        state,
+        "pipeline",
+        work,
         params={"max_steps": max_steps},
         resumable=True,
     )
-    return job.id or 0
 
 
 def start_training(state: WebState, *, max_steps: int | None = None) -> int:
@@ -122,10 +128,7 @@ def start_prepare(state: WebState) -> int:
             settings=settings, tokenizer_dir=usable_base_model(settings), report=report
         )
 
-    job = start_in_thread(
-        settings=settings, kind="prepare", work=work, live=state.live_progress, unit="chats"
-    )
-    return job.id or 0
+    return _in_thread(state, "prepare", work, unit="chats")
 
 
 @resumes("harvest")
@@ -153,15 +156,13 @@ def start_harvest(state: WebState) -> int:
             should_cancel=report.cancelled,
         )
 
-    job = start_in_thread(
-        settings=settings,
-        kind="harvest",
-        work=work,
-        live=state.live_progress,
+    return _in_thread(
+        state,
+        "harvest",
+        work,
         unit="chats",
         resumable=True,
     )
-    return job.id or 0
 
 
 @resumes("gemma-model")
@@ -183,15 +184,13 @@ def start_gemma_model(state: WebState) -> int:
         path = get_gemma(settings=settings, progress=on_build)
         return {"path": path.name}
 
-    job = start_in_thread(
-        settings=settings,
-        kind="gemma-model",
-        work=work,
-        live=state.live_progress,
+    return _in_thread(
+        state,
+        "gemma-model",
+        work,
         unit="‰",
         resumable=True,
     )
-    return job.id or 0
 
 
 @resumes("demo-model")
@@ -214,16 +213,14 @@ def start_demo_model(state: WebState, *, pretrain_steps: int = DEMO_PRETRAIN_STE
         )
         return {"path": path.name}
 
-    job = start_in_thread(
-        settings=settings,
-        kind="demo-model",
-        work=work,
-        live=state.live_progress,
+    return _in_thread(
+        state,
+        "demo-model",
+        work,
         params={"pretrain_steps": pretrain_steps},
         unit="steps",
         resumable=True,
     )
-    return job.id or 0
 
 
 @resumes(FIDELITY_JOB)
@@ -255,13 +252,11 @@ def start_fidelity(state: WebState, *, run_dir: Path) -> int:
         )
         return {"run_id": fidelity.run_id, "twin_perplexity": fidelity.twin_perplexity}
 
-    job = start_in_thread(
-        settings=settings,
-        kind=FIDELITY_JOB,
-        work=work,
-        live=state.live_progress,
+    return _in_thread(
+        state,
+        FIDELITY_JOB,
+        work,
         params={"run_id": run_dir.name},
         unit="steps",
         resumable=True,
     )
-    return job.id or 0
