@@ -24,6 +24,7 @@ each rank takes every ``world_size``-th micro-batch of the shared epoch order.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import SQLAlchemyError
 
 from twin.config import Settings
 from twin.db import upgrade_database
@@ -57,6 +59,8 @@ from twin.runs import (
 )
 from twin.train.loop import ProgressFn, RunProgress, StopFn, run_training
 from twin.train.plan import launch_rank, prepare_run
+
+log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_SECONDS = 1.0
 """Throttle for job-row writes: the web polls twice a second, more is wasted I/O."""
@@ -133,6 +137,7 @@ def train(
     request = request.model_copy(update={"run_id": run_id})
     prepare_run(settings=settings, **_plan_args(request))  # refuses bad input, writes nothing
     upgrade_database(settings)
+    _record_unrecorded_failures(settings)
     job = start_job(
         settings=settings, kind=TRAIN_JOB_KIND, params=request.model_dump(mode="json"),
         queued=detach,
@@ -194,12 +199,18 @@ def _run_job(
     except BaseException as exc:
         # Resumable once the run exists; a request refused up front has nothing to resume.
         started = has_record(run_dir_for(settings, run_id))
-        fail_job(
-            settings=settings,
-            job_id=job_id,
-            error=str(exc) or type(exc).__name__,
-            result={"run_id": run_id, "resumable": started},
-        )
+        failure = {
+            "error": str(exc) or type(exc).__name__,
+            "result": {"run_id": run_id, "resumable": started},
+        }
+        try:
+            fail_job(settings=settings, job_id=job_id, **failure)
+        except (OSError, SQLAlchemyError) as store_failed:
+            # A full disk fails the run and then the database write that records it: the run's
+            # own error is the one to show, and the failure is written before this process
+            # starts its next run (else its row would still say running, and refuse it).
+            log.warning("could not record the failure of job %s: %s", job_id, store_failed)
+            _UNRECORDED_FAILURES[job_id] = failure
         raise
     result = {"run_id": run_id, "status": record.status, **record.metrics}
     if record.status == "stopped":
@@ -207,6 +218,16 @@ def _run_job(
     else:
         finish_job(settings=settings, job_id=job_id, result={**result, "resumable": False})
     return Training(job_id=job_id, run_id=record.run_id, record=record)
+
+
+_UNRECORDED_FAILURES: dict[int, dict[str, Any]] = {}
+"""Jobs of this process whose failure could not be written (job id → `fail_job` arguments)."""
+
+
+def _record_unrecorded_failures(settings: Settings) -> None:
+    for job_id, failure in list(_UNRECORDED_FAILURES.items()):
+        fail_job(settings=settings, job_id=job_id, **failure)
+        del _UNRECORDED_FAILURES[job_id]
 
 
 def _job_progress(snapshot: RunProgress) -> dict[str, Any]:
