@@ -1,9 +1,9 @@
 """What the pages' buttons start: each a stage's entry function run as a job.
 
 The routers parse a form and call one of these; each returns the new job's id (or raises
-`twin.jobs.JobBusy` with the active one's). Work that needs the GPU-free server process only
-(the demo and Gemma builds, the dataset, the harvest, the pipeline, the fidelity report) runs
-in a thread of the server (`twin.web.background`); training runs in its own process
+`twin.jobs.JobBusy` with the active one's). The demo and Gemma builds, the dataset, the
+harvest, the pipeline and the fidelity report run in a thread of the server
+(`twin.web.background`); training runs in its own process
 (`twin.pipeline.start_training`). Kinds that keep what they finished register how they start
 again (`twin.web.jobview.resumes`).
 """
