@@ -34,15 +34,16 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from tgserver import build_world  # noqa: E402
 from tgserver_updates import UpdatesServer  # noqa: E402
 
-from twin.chat.generate import Twin, load_twin  # noqa: E402
+from twin.assist.drafts import AssistOptions, assist, owner_name, set_assist  # noqa: E402
+from twin.assist.rules import context_turns  # noqa: E402
+from twin.chat.generate import Twin  # noqa: E402
+from twin.chat.load import load_twin  # noqa: E402
 from twin.config import Settings  # noqa: E402
 from twin.db import session_scope, upgrade_database  # noqa: E402
 from twin.models import Dialog  # noqa: E402
 from twin.prepare.format import Turn  # noqa: E402
 from twin.prepare.scrub import Scrubber, ScrubConfig  # noqa: E402
 from twin.prepare.sessions import ChatMessage  # noqa: E402
-from twin.telegram.assist import AssistOptions, assist, owner_name, set_assist  # noqa: E402
-from twin.telegram.assist_rules import context_turns  # noqa: E402
 from twin.telegram.harvest import message_to_row  # noqa: E402
 from twin.train.tiny import init_tiny_model  # noqa: E402
 

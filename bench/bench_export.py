@@ -28,8 +28,8 @@ from litgpt.lora import lora_filter
 
 from twin.config import Settings
 from twin.export.run import export_run
+from twin.runs import LoraSettings, RunRecord, adapter_path, save_run
 from twin.train.merge import merge_run
-from twin.train.record import LoraSettings, RunRecord, adapter_path, save_run
 from twin.train.tiny import init_tiny_model
 
 SIZES = {"demo 4x128": (4, 128, 4), "small 6x512": (6, 512, 8)}

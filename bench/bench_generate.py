@@ -34,9 +34,10 @@ from litgpt.lora import Config as LoraConfig
 from litgpt.lora import lora_filter
 
 import twin.chat.generate as generate_module
-from twin.chat.generate import Twin, load_twin
+from twin.chat.generate import Twin
+from twin.chat.load import load_twin
 from twin.prepare.format import Turn, render_context, render_instruction, render_prompt
-from twin.train.record import LoraSettings, RunRecord, adapter_path, load_run, save_run
+from twin.runs import LoraSettings, RunRecord, adapter_path, load_run, save_run
 from twin.train.tiny import init_tiny_model
 
 SIZES = {  # name: (n_layer, n_embd, n_head)

@@ -41,8 +41,9 @@ def _build_run(data_dir: Path) -> str:
     from twin.config import get_settings
     from twin.db import upgrade_database
     from twin.prepare.format import Turn, render_context, render_instruction
+    from twin.runs import TrainingConfig
     from twin.train.tiny import corpus_from_dataset, init_tiny_model
-    from twin.train.trainer import TrainingConfig, train
+    from twin.train.trainer import TrainingRequest, train
 
     os.environ["TWIN_DATA_DIR"] = str(data_dir)
     settings = get_settings()
@@ -65,7 +66,8 @@ def _build_run(data_dir: Path) -> str:
     base = init_tiny_model(out_dir=data_dir / "checkpoints" / "twin-tiny",
                            corpus=corpus_from_dataset(dataset), pretrain_steps=0)  # fmt: skip
     config = TrainingConfig(max_steps=2, micro_batch_size=4, global_batch_size=4, warmup_steps=1)
-    return train(settings=settings, base_model_dir=base, dataset_dir=dataset, config=config).run_id
+    request = TrainingRequest(base_model_dir=base, dataset_dir=dataset, config=config)
+    return train(request, settings=settings).run_id
 
 
 def _api_token(base: str) -> str:
@@ -123,7 +125,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=200, help="reply length (max_new_tokens)")
     args = parser.parse_args()
 
-    from twin.chat.generate import load_twin
+    from twin.chat.load import load_twin
 
     with tempfile.TemporaryDirectory(prefix="twin-bench-sse-") as tmp:
         data_dir = Path(tmp) / "data"

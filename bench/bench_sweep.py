@@ -39,12 +39,16 @@ from make_persona_export import build_persona_export  # noqa: E402
 
 from twin.config import Settings  # noqa: E402
 from twin.db import upgrade_database  # noqa: E402
+from twin.evaluate.fidelity import FidelityReport, evaluate_run, style_ratios_inside  # noqa: E402
 from twin.importer import import_export  # noqa: E402
 from twin.prepare.dataset import prepare_dataset  # noqa: E402
-from twin.train.fidelity import FidelityReport, evaluate_run, style_ratios_inside  # noqa: E402
-from twin.train.record import LoraSettings  # noqa: E402
+from twin.runs import (  # noqa: E402
+    LoraSettings,
+    TrainingConfig,
+    runs_dir,
+)
 from twin.train.tiny import corpus_from_export, init_tiny_model  # noqa: E402
-from twin.train.trainer import TrainingConfig, runs_dir, train  # noqa: E402
+from twin.train.trainer import TrainingRequest, train  # noqa: E402
 
 SAMPLE_EXPORT = ROOT / "samples" / "sample_export" / "result.json"
 
@@ -222,13 +226,11 @@ def main() -> None:
                 seed=args.seed,
             )
             started = time.perf_counter()
-            record = train(
-                settings=settings,
-                base_model_dir=base,
-                dataset_dir=data,
-                run_id=run_id,
-                config=config,
+            request = TrainingRequest(
+                base_model_dir=base, dataset_dir=data, run_id=run_id, config=config
             )
+            record = train(request, settings=settings).record
+            assert record is not None
             metrics = dict(record.metrics, seconds=round(time.perf_counter() - started, 1))
             report = evaluate_run(
                 settings=settings,

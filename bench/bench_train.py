@@ -87,13 +87,15 @@ def run_twin(
     out = work / f"twin-{group}-{random.random():.6f}"
     code = (
         "import json,sys; from pathlib import Path; from twin.config import Settings; "
-        "from twin.train.trainer import TrainingConfig, train; "
+        "from twin.runs import TrainingConfig; "
+        "from twin.train.trainer import TrainingRequest, train; "
         "c=TrainingConfig.model_validate_json(sys.argv[4]); "
-        "r=train(settings=Settings(data_dir=Path(sys.argv[3])), base_model_dir=Path(sys.argv[1]), "
-        "dataset_dir=Path(sys.argv[2]), run_id='bench', config=c); "
+        "q=TrainingRequest(base_model_dir=Path(sys.argv[1]), dataset_dir=Path(sys.argv[2]), "
+        "run_id='bench', config=c); "
+        "r=train(q, settings=Settings(data_dir=Path(sys.argv[3]))).record; "
         "print('RESULT', json.dumps(r.metrics))"
     )
-    from twin.train.trainer import TrainingConfig
+    from twin.runs import TrainingConfig
 
     config = TrainingConfig(
         learning_rate=LR,

@@ -160,9 +160,9 @@ def start_background_training(data_dir: Path) -> int:
     as the web app starts it); return the job id."""
     from twin.config import get_settings
     from twin.prepare import prepare_dataset
+    from twin.runs import TrainingConfig
     from twin.train.tiny import corpus_from_dataset, init_tiny_model
-    from twin.train.trainer import TrainingConfig
-    from twin.train.worker import start_training_job
+    from twin.train.trainer import TrainingRequest, train
 
     settings = get_settings()
     assert settings.data_dir == data_dir
@@ -173,9 +173,8 @@ def start_background_training(data_dir: Path) -> int:
         pretrain_steps=20,
     )
     config = TrainingConfig(max_steps=100_000, checkpoint_interval=100_000, eval_interval=100_000)
-    return start_training_job(
-        settings=settings, base_model_dir=base, dataset_dir=settings.dataset_dir, config=config
-    )
+    request = TrainingRequest(base_model_dir=base, dataset_dir=settings.dataset_dir, config=config)
+    return train(request, settings=settings, detach=True).job_id or 0
 
 
 def _wait_until_training(data_dir: Path, job_id: int, *, timeout_s: float = 180) -> None:

@@ -15,19 +15,20 @@ from typing import Any
 import pytest
 from sqlmodel import func, select
 from telethon.tl import types
-from tgserver import build_world
+from tgserver import build_world, with_api_credentials
 from tgserver_updates import UpdatesServer
 
 from twin import jobs
-from twin.chat.generate import Twin, load_twin
-from twin.config import Settings, get_settings
+from twin.assist.drafts import JOB_KIND, AssistOptions, assist, set_assist
+from twin.assist.job import job_to_resume, run_assist_job, start_assist_job
+from twin.assist.rules import digest, draft_reason, first_clean_reply, quiet_reason
+from twin.chat.generate import Twin
+from twin.chat.load import load_twin
+from twin.config import Settings
 from twin.db import session_scope
-from twin.errors import ChatError, TelegramError, TwinError
+from twin.errors import RunError, TelegramError, TwinError
 from twin.models import Dialog, JobState, Message
 from twin.prepare.sessions import ChatMessage
-from twin.telegram.assist import JOB_KIND, AssistOptions, assist, set_assist
-from twin.telegram.assist_job import job_to_resume, run_assist_job, start_assist_job
-from twin.telegram.assist_rules import digest, draft_reason, first_clean_reply, quiet_reason
 
 ANNA, BORIS = 2001, 2002
 FAST = {"min_interval_seconds": 0, "poll_seconds": 0.02, "seed": 1, "max_new_tokens": 24}
@@ -36,15 +37,15 @@ FAST = {"min_interval_seconds": 0, "poll_seconds": 0.02, "seed": 1, "max_new_tok
 @pytest.fixture(scope="module")
 def twin_model(tmp_path_factory: pytest.TempPathFactory) -> Twin:
     """A tiny model with a 2-step LoRA run, loaded once for the module."""
-    from trainhelpers import make_dataset, make_tiny_model
+    from trainhelpers import make_dataset, make_tiny_model, train_here
 
-    from twin.train.trainer import TrainingConfig, train
+    from twin.runs import TrainingConfig
 
     root = tmp_path_factory.mktemp("assist-run")
     dataset = make_dataset(root / "dataset", train=16, val=4)
     base = make_tiny_model(root / "base", dataset_dir=dataset, pretrain_steps=30)
     config = TrainingConfig(max_steps=2, micro_batch_size=4, global_batch_size=4, warmup_steps=1)
-    record = train(
+    record = train_here(
         settings=Settings(data_dir=root / "data"),
         base_model_dir=base,
         dataset_dir=dataset,
@@ -57,10 +58,7 @@ def twin_model(tmp_path_factory: pytest.TempPathFactory) -> Twin:
 @pytest.fixture
 def db(db: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """The migrated database, with Telegram API credentials in the environment."""
-    monkeypatch.setenv("TWIN_API_ID", "1234567")
-    monkeypatch.setenv("TWIN_API_HASH", "0f" * 16)
-    get_settings.cache_clear()
-    return get_settings()
+    return with_api_credentials(monkeypatch)
 
 
 @pytest.fixture
@@ -293,7 +291,7 @@ def test_a_restart_resumes_listening(db: Settings, server: UpdatesServer, twin_m
 
 
 def test_no_trained_run_and_no_login_are_plain_errors(db: Settings) -> None:
-    with pytest.raises(ChatError, match="No finished training run"):
+    with pytest.raises(RunError, match="No finished training run"):
         asyncio.run(assist(settings=db))
 
 
@@ -389,9 +387,9 @@ def test_the_command_switches_chats_and_stops_a_listener(
 
 def test_a_secret_sent_on_its_own_never_reaches_the_prompt() -> None:
     """The code follows the message asking for it: scrubbed as the dataset scrubs it."""
+    from twin.assist.rules import context_turns
     from twin.prepare.scrub import Scrubber, ScrubConfig
     from twin.prepare.sessions import ChatMessage
-    from twin.telegram.assist_rules import context_turns
 
     messages = [
         ChatMessage(tg_id=1, sent_unix=1000, out=False, text="скинь код из смс"),

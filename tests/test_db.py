@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -30,6 +32,21 @@ def test_upgrade_is_idempotent_and_database_is_private(db: Settings) -> None:
     with get_engine(db).connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_migrations_run_from_several_threads_at_once(db: Settings) -> None:
+    # Two "Train" clicks migrate at the same moment; Alembic's module-level context must not
+    # make one of them fail.
+    threads = 4
+    start = threading.Barrier(threads)
+
+    def migrate(_: int) -> None:
+        start.wait()
+        upgrade_database(db)
+
+    for _ in range(3):
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(migrate, range(threads)))
 
 
 def test_upsert_messages_is_idempotent_and_applies_edits(db: Settings) -> None:

@@ -22,12 +22,13 @@ from litgpt.utils import save_config
 from trainhelpers import make_tiny_model
 from typer.testing import CliRunner
 
-from twin.chat.generate import Twin, load_twin
+from twin.chat.generate import Twin
+from twin.chat.load import load_twin
 from twin.config import Settings
 from twin.errors import ExportError
 from twin.export.run import export_run, list_exports
 from twin.prepare.format import render_context, render_instruction, render_prompt, stop_sequences
-from twin.train.record import LoraSettings, RunRecord, adapter_path, save_run
+from twin.runs import LoraSettings, RunRecord, adapter_path, save_run
 
 transformers = pytest.importorskip("transformers", reason="transformers is a test-only extra")
 

@@ -23,7 +23,8 @@ from test_export import MESSAGES, finished_run, twin_prompt
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 from trainhelpers import make_tiny_model
 
-from twin.chat.generate import Twin, load_twin
+from twin.chat.generate import Twin
+from twin.chat.load import load_twin
 from twin.config import Settings
 from twin.export.gguf_file import GGUF_FILE, MODELFILE
 from twin.export.run import export_run

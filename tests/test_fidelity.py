@@ -7,16 +7,15 @@ from pathlib import Path
 
 import pytest
 import typer
-from trainhelpers import make_dataset, make_tiny_model
+from trainhelpers import make_dataset, make_tiny_model, train_here
 from typer.testing import CliRunner
 
 from twin.cli.chat import register
 from twin.config import Settings
 from twin.errors import ChatError
-from twin.train.fidelity import FidelityReport, HumanFigure, evaluate_run, format_report
-from twin.train.record import LoraSettings, load_run
-from twin.train.trainer import TrainingConfig, runs_dir, train
-from twin.web.routers.game import GameScore, save_score
+from twin.evaluate.fidelity import FidelityReport, HumanFigure, evaluate_run, format_report
+from twin.evaluate.game import GameScore, save_score
+from twin.runs import LoraSettings, TrainingConfig, load_run, runs_dir
 
 CONFIG = TrainingConfig(
     lora=LoraSettings(r=8, alpha=16, dropout=0.0, query=True, value=True, mlp=True, head=True),
@@ -38,7 +37,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path]:
     dataset = make_dataset(root / "dataset", train=96, val=16)
     model = make_tiny_model(root / "model", dataset_dir=dataset)
     settings = Settings(data_dir=root / "data")
-    train(settings=settings, base_model_dir=model, dataset_dir=dataset, run_id="r1", config=CONFIG)
+    train_here(
+        settings=settings, base_model_dir=model, dataset_dir=dataset, run_id="r1", config=CONFIG
+    )
     return settings, runs_dir(settings) / "r1"
 
 

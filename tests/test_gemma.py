@@ -32,7 +32,8 @@ from twin.basemodel.gemma import (
     join_parts,
     package_files,
 )
-from twin.chat.generate import Twin, load_twin
+from twin.chat.generate import Twin
+from twin.chat.load import load_twin
 from twin.config import Settings
 from twin.errors import TrainError
 from twin.prepare.format import Turn

@@ -28,12 +28,21 @@ from litgpt.model import GPT
 from litgpt.tokenizer import Tokenizer
 from typer.testing import CliRunner
 
-from twin.chat.generate import StopScanner, Twin, load_twin, reply_stops, resolve_run_dir
+from twin.chat.generate import Twin
+from twin.chat.load import load_twin
+from twin.chat.stops import StopScanner, reply_stops
 from twin.cli.chat import register
 from twin.config import Settings
-from twin.errors import ChatError
-from twin.prepare.format import Turn, render_context, render_instruction, render_prompt
-from twin.train.record import LoraSettings, RunRecord, adapter_path, save_run
+from twin.errors import ChatError, RunError
+from twin.prepare.format import (
+    Turn,
+    clean_reply,
+    render_context,
+    render_instruction,
+    render_prompt,
+    without_broken_chars,
+)
+from twin.runs import LoraSettings, RunRecord, adapter_path, resolve_run_dir, save_run
 from twin.train.tiny import init_tiny_model
 
 MY_REPLY = "да, конечно"
@@ -288,8 +297,62 @@ def test_replies_never_show_prompt_scaffolding_or_another_turn(generated: str, s
     assert text == shown
 
 
+def _scripted_reply(twin: Twin, ids: list[int], monkeypatch: pytest.MonkeyPatch) -> str:
+    """The reply shown when the model writes exactly ``ids`` (then EOS)."""
+    monkeypatch.setattr(twin, "_generate_ids", lambda *_args, **_kwargs: iter(ids))
+    pieces = list(twin.stream_reply(context=CONTEXT, me="Olga Owner", peer="Anna"))
+    assert all(pieces), "no empty pieces"
+    return "".join(pieces)
+
+
+@pytest.mark.parametrize(
+    ("generated", "shown"),
+    [
+        ("hiOlga Owner: how are you", "hi"),  # my own turn's header, glued to my words
+        ("hiOlga Owner:", "hi"),  # ... cut by the length limit after its colon
+        ("sure!Anna: and then", "sure!"),
+        ("ok Anna:\nsee you", "ok"),
+        ("Olga Owner: fine", "fine"),  # my tag before my words is not shown
+        ("Anna is late", "Anna is late"),  # a name is not a tag
+    ],
+)
+def test_a_speaker_tag_anywhere_ends_the_reply(
+    base_twin: Twin, generated: str, shown: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = base_twin.tokenizer.encode(generated).tolist()
+    assert _scripted_reply(base_twin, ids, monkeypatch) == shown
+
+
+def test_broken_characters_never_show(base_twin: Twin, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A lead byte of a two-byte letter followed by plain text spells nothing: the decoder
+    # writes a replacement character for it, mid-reply or at its end.
+    tokenizer = base_twin.tokenizer
+    lead_byte = tokenizer.processor.token_to_id("Ñ")  # byte 0xD1 in byte-level BPE
+    assert tokenizer.decode(torch.tensor([lead_byte])) == "\ufffd"
+    ids = [*tokenizer.encode("ok").tolist(), lead_byte, *tokenizer.encode(" fine").tolist()]
+    stray = tokenizer.encode("\x03").tolist()  # a control character: drawn as an empty box
+    assert _scripted_reply(base_twin, [*ids, *stray, lead_byte], monkeypatch) == "ok fine"
+
+
+@given(
+    words=st.lists(
+        st.sampled_from(["a", " ", "\n", ":", "Anna", "Olga Owner", "\ufffd", "\x03", "#"])
+    ),
+    cuts=st.lists(st.integers(min_value=0, max_value=40), max_size=8),
+)
+def test_streamed_replies_equal_clean_reply(words: list[str], cuts: list[int]) -> None:
+    """The stream, cut anywhere, shows what `clean_reply` makes of the whole text."""
+    text = "".join(words)
+    bounds = [0, *sorted(c for c in cuts if c <= len(text)), len(text)]
+    stops, tag = reply_stops(me="Olga Owner", peer="Anna"), "Olga Owner: "
+    scanner = StopScanner(stops, line_start=True, skip_prefix=tag)
+    shown = "".join(scanner.feed(without_broken_chars(text[a:b])) for a, b in pairwise(bounds))
+    shown += clean_reply(scanner.flush(), me="Olga Owner", peer="Anna")
+    assert shown == clean_reply(text, me="Olga Owner", peer="Anna")
+
+
 def test_run_resolution(settings: Settings, base_dir: Path) -> None:
-    with pytest.raises(ChatError, match="twin train"):
+    with pytest.raises(RunError, match="twin train"):
         resolve_run_dir(settings=settings, run=None)
     runs = settings.data_dir / "runs"
     older = make_run(runs, "20240101-000000", base_dir)
@@ -297,7 +360,7 @@ def test_run_resolution(settings: Settings, base_dir: Path) -> None:
     assert resolve_run_dir(settings=settings, run=None) == newer.resolve()
     assert resolve_run_dir(settings=settings, run="20240101-000000") == older.resolve()
     assert resolve_run_dir(settings=settings, run=str(older)) == older.resolve()
-    with pytest.raises(ChatError, match="twin train"):
+    with pytest.raises(RunError, match="twin train"):
         resolve_run_dir(settings=settings, run="nope")
 
 

@@ -13,11 +13,11 @@ import pytest
 import typer
 from sqlmodel import select
 from telethon.tl import types
-from tgserver import ME_ID, PHONE, TelegramServer, build_world, media_samples
+from tgserver import ME_ID, PHONE, TelegramServer, build_world, media_samples, with_api_credentials
 from typer.testing import CliRunner
 
 from twin.cli import telegram as cli_telegram
-from twin.config import Settings, get_settings
+from twin.config import Settings
 from twin.db import session_scope
 from twin.errors import TelegramError, TelegramUnreachable, TwinError
 from twin.models import Dialog, HarvestState, Message
@@ -33,10 +33,7 @@ PRIVATE = (*PEOPLE, DELETED)
 
 @pytest.fixture
 def tg(db: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("TWIN_API_ID", "1234567")
-    monkeypatch.setenv("TWIN_API_HASH", "0f" * 16)
-    get_settings.cache_clear()
-    return get_settings()
+    return with_api_credentials(monkeypatch)
 
 
 def stored(settings: Settings) -> dict[int, dict[int, Message]]:

@@ -7,9 +7,9 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import pytest
-from tgserver import CODE, PHONE, TelegramServer
+from tgserver import CODE, PHONE, TelegramServer, with_api_credentials
 
-from twin.config import Settings, get_settings
+from twin.config import Settings
 from twin.db import session_scope
 from twin.errors import ConfigError, TelegramError
 from twin.store import get_owner
@@ -26,10 +26,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 @pytest.fixture
 def tg(db: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """Settings with (made-up) API credentials and a migrated database."""
-    monkeypatch.setenv("TWIN_API_ID", "1234567")
-    monkeypatch.setenv("TWIN_API_HASH", "0f" * 16)
-    get_settings.cache_clear()
-    return get_settings()
+    return with_api_credentials(monkeypatch)
 
 
 def stored_owner(settings: Settings) -> Any:
@@ -200,3 +197,20 @@ def test_logout_revokes_at_telegram_and_deletes_the_session(tg: Settings) -> Non
     assert stored_owner(tg).session_encrypted is None and load_session(tg) is None
     # Logging out again has nothing to revoke and says so.
     assert run(login.logout(tg, client_factory=factory)) is False
+
+
+def test_a_second_account_is_refused_without_naming_a_setting(tg: Settings) -> None:
+    """The message reaches the Telegram page too: it says what to do, not what to configure."""
+    with session_scope(tg) as session:
+        get_owner(session).tg_user_id = 77
+    server = TelegramServer()
+
+    async def flow() -> login.LoginResult:
+        ticket = await login.start_login(
+            tg, phone="+44 7911 123456", client_factory=server.client_factory(tg)
+        )
+        return await login.submit_code(ticket.login_id, CODE)
+
+    with pytest.raises(TelegramError, match="another Telegram account") as refused:
+        run(flow())
+    assert "TWIN_" not in f"{refused.value.message} {refused.value.hint}"

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from trainhelpers import make_dataset, make_tiny_model
+from trainhelpers import make_dataset, make_tiny_model, train_here
 
 from twin.config import Settings
 from twin.errors import TrainError
-from twin.train.record import LoraSettings, adapter_path, load_run
-from twin.train.trainer import TrainingConfig, record_status, train
+from twin.runs import LoraSettings, TrainingConfig, adapter_path, load_run
 
 TOLERANCE = 1e-5
 TWIN = str(Path(sys.executable).with_name("twin"))  # the console script
@@ -72,22 +71,22 @@ def test_two_processes_train_and_resume_to_the_one_process_adapter(
     inputs: tuple[Path, Path], settings: Settings
 ) -> None:
     dataset, base = inputs
-    single = train(
+    single = train_here(
         settings=settings, base_model_dir=base, dataset_dir=dataset, run_id="one", config=config(1)
     )
-    assert record_status(single) == "done"
+    assert single.status == "done"
     expected = adapter(settings.data_dir / "runs" / "one")
 
     # Two processes, stopped after step 3 (a checkpoint at step 2 and one on stop), resumed.
     torchrun(__file__, str(settings.data_dir), str(dataset), str(base), "two", "--stop-after", "3")
     run_dir = settings.data_dir / "runs" / "two"
     stopped = load_run(run_dir)
-    assert (record_status(stopped), stopped.metrics["steps"]) == ("stopped", 3)
+    assert (stopped.status, stopped.metrics["steps"]) == ("stopped", 3)
     assert stopped.config["devices"] == 2
     # Resumed with the CLI, as README shows (`twin train` in every process).
     torchrun("--no-python", TWIN, "train", "--resume", "--run-id", "two")
     resumed = load_run(run_dir)
-    assert (record_status(resumed), resumed.metrics["steps"]) == ("done", MAX_STEPS)
+    assert (resumed.status, resumed.metrics["steps"]) == ("done", MAX_STEPS)
     # Both processes counted their tokens: the same data as one process saw.
     assert resumed.metrics["useful_tokens"] == single.metrics["useful_tokens"]
 
@@ -102,7 +101,7 @@ def test_two_processes_train_and_resume_to_the_one_process_adapter(
 def test_fsdp_on_cpu_is_refused_with_a_hint(inputs: tuple[Path, Path], settings: Settings) -> None:
     dataset, base = inputs
     with pytest.raises(TrainError, match="strategy=fsdp is set up for CUDA GPUs only") as refused:
-        train(
+        train_here(
             settings=settings,
             base_model_dir=base,
             dataset_dir=dataset,
@@ -122,7 +121,7 @@ def _main(argv: list[str]) -> None:
         steps[0] += 1
         return stop_after is not None and steps[0] >= stop_after
 
-    train(
+    train_here(
         settings=settings,
         base_model_dir=None if resume else Path(base),
         dataset_dir=None if resume else Path(dataset),

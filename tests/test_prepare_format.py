@@ -7,6 +7,7 @@ from litgpt.prompts import Alpaca
 
 from twin.prepare.format import (
     Turn,
+    clean_reply,
     render_context,
     render_instruction,
     render_prompt,
@@ -26,3 +27,18 @@ def test_tags_are_one_line_names_and_stop_sequences_match_them() -> None:
     turns = [Turn(speaker="Anna\n: K.", text="are you coming?", mine=False)]
     assert render_context(turns) == "Anna K.: are you coming?"
     assert stop_sequences(me="Ivan", peer="Anna\n: K.") == ["\nAnna K.: ", "\nIvan: "]
+
+
+@pytest.mark.parametrize(
+    ("generated", "shown"),
+    [
+        ("hiOlga Owner: how are you", "hi"),
+        ("hiOlga Owner:", "hi"),
+        ("fine\ufffd\ufffd", "fine"),
+        ("ok\x03\x12 then\x0b", "ok then"),  # stray bytes of a small model
+        ("Olga Owner: sure\n### Input:", "sure"),
+        ("Anna is late", "Anna is late"),
+    ],
+)
+def test_clean_reply_keeps_only_my_words(generated: str, shown: str) -> None:
+    assert clean_reply(generated, me="Olga Owner", peer="Anna") == shown

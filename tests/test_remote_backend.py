@@ -9,9 +9,6 @@ model, it keeps writing past my turn (into the other person's next tag), and it 
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +20,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.testclient import TestClient
 from test_export import finished_run
 from trainhelpers import make_tiny_model
-from web.conftest import log_in
+from webhelpers import free_port, log_in, uvicorn_in_thread
 
 from twin.chat.remote import RemoteClient
 from twin.config import Settings
@@ -66,28 +63,13 @@ class StandIn:
             return StreamingResponse(events(), media_type="text/event-stream")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def stand_in() -> Iterator[tuple[str, StandIn]]:
     server_app = StandIn()
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(server_app.app, host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the stand-in server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/v1", server_app
-    server.should_exit = True
-    thread.join(timeout=10)
+    port = free_port()
+    config = uvicorn.Config(server_app.app, host="127.0.0.1", port=port, log_level="warning")
+    with uvicorn_in_thread(config):
+        yield f"http://127.0.0.1:{port}/v1", server_app
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +94,7 @@ def test_client_names_a_refused_key_and_an_unreachable_server(
     with pytest.raises(ChatError, match="answered 401: Invalid API key") as refused:
         list(RemoteClient(url, api_key="wrong").stream_completion(prompt="hi"))
     assert "TWIN_REMOTE_API_KEY" in (refused.value.hint or "")
-    closed = f"http://127.0.0.1:{_free_port()}/v1"
+    closed = f"http://127.0.0.1:{free_port()}/v1"
     with pytest.raises(ChatError, match="Cannot reach the remote model"):
         list(RemoteClient(closed).stream_completion(prompt="hi"))
 

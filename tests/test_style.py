@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from twin.train.discriminator import discriminate, wilson_interval
-from twin.train.style import (
+from twin.evaluate.discriminator import discriminate, wilson_interval
+from twin.evaluate.style import (
     compare_styles,
     count_bracket_smileys,
     count_emoji,

@@ -15,19 +15,25 @@ from pathlib import Path
 
 import pytest
 import torch
-from trainhelpers import make_dataset, make_tiny_model
+from trainhelpers import make_dataset, make_tiny_model, train_here
 from typer.testing import CliRunner
 
 from twin.config import Settings
 from twin.errors import TrainError
-from twin.jobs import get_job, reap_dead_jobs, request_cancel, start_job
+from twin.jobs import active_job, get_job, reap_dead_jobs, request_cancel
 from twin.models import JobState
+from twin.runs import (
+    LoraSettings,
+    TrainingConfig,
+    adapter_path,
+    latest_checkpoint,
+    list_runs,
+    load_run,
+    runs_dir,
+)
 from twin.train.batching import epoch_batches, padding_fraction
-from twin.train.checkpoint import latest_checkpoint
-from twin.train.record import LoraSettings, adapter_path, load_run
-from twin.train.runs import list_runs
-from twin.train.trainer import RunProgress, TrainingConfig, runs_dir, train
-from twin.train.worker import run_training_job, start_training_job, training_params
+from twin.train.loop import RunProgress
+from twin.train.trainer import TrainingRequest, train
 
 CONFIG = TrainingConfig(
     lora=LoraSettings(r=8, alpha=16, dropout=0.05, query=True, value=True, mlp=True, head=True),
@@ -57,7 +63,9 @@ def reference(
     """An uninterrupted run: its dir and its adapter."""
     model, dataset = inputs
     settings = Settings(data_dir=tmp_path_factory.mktemp("reference"))
-    train(settings=settings, base_model_dir=model, dataset_dir=dataset, run_id="ref", config=CONFIG)
+    train_here(
+        settings=settings, base_model_dir=model, dataset_dir=dataset, run_id="ref", config=CONFIG
+    )
     run_dir = runs_dir(settings) / "ref"
     return run_dir, torch.load(adapter_path(run_dir), weights_only=True)
 
@@ -75,7 +83,7 @@ def test_training_learns_the_style_and_leaves_the_run_layout(
     run_dir, adapter = reference
     record = load_run(run_dir)
     metrics = record.metrics
-    assert metrics["status"] == "done" and metrics["steps"] == 16
+    assert record.status == "done" and metrics["steps"] == 16
     assert metrics["val_loss"] < 0.5 * metrics["val_loss_start"]
     assert metrics["tokens_per_second"] > 0 and 0 <= metrics["padding_fraction"] < 0.2
     assert adapter and all("lora_" in key for key in adapter)  # LoRA parameters only
@@ -119,9 +127,10 @@ def test_sigkilled_run_resumes_to_the_same_adapter(
     inputs: tuple[Path, Path], reference: tuple[Path, dict[str, torch.Tensor]], db: Settings
 ) -> None:
     model, dataset = inputs
-    job_id = start_training_job(
-        settings=db, base_model_dir=model, dataset_dir=dataset, run_id="killed", config=CONFIG
+    request = TrainingRequest(
+        base_model_dir=model, dataset_dir=dataset, run_id="killed", config=CONFIG
     )
+    job_id = train(request, settings=db, detach=True).job_id
     run_dir = runs_dir(db) / "killed"
     deadline = time.monotonic() + 180
     while latest_checkpoint(run_dir) is None:
@@ -137,8 +146,8 @@ def test_sigkilled_run_resumes_to_the_same_adapter(
     assert reaped.id == job_id and reaped.state == JobState.failed
     assert [r.status for r in list_runs(db)] == ["interrupted"]
 
-    record = train(settings=db, run_id="killed", resume=True)
-    assert record.metrics["status"] == "done"
+    record = train_here(settings=db, run_id="killed", resume=True)
+    assert record.status == "done"
     _same_adapter(run_dir, reference[1])
 
 
@@ -146,38 +155,35 @@ def test_cancel_stops_with_a_resumable_checkpoint(
     inputs: tuple[Path, Path], reference: tuple[Path, dict[str, torch.Tensor]], db: Settings
 ) -> None:
     model, dataset = inputs
-    params = training_params(
-        settings=db,
-        base_model_dir=model,
-        dataset_dir=dataset,
-        run_id="cancelled",
-        config=CONFIG,
-        resume=False,
-        merge=False,
+    request = TrainingRequest(
+        base_model_dir=model, dataset_dir=dataset, run_id="cancelled", config=CONFIG
     )
-    job = start_job(settings=db, kind="train", params=params)
-    assert job.id is not None
 
     def cancel_at_step_3(progress: RunProgress) -> None:
         if progress.step == 3:  # as `twin train --cancel` from another terminal would
+            job = active_job(settings=db, kind="train")
+            assert job is not None and job.id is not None
             request_cancel(settings=db, job_id=job.id)
 
-    record = run_training_job(settings=db, job_id=job.id, progress=cancel_at_step_3)
-    assert record.metrics["status"] == "stopped" and record.metrics["steps"] == 3
-    stopped = get_job(settings=db, job_id=job.id)
+    training = train(request, settings=db, progress=cancel_at_step_3)
+    record = training.record
+    assert record is not None
+    assert record.status == "stopped" and record.metrics["steps"] == 3
+    assert training.job_id is not None
+    stopped = get_job(settings=db, job_id=training.job_id)
     assert stopped.state == JobState.cancelled
     assert json.loads(stopped.result_json or "{}")["resumable"] is True
     run_dir = runs_dir(db) / "cancelled"
     assert latest_checkpoint(run_dir) == run_dir / "checkpoints" / "step-000003"
     assert [(r.status, r.resumable) for r in list_runs(db)] == [("stopped", True)]
 
-    train(settings=db, run_id="cancelled", resume=True)
+    train_here(settings=db, run_id="cancelled", resume=True)
     _same_adapter(run_dir, reference[1])
 
 
 def _refused(settings: Settings, **kwargs: object) -> str:
     with pytest.raises(TrainError) as refused:
-        train(settings=settings, run_id="bad", config=CONFIG, **kwargs)  # type: ignore[arg-type]
+        train_here(settings=settings, run_id="bad", config=CONFIG, **kwargs)  # type: ignore[arg-type]
     assert not (runs_dir(settings) / "bad").exists(), "a refused run left files behind"
     return str(refused.value)
 
@@ -211,7 +217,7 @@ def test_bad_input_is_refused_before_anything_is_written(
 
     qlora = CONFIG.model_copy(update={"quantize": "bnb.nf4"})
     with pytest.raises(TrainError, match="CUDA"):
-        train(
+        train_here(
             settings=settings, base_model_dir=model, dataset_dir=dataset, run_id="bad", config=qlora
         )
     assert not runs_dir(settings).exists()
@@ -231,7 +237,7 @@ def test_grouping_by_length_cuts_padding(inputs: tuple[Path, Path], settings: Se
     fractions = {}
     for group in (True, False):
         config = CONFIG.model_copy(update={"group_by_length": group, "max_steps": 4})
-        record = train(
+        record = train_here(
             settings=settings,
             base_model_dir=model,
             dataset_dir=dataset,
@@ -372,7 +378,7 @@ def test_samples_too_long_are_left_out_whole_and_counted(
     from litgpt.tokenizer import Tokenizer
 
     from twin.train.data import load_split
-    from twin.train.loop import prepare_run
+    from twin.train.plan import prepare_run
 
     model, dataset = inputs
     tokenizer = Tokenizer(model)

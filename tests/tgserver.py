@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from telethon import TelegramClient
 from telethon.crypto import AuthKey
 from telethon.errors import rpc_message_to_error
@@ -815,3 +816,13 @@ class InMemorySender:
 
     def push_update(self, update: TLObject) -> None:
         self._updates_queue.put_nowait(BinaryReader(bytes(update)).tgread_object())
+
+
+def with_api_credentials(monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The settings once (made-up) Telegram API credentials are in the environment."""
+    from twin.config import get_settings
+
+    monkeypatch.setenv("TWIN_API_ID", "1234567")
+    monkeypatch.setenv("TWIN_API_HASH", "0f" * 16)
+    get_settings.cache_clear()
+    return get_settings()

@@ -140,3 +140,14 @@ def make_tiny_model(
         pretrain_steps=pretrain_steps,
         seed=seed,
     )
+
+
+def train_here(*, settings: Any, **request: Any) -> Any:
+    """Train in this process through `twin.train.trainer.train` (a ``train`` job, as the CLI's
+    foreground run) and return the run's record; keyword arguments are `TrainingRequest`
+    fields (None: the default) plus ``progress`` and ``should_stop``."""
+    from twin.train.trainer import TrainingRequest, train
+
+    hooks = {key: request.pop(key) for key in ("progress", "should_stop") if key in request}
+    fields = {key: value for key, value in request.items() if value is not None}
+    return train(TrainingRequest(**fields), settings=settings, **hooks).record

@@ -61,10 +61,13 @@ class Settings(BaseSettings):
     """Bearer token for ``remote_url``, if it needs one."""
     remote_model: str = "twin"
     """The model name the remote server serves the twin under."""
+    web_dir: Path | None = None
+    """Folder with the web app's ``templates/`` and ``static/``; default: the copy that ships
+    with twin (``web/`` of a source checkout)."""
     phone_regions: list[str] = Field(default_factory=lambda: ["RU", "UA", "US", "GB", "PL", "DE"])
     """Regions whose local phone-number formats the scrubber recognizes."""
 
-    @field_validator("data_dir", "base_model_dir")
+    @field_validator("data_dir", "base_model_dir", "web_dir")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         # litgpt treats relative checkpoint paths that don't resolve as hub repo ids.

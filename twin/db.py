@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -23,7 +24,13 @@ from sqlmodel import Session, create_engine
 from twin.config import Settings, get_settings
 from twin.errors import StoreError
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# A wheel carries migrations/ inside the package (setup.py); a checkout has it at the top.
+_PACKAGED_MIGRATIONS = Path(__file__).resolve().parent / "db_migrations"
+MIGRATIONS_DIR = (
+    _PACKAGED_MIGRATIONS
+    if _PACKAGED_MIGRATIONS.is_dir()
+    else Path(__file__).resolve().parent.parent / "migrations"
+)
 BUSY_TIMEOUT_MS = 30_000
 
 
@@ -132,6 +139,9 @@ def alembic_config(url: str) -> AlembicConfig:
     return config
 
 
+_MIGRATION_LOCK = threading.Lock()
+
+
 def upgrade_database(settings: Settings | None = None, revision: str = "head") -> None:
     """Apply migrations up to ``revision`` (idempotent; run on every start).
 
@@ -149,7 +159,10 @@ def upgrade_database(settings: Settings | None = None, revision: str = "head") -
     engine = get_engine(settings)
     config = alembic_config(settings.db_url)
     try:
-        with engine.begin() as connection:
+        # Alembic keeps the running migration in module globals (`alembic.context`), so two
+        # threads migrating at once (two "Train" clicks, each entry function migrating) break
+        # each other; one at a time per process. Other processes are kept apart by SQLite.
+        with _MIGRATION_LOCK, engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
     except Exception as exc:  # sqlite3 / SQLAlchemy errors: corrupt file, read-only dir, …

@@ -69,6 +69,10 @@ class PrepareError(TwinError):
     """The dataset could not be built."""
 
 
+class RunError(TwinError):
+    """A training run asked for is not there, not finished, or its record cannot be read."""
+
+
 class TrainError(TwinError):
     """Training could not start, run or resume."""
 

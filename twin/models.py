@@ -64,7 +64,7 @@ class Dialog(DialogBase, table=True):
     source: Source = Source.api
     created_unix: int = 0
     assist: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
-    """True when the twin may write reply drafts in this chat (`twin.telegram.assist`)."""
+    """True when the twin may write reply drafts in this chat (`twin.assist.drafts`)."""
 
 
 class DialogPublic(DialogBase):

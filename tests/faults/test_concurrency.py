@@ -148,8 +148,8 @@ def test_two_train_clicks_at_once_start_one_run(owner: TestClient, settings: Set
     from trainhelpers import make_dataset, make_tiny_model
 
     from twin.jobs import JobBusy, list_jobs
-    from twin.train.trainer import runs_dir
-    from twin.train.worker import start_training_job
+    from twin.runs import runs_dir
+    from twin.train.trainer import TrainingRequest, train
 
     dataset = make_dataset(settings.dataset_dir, train=32, val=8)
     model = make_tiny_model(settings.data_dir / "checkpoints" / "twin-tiny", dataset_dir=dataset)
@@ -169,7 +169,8 @@ def test_two_train_clicks_at_once_start_one_run(owner: TestClient, settings: Set
 
     # The same refusal from the entry function itself names the running job and what to do.
     with pytest.raises(JobBusy) as busy:
-        start_training_job(settings=settings, base_model_dir=model, dataset_dir=dataset)
+        request = TrainingRequest(base_model_dir=model, dataset_dir=dataset)
+        train(request, settings=settings, detach=True)
     assert f"job {job.id}" in busy.value.message and busy.value.hint
 
     finished = _wait_job(settings, job.id or 0, timeout=240)

@@ -137,11 +137,9 @@ def test_full_disk_while_saving_a_checkpoint_keeps_the_previous_one(
     small_disk: Path, tmp_path: Path
 ) -> None:
     import torch
-    from trainhelpers import make_dataset, make_tiny_model
+    from trainhelpers import make_dataset, make_tiny_model, train_here
 
-    from twin.train.checkpoint import STATE_FILE, latest_checkpoint
-    from twin.train.record import LoraSettings
-    from twin.train.trainer import TrainingConfig, runs_dir, train
+    from twin.runs import STATE_FILE, LoraSettings, TrainingConfig, latest_checkpoint, runs_dir
 
     dataset = make_dataset(tmp_path / "dataset", train=32, val=8)
     model = make_tiny_model(tmp_path / "model", dataset_dir=dataset)
@@ -156,7 +154,7 @@ def test_full_disk_while_saving_a_checkpoint_keeps_the_previous_one(
         eval_max_batches=1,
     )
     steps: list[int] = []
-    record = train(
+    record = train_here(
         settings=settings,
         base_model_dir=model,
         dataset_dir=dataset,
@@ -165,7 +163,7 @@ def test_full_disk_while_saving_a_checkpoint_keeps_the_previous_one(
         progress=lambda p: steps.append(p.step),
         should_stop=lambda: bool(steps) and steps[-1] >= 2,
     )
-    assert record.metrics["status"] == "stopped"
+    assert record.status == "stopped"
     run_dir = runs_dir(settings) / "run"
     saved = latest_checkpoint(run_dir)
     assert saved is not None and saved.name == "step-000002"
@@ -173,7 +171,7 @@ def test_full_disk_while_saving_a_checkpoint_keeps_the_previous_one(
 
     filler = fill(small_disk, leave_bytes=8 * 1024)
     with pytest.raises(TrainError) as failed:
-        train(settings=settings, run_id="run", resume=True)
+        train_here(settings=settings, run_id="run", resume=True)
     assert "--resume" in str(failed.value)
     assert latest_checkpoint(run_dir) == saved
     assert (saved / STATE_FILE).read_bytes() == saved_bytes
@@ -181,6 +179,6 @@ def test_full_disk_while_saving_a_checkpoint_keeps_the_previous_one(
     assert state["step"] == 2
 
     filler.unlink()
-    assert train(settings=settings, run_id="run", resume=True).metrics["status"] == "done"
+    assert train_here(settings=settings, run_id="run", resume=True).status == "done"
     assert not any(p.name.endswith(".tmp") for p in (run_dir / "checkpoints").iterdir())
     os.sync()

@@ -109,11 +109,13 @@ def child_prepare(data_dir: str, out_dir: str, seed: int) -> int:
 
 
 def child_train(data_dir: str, model_dir: str, dataset_dir: str, run_id: str) -> str:
-    from twin.train.trainer import runs_dir, train
+    from trainhelpers import train_here
+
+    from twin.runs import runs_dir
 
     settings = child_settings(data_dir)
     resume = (runs_dir(settings) / run_id / "run.json").is_file()
-    record = train(
+    record = train_here(
         settings=settings,
         base_model_dir=Path(model_dir),
         dataset_dir=Path(dataset_dir),
@@ -121,12 +123,11 @@ def child_train(data_dir: str, model_dir: str, dataset_dir: str, run_id: str) ->
         config=None if resume else _train_config(),
         resume=resume,
     )
-    return str(record.metrics["status"])
+    return str(record.status)
 
 
 def _train_config() -> Any:
-    from twin.train.record import LoraSettings
-    from twin.train.trainer import TrainingConfig
+    from twin.runs import LoraSettings, TrainingConfig
 
     return TrainingConfig(
         lora=LoraSettings(r=4, alpha=8, dropout=0.05, query=True, value=True),
@@ -292,8 +293,7 @@ def test_killed_training_resumes_to_the_same_adapter(forker: Forker, tmp_path: P
     import torch
     from trainhelpers import make_dataset, make_tiny_model
 
-    from twin.train.checkpoint import STATE_FILE, list_checkpoints
-    from twin.train.record import adapter_path
+    from twin.runs import STATE_FILE, adapter_path, list_checkpoints
 
     dataset = make_dataset(tmp_path / "dataset", train=48, val=8)
     model = make_tiny_model(tmp_path / "model", dataset_dir=dataset)

@@ -11,11 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import re
-import socket
 import stat
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +20,7 @@ import pytest
 from conftest import API_HASH, API_ID, db_file
 from telethon.sessions import StringSession
 from tgserver import CODE, PHONE, TelegramServer
+from webhelpers import free_port, log_in, uvicorn_in_thread
 
 from twin.config import Settings
 from twin.telegram.client import load_session
@@ -50,11 +47,19 @@ def all_logs() -> Iterator[_Collect]:
     old_level = root.level
     root.setLevel(logging.DEBUG)
     root.addHandler(handler)
+    # A server started earlier in this process with uvicorn's default logging config stops its
+    # loggers from propagating; here every record must reach the root.
+    uvicorn_loggers = [logging.getLogger(n) for n in ("uvicorn", "uvicorn.error", "uvicorn.access")]
+    propagated = [logger.propagate for logger in uvicorn_loggers]
+    for logger in uvicorn_loggers:
+        logger.propagate = True
     try:
         yield handler
     finally:
         root.removeHandler(handler)
         root.setLevel(old_level)
+        for logger, before in zip(uvicorn_loggers, propagated, strict=True):
+            logger.propagate = before
 
 
 def _secret_forms(session: str) -> list[bytes]:
@@ -68,69 +73,38 @@ def _files(data_dir: Path) -> list[Path]:
     return [p for p in data_dir.rglob("*") if p.is_file()]
 
 
-def _serve(app: object, port: int) -> tuple[object, threading.Thread]:
+def test_session_phone_code_and_password_never_rest_in_plaintext(
+    db: Settings, all_logs: _Collect, tmp_path: Path
+) -> None:
     import uvicorn
 
+    from twin.telegram.harvest import harvest
+    from twin.web import create_app
     from twin.web.app import quiet_access_log
 
+    server = TelegramServer(password=PASSWORD_2FA)
+    port = free_port()
+    app = create_app(db.model_copy(update={"port": port}))  # the Host check compares the port
+    app.state.twin.telegram_client_factory = server.client_factory
     quiet_access_log()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="debug", access_log=True, log_config=None
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive()
-        time.sleep(0.05)
-    return server, thread
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _web_login(http: httpx.Client) -> None:
-    page = http.get("/setup").text
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert token
-    form = {"password": OWNER_PASSWORD, "confirm": OWNER_PASSWORD, "csrf_token": token.group(1)}
-    assert http.post("/setup", data=form).status_code == 303
-    meta = re.search(r'name="csrf-token" content="([^"]+)"', http.get("/").text)
-    assert meta
-    http.headers["X-CSRF-Token"] = meta.group(1)
-
-
-def test_session_phone_code_and_password_never_rest_in_plaintext(
-    db: Settings, all_logs: _Collect, tmp_path: Path
-) -> None:
-    from twin.telegram.harvest import harvest
-    from twin.web import create_app
-
-    server = TelegramServer(password=PASSWORD_2FA)
-    port = _free_port()
-    app = create_app(db.model_copy(update={"port": port}))  # the Host check compares the port
-    app.state.twin.telegram_client_factory = server.client_factory
-    uvicorn_server, thread = _serve(app, port)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            _web_login(http)
-            steps = [
-                ("/telegram/credentials", {"api_id": str(API_ID), "api_hash": API_HASH}),
-                ("/telegram/phone", {"phone": PHONE}),
-                ("/telegram/code", {"code": CODE}),
-                ("/telegram/password", {"password": PASSWORD_2FA}),
-            ]
-            for path, form in steps:
-                response = http.post(path, data=form)
-                assert response.status_code == 303, (path, response.text)
-            assert "Connected as" in http.get("/telegram").text
-    finally:
-        uvicorn_server.should_exit = True  # type: ignore[attr-defined]
-        thread.join(timeout=30)
+    with (
+        uvicorn_in_thread(config),
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http,
+    ):
+        log_in(http, OWNER_PASSWORD)
+        steps = [
+            ("/telegram/credentials", {"api_id": str(API_ID), "api_hash": API_HASH}),
+            ("/telegram/phone", {"phone": PHONE}),
+            ("/telegram/code", {"code": CODE}),
+            ("/telegram/password", {"password": PASSWORD_2FA}),
+        ]
+        for path, form in steps:
+            response = http.post(path, data=form)
+            assert response.status_code == 303, (path, response.text)
+        assert "Connected as" in http.get("/telegram").text
 
     settings = db.model_copy(update={"api_id": API_ID, "api_hash": API_HASH})
     session = load_session(settings)
@@ -168,12 +142,11 @@ def _mode(path: Path) -> int:
 
 def test_private_files_and_dirs_are_owner_only(db: Settings, tmp_path: Path) -> None:
     from conftest import make_export, write_export
-    from trainhelpers import make_dataset, make_tiny_model
+    from trainhelpers import make_dataset, make_tiny_model, train_here
 
     from twin.importer import import_export
     from twin.prepare.dataset import prepare_dataset
-    from twin.train.record import LoraSettings
-    from twin.train.trainer import TrainingConfig, runs_dir, train
+    from twin.runs import LoraSettings, TrainingConfig, runs_dir
     from twin.vault import encrypt
 
     encrypt(db, "x")  # creates the key file
@@ -192,7 +165,7 @@ def test_private_files_and_dirs_are_owner_only(db: Settings, tmp_path: Path) -> 
         checkpoint_interval=1,
         eval_max_batches=1,
     )
-    train(settings=db, base_model_dir=model, dataset_dir=dataset, run_id="r", config=config)
+    train_here(settings=db, base_model_dir=model, dataset_dir=dataset, run_id="r", config=config)
 
     assert _mode(db.data_dir) == 0o700
     for name in ("twin.sqlite3", "twin.sqlite3-wal", "twin.sqlite3-shm", "secret.key"):

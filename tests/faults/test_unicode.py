@@ -75,15 +75,14 @@ def _stored(settings: Settings) -> dict[int, list[str]]:
 
 def test_unicode_survives_import_prepare_training_and_chat(db: Settings, tmp_path: Path) -> None:
     from litgpt.tokenizer import Tokenizer
-    from trainhelpers import make_tiny_model
+    from trainhelpers import make_tiny_model, train_here
 
-    from twin.chat.generate import load_twin
+    from twin.chat.load import load_twin
     from twin.importer import import_export
     from twin.prepare.dataset import prepare_dataset
     from twin.prepare.format import Turn
+    from twin.runs import LoraSettings, TrainingConfig, runs_dir
     from twin.train.data import load_split
-    from twin.train.record import LoraSettings
-    from twin.train.trainer import TrainingConfig, runs_dir, train
 
     export = _export()
     import_export(settings=db, path=write_export(tmp_path / "result.json", export))
@@ -121,8 +120,8 @@ def test_unicode_survives_import_prepare_training_and_chat(db: Settings, tmp_pat
         global_batch_size=2,
         eval_max_batches=1,
     )
-    record = train(settings=db, base_model_dir=model, run_id="u", config=config)
-    assert record.metrics["status"] == "done"
+    record = train_here(settings=db, base_model_dir=model, run_id="u", config=config)
+    assert record.status == "done"
 
     twin = load_twin(run_dir=runs_dir(db) / "u")
     for text in (SPECIAL[1], EMOJI[5], SPECIAL[0]):

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+# Re-exported: the web tests import the login helpers from here.
+from webhelpers import PASSWORD, form_token, free_port, log_in, set_password, uvicorn_in_thread
+
 from twin.config import Settings
+from twin.jobs import ACTIVE_STATES, get_job
+from twin.models import JobState
 from twin.web import create_app
 
-PASSWORD = "correct horse battery"
+__all__ = ["PASSWORD", "form_token", "log_in", "set_password"]
 
 
 @pytest.fixture
@@ -35,31 +40,13 @@ def client(app: FastAPI, base_url: str) -> Iterator[TestClient]:
         yield client
 
 
-def form_token(client: TestClient | httpx.Client, path: str) -> str:
-    """The hidden CSRF field of the form on ``path``."""
-    match = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text)
-    assert match, f"no CSRF field on {path}"
-    return match.group(1)
-
-
-def set_password(client: TestClient | httpx.Client, password: str = PASSWORD) -> None:
-    response = client.post(
-        "/setup",
-        data={
-            "password": password,
-            "confirm": password,
-            "csrf_token": form_token(client, "/setup"),
-        },
-    )
-    assert response.status_code == 303, response.text
-
-
-def log_in(client: httpx.Client) -> None:
-    """Set the owner password and keep the session's CSRF token in ``client.headers``."""
-    set_password(client)
-    match = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/").text)
-    assert match
-    client.headers["X-CSRF-Token"] = match.group(1)
+def wait_for_job(settings: Settings, job_id: int, timeout: float = 120) -> JobState:
+    """The job's final state, once it has one."""
+    deadline = time.monotonic() + timeout
+    while (state := get_job(settings=settings, job_id=job_id).state) in ACTIVE_STATES:
+        assert time.monotonic() < deadline, f"job {job_id} still {state.value}"
+        time.sleep(0.05)
+    return state
 
 
 @pytest.fixture
@@ -76,15 +63,15 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Tests copy it into their own data dir with `finished_run`; the base model and the dataset
     stay here (the run record points at them by absolute path).
     """
-    from trainhelpers import make_dataset, make_tiny_model
+    from trainhelpers import make_dataset, make_tiny_model, train_here
 
-    from twin.train.trainer import TrainingConfig, train
+    from twin.runs import TrainingConfig
 
     root = tmp_path_factory.mktemp("web-run")
     dataset = make_dataset(root / "dataset", train=32, val=8)
     base = make_tiny_model(root / "base", dataset_dir=dataset)
     config = TrainingConfig(max_steps=2, micro_batch_size=4, global_batch_size=4, warmup_steps=1)
-    record = train(
+    record = train_here(
         settings=Settings(data_dir=root / "data"),
         base_model_dir=base,
         dataset_dir=dataset,
@@ -106,23 +93,7 @@ def finished_run(db: Settings, trained_run: Path) -> Path:
 def served(db: Settings) -> Iterator[tuple[str, FastAPI]]:
     """A fresh app under a real uvicorn on 127.0.0.1 (a thread), for streaming and disconnects
     that TestClient cannot show: ``(base_url, app)``."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     app = create_app(db.model_copy(update={"port": port}))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", app
-    server.should_exit = True
-    thread.join(timeout=10)
+    with uvicorn_in_thread(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")):
+        yield f"http://127.0.0.1:{port}", app

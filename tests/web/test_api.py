@@ -120,7 +120,7 @@ def test_errors_come_in_openai_shape(
 def test_messages_map_to_turns_with_the_configured_peer(
     owner: TestClient, settings: Settings
 ) -> None:
-    from twin.web.routers.openai_api import api_peer_name
+    from twin.web.model import api_peer_name
 
     messages = [ChatMessage.model_validate(m) for m in MESSAGES]
     turns, peer = messages_to_turns(messages, me="Olga", default_peer="Friend")

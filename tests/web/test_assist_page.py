@@ -13,15 +13,15 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlmodel import select
-from tgserver import build_world
+from tgserver import build_world, with_api_credentials
 from tgserver_updates import UpdatesServer
 
 from twin import jobs
-from twin.config import Settings, get_settings
+from twin.assist.drafts import JOB_KIND, AssistOptions
+from twin.assist.job import job_to_resume
+from twin.config import Settings
 from twin.db import session_scope
 from twin.models import Dialog, JobState
-from twin.telegram.assist import JOB_KIND, AssistOptions
-from twin.telegram.assist_job import job_to_resume
 from twin.web import create_app
 
 from .conftest import PASSWORD, log_in
@@ -32,10 +32,7 @@ ANNA = 2001
 @pytest.fixture
 def db(db: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """The migrated database, with Telegram API credentials in the environment."""
-    monkeypatch.setenv("TWIN_API_ID", "1234567")
-    monkeypatch.setenv("TWIN_API_HASH", "0f" * 16)
-    get_settings.cache_clear()
-    return get_settings()
+    return with_api_credentials(monkeypatch)
 
 
 @pytest.fixture

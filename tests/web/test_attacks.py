@@ -11,7 +11,6 @@ import json
 import logging
 import re
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,10 +18,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from test_private_files import modes, private_modes
+from webhelpers import free_port, uvicorn_in_thread
 
 from twin.config import Settings
 from twin.errors import ImportFailed
@@ -34,28 +33,17 @@ from twin.web.app import quiet_access_log
 from twin.web.deps import issue_api_token
 from twin.web.server import HeaderTimeoutProtocol, server_config
 
-from .conftest import PASSWORD, form_token, log_in, set_password
+from .conftest import PASSWORD, form_token, log_in, set_password, wait_for_job
 from .test_security import _db_counts, _leftovers
 
 
 @pytest.fixture
 def server(db: Settings) -> Iterator[tuple[str, FastAPI]]:
     """The app under uvicorn as `twin serve` runs it, on a free port: ``(base_url, app)``."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     app = create_app(db.model_copy(update={"port": port}))
-    config = server_config(app, host="127.0.0.1", port=port, log_level="warning")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not instance.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", app
-    instance.should_exit = True
-    thread.join(timeout=10)
+    with uvicorn_in_thread(server_config(app, host="127.0.0.1", port=port, log_level="warning")):
+        yield f"http://127.0.0.1:{port}", app
 
 
 def _raw(base_url: str, head: bytes, *, timeout_s: float = 20) -> bytes:
@@ -105,17 +93,6 @@ def test_the_nesting_guard_refuses_the_original_bomb_at_its_first_chunk() -> Non
     assert guard.depth == 0
 
 
-def _wait_for_job(settings: Settings, job_id: int) -> JobState:
-    deadline = time.monotonic() + 60
-    while (state := get_job(settings=settings, job_id=job_id).state) in (
-        JobState.queued,
-        JobState.running,
-    ):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    return state
-
-
 def test_deep_nesting_past_the_sniffed_head_fails_the_job_and_removes_the_upload(
     owner: TestClient, settings: Settings
 ) -> None:
@@ -128,7 +105,7 @@ def test_deep_nesting_past_the_sniffed_head_fails_the_job_and_removes_the_upload
     started = owner.post("/import", content=body)
     assert started.status_code == 201, started.text
     job_id = int(started.json()["url"].rsplit("/", 1)[1])
-    assert _wait_for_job(settings, job_id) == JobState.failed
+    assert wait_for_job(settings, job_id) == JobState.failed
     job = get_job(settings=settings, job_id=job_id)
     assert "more than 100 levels deep" in (job.error or "")
     assert not json.loads(job.result_json or "{}").get("resumable")

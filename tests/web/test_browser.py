@@ -6,17 +6,10 @@ test-artifacts/."""
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
-
-from twin.config import Settings
-from twin.web import create_app
+from fastapi import FastAPI
 
 from .conftest import PASSWORD
 from .test_pages import SAMPLE_EXPORT
@@ -39,29 +32,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def server_url(db: Settings) -> Iterator[str]:
-    """The real app under uvicorn on 127.0.0.1 and a free port, in a thread."""
-    settings = db.model_copy(update={"port": _free_port()})
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=settings.port, log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{settings.port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+def server_url(served: tuple[str, FastAPI]) -> str:
+    """The real app under uvicorn on 127.0.0.1 and a free port."""
+    return served[0]
 
 
 def test_the_whole_flow_in_a_browser(server_url: str) -> None:

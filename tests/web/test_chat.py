@@ -13,7 +13,7 @@ import httpx
 from fastapi.testclient import TestClient
 
 from twin.config import Settings
-from twin.web.routers.chat import get_twin
+from twin.web.model import get_twin
 
 from .conftest import log_in
 

@@ -6,9 +6,13 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from twin.train.fidelity import FidelityReport, HumanFigure, SideBySide, judge_replies
-from twin.train.record import load_run, save_run
-from twin.web.routers.game import GameScore, save_score
+from twin.config import Settings
+from twin.evaluate.fidelity import FidelityReport, HumanFigure, SideBySide, judge_replies
+from twin.evaluate.game import GameScore, save_score
+from twin.models import JobState
+from twin.runs import load_run, save_run
+
+from .conftest import wait_for_job
 
 CONTEXTS = [f"Anna: do you like {thing}?" for thing in ("tea", "jazz", "chess", "snow", "cats")]
 ME = [f"yes {thing}, love it :)" for thing in ("tea", "jazz", "chess", "snow", "cats")]
@@ -74,3 +78,36 @@ def test_runs_are_compared_by_their_figures(owner: TestClient, finished_run: Pat
 
 def test_no_runs_yet(owner: TestClient) -> None:
     assert "No training runs yet" in owner.get("/fidelity").text
+
+
+def test_the_run_page_computes_the_report_as_a_job(
+    owner: TestClient, finished_run: Path, settings: Settings
+) -> None:
+    run_id = finished_run.name
+    page = owner.get(f"/runs/{run_id}").text
+    assert "Not computed yet" in page and f'action="/runs/{run_id}/fidelity"' in page
+    assert f'href="/runs/{run_id}/game"' in page
+
+    started = owner.post(f"/runs/{run_id}/fidelity")
+    assert started.status_code == 303 and started.headers["location"].startswith("/jobs/")
+    job_id = int(started.headers["location"].rsplit("/", 1)[1])
+    assert wait_for_job(settings, job_id) == JobState.done
+    job = owner.get(f"/jobs/{job_id}").text
+    assert "Fidelity report" in job and f'href="/runs/{run_id}#fidelity-report"' in job
+
+    page = owner.get(f"/runs/{run_id}").text
+    assert "Not computed yet" not in page and "Perplexity of your replies" in page
+    assert "Does it sound like you?" in page  # the whole report, as `twin eval` stores it
+    assert load_run(finished_run).fidelity is not None
+    assert "Compute it again" in page
+
+
+def test_an_unfinished_run_has_no_report_button(owner: TestClient, finished_run: Path) -> None:
+    record = load_run(finished_run)
+    record.status = "running"
+    save_run(finished_run, record)
+    assert (
+        f'action="/runs/{finished_run.name}/fidelity"'
+        not in owner.get(f"/runs/{finished_run.name}").text
+    )
+    assert owner.post(f"/runs/{finished_run.name}/fidelity").status_code == 400

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
-from twin.web.routers.game import arrange_round
+from twin.errors import ChatError
+from twin.evaluate.game import arrange_round, new_round
+from twin.prepare.format import render_instruction
 
 
 def play(owner: TestClient, run_id: str, *, pick_real: bool) -> str:
@@ -52,3 +56,37 @@ def test_the_real_reply_takes_either_place() -> None:
         for _ in range(20)
     }
     assert places == {0, 1}
+
+
+class EchoTwin:
+    """Answers each context with the reply it is given for it (the real one, or another)."""
+
+    def __init__(self, replies: dict[str, str]) -> None:
+        self.replies = replies
+
+    def stream_reply(self, *, context: object, **_: object) -> Iterator[str]:
+        yield self.replies[str(context)]
+
+
+def _val_split(tmp_path: Path, outputs: dict[str, str]) -> Path:
+    instruction = render_instruction(me="Me", peer="Anna")
+    records = [{"instruction": instruction, "input": c, "output": o} for c, o in outputs.items()]
+    path = tmp_path / "val.json"
+    path.write_text(json.dumps(records), encoding="utf-8")
+    return path
+
+
+def test_rounds_whose_two_replies_are_the_same_are_skipped(tmp_path: Path) -> None:
+    real = {f"Anna: q{i}": f"answer {i}" for i in range(6)}
+    val = _val_split(tmp_path, real)
+    # The twin repeats me word for word everywhere but in one moment (blanks aside).
+    twin = EchoTwin(
+        {c: f" {o}  " if c != "Anna: q4" else "something else" for c, o in real.items()}
+    )
+    for seed in range(10):
+        current = new_round(run_id="r", val_path=val, twin=twin, seed=seed)
+        assert current.context == "Anna: q4"
+        assert set(current.replies) == {"answer 4", "something else"}
+
+    with pytest.raises(ChatError, match="wrote exactly your reply"):
+        new_round(run_id="r", val_path=val, twin=EchoTwin(real), seed=0)

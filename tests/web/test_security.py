@@ -245,6 +245,8 @@ def test_foreign_host_headers_are_refused(
     assert (response.status_code != 400) is allowed, response.text
     if not allowed:
         assert "not one twin answers to" in response.text
+        assert f"http://127.0.0.1:{settings.port}/" in response.text
+        assert "TWIN_" not in response.text
 
 
 def test_extra_allowed_hosts_from_settings(db: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -339,6 +341,7 @@ def _leftovers(settings: Settings) -> list[str]:
 def test_oversized_upload_is_refused_and_nothing_is_kept(
     owner: TestClient, settings: Settings
 ) -> None:
+    assert "(up to 4 GB)" in owner.get("/import").text  # the default limit, readable
     owner.app.state.twin.settings.max_upload_bytes = 1000  # type: ignore[attr-defined]
     before = _db_counts(settings)
     body = json.dumps({"about": "x" * 5000}).encode()
@@ -351,7 +354,10 @@ def test_oversized_upload_is_refused_and_nothing_is_kept(
 
     streamed = owner.post("/import", content=chunks())
     assert streamed.status_code == 413
-    assert "TWIN_MAX_UPLOAD_BYTES" in streamed.json()["hint"]
+    refusal = streamed.json()
+    # The limit and what a person can do about it, never a setting to change.
+    assert "upload limit of 1000 bytes" in refusal["detail"] and "twin import" in refusal["hint"]
+    assert "TWIN_" not in refusal["detail"] + refusal["hint"]
     assert _db_counts(settings) == before
     assert _leftovers(settings) == []
 

@@ -19,6 +19,9 @@ REQUIRED_FILES = ("lit_model.pth", "model_config.yaml", "tokenizer_config.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
 """In litgpt's order of precedence: a checkpoint with both uses ``tokenizer.json``."""
 DEMO_KEY = "twin_demo"
+DEMO_PRETRAIN_STEPS = 300
+"""Pre-training steps of the demo model, from the web app and ``twin model init-tiny`` alike:
+enough that its replies look like short chat lines, a minute or two on a CPU."""
 """Set in a demo model's ``generation_config.json`` (see `twin.train.tiny`)."""
 
 

@@ -1,44 +1,37 @@
 """Replies from the twin: a base model (optionally with a run's adapter merged in), streamed.
 
-`load_twin` loads the weights once; `Twin.stream_reply` renders the conversation with the same
-prompt format the dataset uses (`twin.prepare.format`), then samples token by token with a KV
-cache and yields text as soon as it is valid UTF-8. A reply ends where my turn ends: at EOS,
-where the model starts the next speaker's tag, or where it writes prompt scaffolding ("### Input:",
-the instruction line); none of that is ever shown. The web chat, the API and the game all reply
-through `Twin.stream_reply`.
+`twin.chat.load.load_twin` loads the weights once; `Twin.stream_reply` renders the
+conversation with the same prompt format the dataset uses (`twin.prepare.format`), then samples
+token by token with a KV cache and yields text as soon as it is valid UTF-8. A reply ends where
+my turn ends: at EOS, where the model starts the next speaker's tag, or where it writes prompt
+scaffolding ("### Input:", the instruction line); none of that is ever shown
+(`twin.chat.stops`). The web chat, the API and the game all reply through `Twin.stream_reply`.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 import torch
 from litgpt.config import Config as BaseConfig
-from litgpt.generate.base import sample_top_p
-from litgpt.lora import GPT as LoraGPT
-from litgpt.lora import Config as LoraConfig
-from litgpt.lora import lora_filter, merge_lora_weights
 from litgpt.model import GPT
 from litgpt.tokenizer import Tokenizer
 
-from twin.basemodel.checkpoint import missing_files
 from twin.chat.prefill import last_position_logits
-from twin.config import Settings
+from twin.chat.sampling import incremental_decoder, sample_token
+from twin.chat.stops import StopScanner, reply_stops
 from twin.errors import ChatError
 from twin.prepare.format import (
     TURN_SEPARATOR,
     Turn,
+    clean_reply,
     render_context,
     render_instruction,
     render_prompt,
-    scaffold_markers,
-    stop_sequences,
     tag_turn,
+    without_broken_chars,
 )
-from twin.train.record import RUN_RECORD, adapter_path, load_run
-from twin.train.trainer import record_status, runs_dir
 
 DEFAULT_TEMPERATURE = 0.8
 DEFAULT_TOP_K: int | None = 50
@@ -47,159 +40,6 @@ DEFAULT_MAX_NEW_TOKENS = 128
 # The KV cache and the attention mask are allocated for the whole context up front; models
 # advertising huge contexts (128k) would need gigabytes for a mask a chat never fills.
 MAX_CONTEXT_TOKENS = 4096
-TRAIN_HINT = "See `twin runs`, or train one with `twin train`."
-
-
-class StopScanner:
-    """Cuts a text stream at the first stop sequence, holding back what might start one (and
-    trailing blanks, never shown at the end of a reply).
-
-    Pure text logic: `feed` returns what is safe to show now; after a stop sequence is seen,
-    `stopped` is true and nothing more is returned. `flush` returns what was held back when the
-    stream ends for another reason (EOS, length).
-
-    Args:
-        stops: the sequences that end the text (not included in it).
-        line_start: the text starts a line, so a stop beginning with a line break also
-            matches at its very start (a reply that opens with another speaker's tag).
-        skip_prefix: dropped when the text starts with it (my own tag before my reply).
-
-    >>> scanner = StopScanner(["\\nAnna: "])
-    >>> scanner.feed("hi\\nAn"), scanner.feed("na: bye"), scanner.stopped
-    ('hi', '', True)
-    """
-
-    def __init__(
-        self, stops: Sequence[str], *, line_start: bool = False, skip_prefix: str = ""
-    ) -> None:
-        self.stops = [s for s in stops if s]
-        # A virtual line break before the text, dropped again from what is shown.
-        self.held = "\n" if line_start else ""
-        self._virtual = line_start
-        self._prefix, self._start = skip_prefix, ""
-        self.stopped = False
-
-    def feed(self, text: str) -> str:
-        """Add ``text``; return the part that can no longer become a stop sequence.
-
-        Args:
-            text: the next decoded piece.
-        """
-        if self.stopped:
-            return ""
-        if self._prefix:  # still deciding whether the text starts with it
-            self._start += text
-            if self._prefix.startswith(self._start):
-                return ""
-            text, self._start = self._start.removeprefix(self._prefix), ""
-            self._prefix = ""
-        buffer = self.held + text
-        cuts = [i for i in (buffer.find(s) for s in self.stops) if i >= 0]
-        if cuts:
-            self.stopped = True
-            self.held = ""
-            return self._shown(buffer[: min(cuts)].rstrip())
-        safe = buffer[: len(buffer) - self._partial_stop_length(buffer)]
-        # Trailing blanks wait for more text: before a stop or at the end they are not shown.
-        safe = safe.rstrip()
-        self.held = buffer[len(safe) :]
-        return self._shown(safe)
-
-    def flush(self) -> str:
-        """What was held back; call when the stream ends without a stop sequence."""
-        shown = ""
-        if self._prefix:  # the text ended while it could still become the prefix
-            prefix, start = self._prefix, self._start
-            self._prefix, self._start = "", ""
-            shown = self.feed(start) if start != prefix else ""
-        rest, self.held = self.held, ""
-        return shown + ("" if self.stopped else self._shown(rest.rstrip()))
-
-    def _shown(self, text: str) -> str:
-        if self._virtual and text:
-            self._virtual = False
-            return text[1:]
-        return text
-
-    def _partial_stop_length(self, buffer: str) -> int:
-        # The longest end of `buffer` that is the beginning of some stop sequence.
-        longest = max((len(s) for s in self.stops), default=1) - 1
-        for size in range(min(longest, len(buffer)), 0, -1):
-            tail = buffer[-size:]
-            if any(s.startswith(tail) for s in self.stops):
-                return size
-        return 0
-
-
-def sample_token(
-    logits: torch.Tensor,
-    *,
-    temperature: float,
-    top_k: int | None,
-    top_p: float,
-    generator: torch.Generator | None,
-) -> int:
-    """Pick the next token id: top-k, then temperature, then top-p (litgpt's order).
-
-    litgpt's `sample` draws from the global RNG; a reply streamed lazily interleaves with
-    whatever else the process does between tokens, so a private generator keeps ``seed``
-    reproducible.
-
-    Args:
-        logits: (V,) scores of the next token.
-        temperature: 0 picks the most likely token.
-        top_k: keep only the k most likely tokens (None: all).
-        top_p: keep the smallest set of tokens whose probability reaches top_p.
-        generator: the random source (None: torch's global one).
-    """
-    if top_k is not None:
-        values, indices = torch.topk(logits, min(top_k, logits.size(-1)))
-        logits = torch.full_like(logits, float("-inf")).scatter_(-1, indices, values)
-    if temperature <= 0.0 or top_p <= 0.0:
-        return int(torch.argmax(logits))
-    logits = logits / temperature
-    if top_p < 1.0:
-        logits = sample_top_p(logits, top_p)
-    probs = torch.softmax(logits, dim=-1)
-    return int(torch.multinomial(probs, num_samples=1, generator=generator))
-
-
-def _incremental_decoder(tokenizer: Tokenizer) -> Callable[[int], str | None]:
-    """A function fed one token id at a time that returns new text once it is valid UTF-8.
-
-    Byte-level BPE splits a Cyrillic letter or an emoji over several tokens; decoding them one
-    by one would print replacement characters.
-    """
-    if tokenizer.backend == "huggingface":
-        from tokenizers.decoders import DecodeStream
-
-        stream = DecodeStream(skip_special_tokens=True)
-        return lambda token_id: stream.step(tokenizer.processor, token_id)
-
-    # SentencePiece has no streaming decoder: decode everything and hand out what is new.
-    ids: list[int] = []
-    shown = [""]
-
-    def step(token_id: int) -> str | None:
-        ids.append(token_id)
-        text = tokenizer.processor.decode(ids)
-        if text.endswith("\ufffd") or len(text) <= len(shown[0]):
-            return None
-        piece, shown[0] = text[len(shown[0]) :], text
-        return piece
-
-    return step
-
-
-def reply_stops(*, me: str, peer: str) -> list[str]:
-    """Where my reply ends: the next speaker's tag, or any prompt scaffolding (section headers,
-    the instruction line), which a reply never shows.
-
-    Args:
-        me: my display name.
-        peer: the other person's display name.
-    """
-    return [*stop_sequences(me=me, peer=peer), *scaffold_markers(me=me, peer=peer)]
 
 
 def prefill_limit(config: BaseConfig) -> int | None:
@@ -337,6 +177,7 @@ class Twin:
             prompt,
             stops=reply_stops(me=me, peer=peer),
             own_tag=tag_turn(Turn(speaker=me, text="", mine=True)),
+            finish=lambda rest: clean_reply(rest, me=me, peer=peer),
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             top_k=top_k,
@@ -350,13 +191,14 @@ class Twin:
         *,
         stops: list[str],
         own_tag: str,
+        finish: Callable[[str], str],
         max_new_tokens: int,
         temperature: float,
         top_k: int | None,
         top_p: float,
         generator: torch.Generator | None,
     ) -> Iterator[str]:
-        decode = _incremental_decoder(self.tokenizer)
+        decode = incremental_decoder(self.tokenizer)
         scanner = StopScanner(stops, line_start=True, skip_prefix=own_tag)
         with self._lock:
             for token_id in self._generate_ids(
@@ -367,12 +209,13 @@ class Twin:
                 top_p=top_p,
                 generator=generator,
             ):
-                piece = decode(token_id)
+                piece = without_broken_chars(decode(token_id) or "")
                 if piece and (shown := scanner.feed(piece)):
                     yield shown
                 if scanner.stopped:
                     return
-            if rest := scanner.flush():
+            # What was held back may be a tag the length limit cut after its colon.
+            if rest := finish(scanner.flush()):
                 yield rest
 
     # The decorator (not a `with` block) so that inference mode is on only while the model
@@ -414,123 +257,3 @@ class Twin:
             yield token_id
             tokens = torch.tensor([[token_id]])
             input_pos = torch.tensor([prompt_length + step])
-
-
-def _load_weights(path: Path, what: str) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise ChatError(f"{what} is missing: {path}.", hint="Train again with `twin train`.")
-    try:
-        # A private (copy-on-write) mapping: merging the adapter never writes to the file.
-        state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    except (RuntimeError, OSError, ValueError) as exc:
-        raise ChatError(
-            f"{what} at {path} cannot be read ({exc}).",
-            hint="The file is damaged: replace it (download the base model again, or train "
-            "again with `twin train`).",
-        ) from exc
-    return state.get("model", state)
-
-
-def load_twin(*, base_model_dir: Path | None = None, run_dir: Path | None = None) -> Twin:
-    """Load a base model and, given a run, merge its adapter in; keep the result for many replies.
-
-    Merging (W += B·A·scale) makes every token as cheap as with the base model alone. It is
-    safe because this instance is never trained: the separate LoRA weights are not needed
-    again, and LoRA dropout only acts in training.
-
-    Args:
-        base_model_dir: litgpt checkpoint dir of the base model; default: the run's.
-        run_dir: a finished training run (see `twin.train.record`); None: the base model alone.
-    """
-    record = load_run(run_dir) if run_dir is not None else None
-    if base_model_dir is None:
-        if record is None:
-            raise ChatError(
-                "Nothing to load: neither a run nor a base model was given.",
-                hint="Pass a run dir (trained with `twin train`) or a base model dir.",
-            )
-        base_model_dir = record.base_model_dir
-    missing = missing_files(base_model_dir)
-    if missing:
-        raise ChatError(
-            f"The base model at {base_model_dir} is incomplete: missing {', '.join(missing)}.",
-            hint="Put the base model the run was trained on back in place (`litgpt download "
-            "…`), or build the offline demo with `twin model init-tiny`.",
-        )
-    config_file = base_model_dir / "model_config.yaml"
-    try:
-        tokenizer = Tokenizer(base_model_dir)
-    except (OSError, NotImplementedError, ValueError, KeyError) as exc:
-        raise ChatError(
-            f"The tokenizer in {base_model_dir} cannot be loaded ({exc!r}).",
-            hint="A checkpoint dir needs tokenizer.json (or tokenizer.model) and "
-            "tokenizer_config.json.",
-        ) from exc
-
-    state = _load_weights(base_model_dir / "lit_model.pth", "The base model's weights")
-    if run_dir is not None and record is not None:
-        adapter_file = adapter_path(run_dir)
-        adapter = _load_weights(adapter_file, "The run's adapter")
-        if not adapter or not all(lora_filter(key, value) for key, value in adapter.items()):
-            raise ChatError(
-                f"{adapter_file} is not a LoRA adapter.", hint="Train again with `twin train`."
-            )
-        state = {**state, **adapter}
-        config: BaseConfig = LoraConfig.from_file(config_file, **record.lora.litgpt_kwargs())
-        model_class: type[GPT] = LoraGPT
-    else:
-        config = BaseConfig.from_file(config_file)
-        model_class = GPT
-
-    # Built on the meta device (no time spent on random init), then the loaded tensors are
-    # adopted as they are; strict loading proves base + adapter cover every weight.
-    with torch.device("meta"):
-        model = model_class(config)
-    try:
-        model.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as exc:
-        raise ChatError(
-            f"The weights do not fit the model described in {config_file}: {exc}",
-            hint="Was the run trained on a different base model? Check base_model_dir in "
-            "the run's run.json, or train again with `twin train`.",
-        ) from exc
-    model = model.to(dtype=torch.float32)
-    model.max_seq_length = min(config.block_size, MAX_CONTEXT_TOKENS)
-    # The rotary tables are not weights; rebuild them on the CPU after the meta construction.
-    model.cos, model.sin = model.rope_cache(device=torch.device("cpu"))
-    model.requires_grad_(False)
-    model.eval()
-    if isinstance(model, LoraGPT):
-        merge_lora_weights(model)
-    name = record.run_id if record is not None else "base"
-    return Twin(model=model, tokenizer=tokenizer, name=name)
-
-
-def resolve_run_dir(*, settings: Settings, run: str | Path | None = None) -> Path:
-    """The run dir meant by ``run``: a path, a run id under the runs dir, or the newest finished.
-
-    Args:
-        settings: twin's settings (for the data dir).
-        run: a run dir, a run id, or None for the newest run that finished training.
-    """
-    root = runs_dir(settings)
-    if run is None:
-        # Run ids sort by time; a run counts once training is done and its adapter is there.
-        finished = [
-            d
-            for d in sorted(root.iterdir() if root.is_dir() else [])
-            if adapter_path(d).is_file() and record_status(load_run(d)) == "done"
-        ]
-        if not finished:
-            raise ChatError(f"No finished training run in {root}.", hint=TRAIN_HINT)
-        return finished[-1].resolve()
-    candidate = Path(run).expanduser()
-    run_dir = candidate if candidate.is_dir() else root / str(run)
-    if not (run_dir / RUN_RECORD).is_file():
-        raise ChatError(f"No training run {str(run)!r} (looked in {root}).", hint=TRAIN_HINT)
-    if not adapter_path(run_dir).is_file():
-        raise ChatError(
-            f"The run {run_dir.name} has no adapter yet (no {adapter_path(run_dir)}).",
-            hint=f"Let it finish, or continue it with `twin train --resume {run_dir.name}`.",
-        )
-    return run_dir.resolve()

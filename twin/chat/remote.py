@@ -20,12 +20,15 @@ from typing import Any
 
 import httpx
 import torch
+from litgpt.config import Config
 from litgpt.tokenizer import Tokenizer
 
+from twin.chat.generate import MAX_CONTEXT_TOKENS, Twin
+from twin.chat.stops import StopScanner
 from twin.config import Settings
 from twin.errors import ChatError
 from twin.prepare.format import Turn, stop_sequences
-from twin.train.record import load_run
+from twin.runs import load_run
 
 TIMEOUT = httpx.Timeout(10.0, read=300.0)
 REMOTE_HINT = "Check TWIN_REMOTE_URL and TWIN_REMOTE_API_KEY (unset TWIN_REMOTE_URL: local model)."
@@ -128,8 +131,6 @@ class RemoteTwin:
             peer: the other person's display name.
             max_new_tokens: room to keep for the reply.
         """
-        from twin.chat.generate import Twin
-
         # The local model's fitting uses only `tokenizer` and `context_length`: one code path.
         return Twin.prompt_ids(
             self,  # type: ignore[arg-type]
@@ -163,8 +164,6 @@ class RemoteTwin:
             max_new_tokens: the longest reply, in tokens.
             seed: makes the reply reproducible where the server supports it.
         """
-        from twin.chat.generate import StopScanner
-
         ids = self.prompt_ids(context=context, me=me, peer=peer, max_new_tokens=max_new_tokens)
         stops = stop_sequences(me=me, peer=peer)
         pieces = self.client.stream_completion(
@@ -205,8 +204,6 @@ def remote_twin(*, settings: Settings, run_dir: Path) -> RemoteTwin | None:
     """
     if not settings.remote_url:
         return None
-    from litgpt.config import Config
-
     record = load_run(run_dir)
     try:
         tokenizer = Tokenizer(record.base_model_dir)
@@ -217,8 +214,6 @@ def remote_twin(*, settings: Settings, run_dir: Path) -> RemoteTwin | None:
             hint="The remote model still needs the run's base model dir here for its "
             "tokenizer and config (not its weights).",
         ) from exc
-    from twin.chat.generate import MAX_CONTEXT_TOKENS
-
     return RemoteTwin(
         client=RemoteClient(settings.remote_url, api_key=settings.remote_api_key),
         model=settings.remote_model,

@@ -10,12 +10,12 @@ import typer
 from sqlmodel import col, select
 
 from twin import jobs
+from twin.assist.drafts import JOB_KIND, AssistOptions, AssistStatus, check_ready, set_assist
+from twin.assist.job import run_assist_job, start_assist_job
 from twin.config import Settings, get_settings
 from twin.db import session_scope, upgrade_database
 from twin.errors import TwinError
 from twin.models import Dialog
-from twin.telegram.assist import JOB_KIND, AssistOptions, AssistStatus, check_ready, set_assist
-from twin.telegram.assist_job import run_assist_job, start_assist_job
 
 WHAT_IT_DOES = (
     "When someone writes to you in a chat you switched on, twin writes its suggested reply "

@@ -12,12 +12,11 @@ from twin.chat.generate import (
     DEFAULT_TEMPERATURE,
     DEFAULT_TOP_K,
     DEFAULT_TOP_P,
-    load_twin,
-    resolve_run_dir,
 )
+from twin.chat.load import load_twin
 from twin.config import Settings, get_settings
 from twin.prepare.format import Turn
-from twin.train.record import load_run
+from twin.runs import load_run, resolve_run_dir
 from twin.train.tiny import is_demo_model
 
 RunArgument = Annotated[
@@ -130,12 +129,11 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Picks and seeds the held-out replies.")] = 0,
 ) -> None:
     """Fidelity report: perplexity, style figures and a discriminator test, twin vs base."""
-    from twin.train.fidelity import HumanFigure, evaluate_run, format_report
-    from twin.web.routers.game import load_score
+    from twin.evaluate.fidelity import evaluate_run, format_report
+    from twin.evaluate.game import human_figure
 
     settings = get_settings()
     run_dir = resolve_run_dir(settings=settings, run=run)
-    score = load_score(run_dir)
     typer.echo(f"scoring {run_dir.name} against its base model …", err=True)
     report = evaluate_run(
         settings=settings,
@@ -145,7 +143,7 @@ def evaluate(
         replies=replies,
         max_new_tokens=max_new_tokens,
         seed=seed,
-        human=HumanFigure(rounds=score.rounds, fooled=score.fooled) if score.rounds else None,
+        human=human_figure(run_dir),
     )
     typer.echo(format_report(report))
     typer.echo(f"\nsaved in {run_dir / 'run.json'}", err=True)

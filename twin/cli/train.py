@@ -9,23 +9,49 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
+from twin.basemodel.checkpoint import DEMO_PRETRAIN_STEPS, choose_base_model
+from twin.basemodel.gemma import (
+    GEMMA_NAME,
+    GGUF_BYTES,
+    INSTALL_COMMAND,
+    PACKAGE_SIZE,
+    TERMS_NOTICE,
+    get_gemma,
+)
 from twin.config import Settings, get_settings
+from twin.db import upgrade_database
 from twin.errors import TrainError
-from twin.train.record import LoraSettings
+from twin.jobs import ACTIVE_STATES, active_job, get_job, request_cancel
+from twin.runs import (
+    TRAIN_JOB_KIND,
+    LoraSettings,
+    RunRecord,
+    TrainingConfig,
+    has_record,
+    list_runs,
+    load_run,
+    newest_run_id,
+    run_dir_for,
+)
+from twin.train.base_model import download_hint
 
 model_app = typer.Typer(help="Base models.", no_args_is_help=True)
 console = Console(stderr=True)
 
 SAMPLE_EXPORT = Path(__file__).resolve().parents[2] / "samples" / "sample_export" / "result.json"
 LORA_TARGETS = ("query", "key", "value", "projection", "mlp", "head")
+CONFIG = TrainingConfig()
+"""The defaults of ``twin train``'s options: the config's own (declared once, in `twin.runs`)."""
+DEFAULT_LORA_TARGETS = ",".join(t for t in LORA_TARGETS if getattr(CONFIG.lora, t))
 
 
 def _tiny_corpus(settings: Settings, dataset: Path | None, export: Path | None) -> Any:
-    from twin.train.tiny import corpus_from_dataset, corpus_from_export
+    from twin.train.tiny import corpus_from_dataset, corpus_from_export  # loads torch
 
     if export is not None:
         return corpus_from_export(export)
@@ -51,15 +77,6 @@ def get_model(
     ] = None,
 ) -> None:
     """Build a small real base model offline from its package (Gemma 3 270M, runs on a CPU)."""
-    from twin.basemodel.gemma import (
-        GEMMA_NAME,
-        GGUF_BYTES,
-        INSTALL_COMMAND,
-        PACKAGE_SIZE,
-        TERMS_NOTICE,
-        get_gemma,
-    )
-
     if name != GEMMA_NAME:
         raise TrainError(f"Unknown model {name!r}.", hint=f"Available: {GEMMA_NAME}.")
     console.print(
@@ -84,8 +101,6 @@ def get_model(
 @model_app.command("show")
 def show_model() -> None:
     """Say which base model prepare, train and chat use by default."""
-    from twin.basemodel.checkpoint import choose_base_model
-    from twin.train.base_model import download_hint
 
     settings = get_settings()
     chosen = choose_base_model(settings)
@@ -112,14 +127,16 @@ def init_tiny(
     export: Annotated[
         Path | None, typer.Option(help="Use the texts of this Telegram export result.json instead.")
     ] = None,
-    steps: Annotated[int, typer.Option(help="Pre-training steps (0: random weights).")] = 200,
+    steps: Annotated[
+        int, typer.Option(help="Pre-training steps (0: random weights).")
+    ] = DEMO_PRETRAIN_STEPS,
     layers: Annotated[int, typer.Option(help="Transformer blocks.")] = 4,
     embd: Annotated[int, typer.Option(help="Embedding width.")] = 128,
     vocab: Annotated[int, typer.Option(help="Tokenizer vocabulary size.")] = 2048,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Build a tiny DEMO base model offline from your own text (no download, runs on CPU)."""
-    from twin.train.tiny import init_tiny_model
+    from twin.train.tiny import init_tiny_model  # loads torch
 
     settings = get_settings()
     target = out_dir or settings.data_dir / "checkpoints" / "twin-tiny"
@@ -166,10 +183,7 @@ def _describe(snapshot: Any) -> str:
 
 
 def _cancel(settings: Settings, wait: bool) -> None:
-    from twin.jobs import ACTIVE_STATES, active_job, get_job, request_cancel
-    from twin.train.worker import JOB_KIND
-
-    job = active_job(settings=settings, kind=JOB_KIND)
+    job = active_job(settings=settings, kind=TRAIN_JOB_KIND)
     if job is None or job.id is None:
         typer.echo("no training is running")
         return
@@ -200,44 +214,58 @@ def train_command(
         bool, typer.Option(help="Also write merged weights (final/lit_model.pth).")
     ] = False,
     detach: Annotated[bool, typer.Option(help="Run in a background process.")] = False,
-    epochs: Annotated[int, typer.Option(help="Passes over the data.")] = 3,
-    max_steps: Annotated[int | None, typer.Option(help="Cap on optimizer steps.")] = None,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-4,
-    warmup_steps: Annotated[int, typer.Option(help="Linear warmup steps.")] = 10,
-    micro_batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = 4,
-    global_batch_size: Annotated[int, typer.Option(help="Samples per optimizer step.")] = 16,
-    max_seq_length: Annotated[int | None, typer.Option(help="Token cap per sample.")] = None,
-    lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 8,
-    lora_alpha: Annotated[int, typer.Option(help="LoRA alpha.")] = 16,
-    lora_dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = 0.05,
+    epochs: Annotated[int, typer.Option(help="Passes over the data.")] = CONFIG.epochs,
+    max_steps: Annotated[int | None, typer.Option(help="Cap on optimizer steps.")] = (
+        CONFIG.max_steps
+    ),
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = CONFIG.learning_rate,
+    warmup_steps: Annotated[int, typer.Option(help="Linear warmup steps.")] = CONFIG.warmup_steps,
+    micro_batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = (
+        CONFIG.micro_batch_size
+    ),
+    global_batch_size: Annotated[int, typer.Option(help="Samples per optimizer step.")] = (
+        CONFIG.global_batch_size
+    ),
+    max_seq_length: Annotated[
+        int | None, typer.Option(help="Token cap per sample (default: the dataset's).")
+    ] = CONFIG.max_seq_length,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = CONFIG.lora.r,
+    lora_alpha: Annotated[int, typer.Option(help="LoRA alpha.")] = CONFIG.lora.alpha,
+    lora_dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = CONFIG.lora.dropout,
     lora_targets: Annotated[
         str, typer.Option(help=f"Of {','.join(LORA_TARGETS)}.")
-    ] = "query,value",
-    group_by_length: Annotated[bool, typer.Option(help="Batch similar lengths together.")] = True,
-    precision: Annotated[str | None, typer.Option(help="32-true (CPU) / bf16-mixed (GPU).")] = None,
-    quantize: Annotated[str | None, typer.Option(help="bnb.nf4 for QLoRA (CUDA only).")] = None,
-    devices: Annotated[int, typer.Option(help="Processes (GPUs) per node.")] = 1,
-    num_nodes: Annotated[int, typer.Option(help="Nodes in a cluster.")] = 1,
+    ] = DEFAULT_LORA_TARGETS,
+    group_by_length: Annotated[bool, typer.Option(help="Batch similar lengths together.")] = (
+        CONFIG.group_by_length
+    ),
+    precision: Annotated[str | None, typer.Option(help="32-true (CPU) / bf16-mixed (GPU).")] = (
+        CONFIG.precision
+    ),
+    quantize: Annotated[str | None, typer.Option(help="bnb.nf4 for QLoRA (CUDA only).")] = (
+        CONFIG.quantize
+    ),
+    devices: Annotated[int, typer.Option(help="Processes (GPUs) per node.")] = CONFIG.devices,
+    num_nodes: Annotated[int, typer.Option(help="Nodes in a cluster.")] = CONFIG.num_nodes,
     strategy: Annotated[
         str, typer.Option(help="auto (FSDP on GPUs, DDP on CPU), ddp or fsdp.")
-    ] = "auto",
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
-    eval_interval: Annotated[int, typer.Option(help="Validate every N steps.")] = 50,
-    checkpoint_interval: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 100,
+    ] = CONFIG.strategy,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = CONFIG.seed,
+    eval_interval: Annotated[int, typer.Option(help="Validate every N steps.")] = (
+        CONFIG.eval_interval
+    ),
+    checkpoint_interval: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = (
+        CONFIG.checkpoint_interval
+    ),
 ) -> None:
     """Fine-tune a LoRA adapter on your dataset (Ctrl-C stops with a checkpoint; --resume)."""
-    from pydantic import ValidationError
-
-    from twin.db import upgrade_database
-    from twin.jobs import start_job
-    from twin.train.loop import launch_rank, newest_run_id
+    # Imported here: torch and litgpt take seconds to load, and `twin --help` needs neither.
     from twin.train.merge import merge_run
-    from twin.train.trainer import TrainingConfig, record_status, runs_dir
-    from twin.train.worker import JOB_KIND, run_training_job, start_training_job, training_params
+    from twin.train.plan import launch_rank
+    from twin.train.trainer import TrainingRequest, train
 
     settings = get_settings()
     # torchrun/srun start this command once per process: rank 0 keeps the job and the progress
-    # bar, the other ranks only train (see `_other_rank`).
+    # bar, the other ranks only train.
     rank, world_size = launch_rank(), int(os.environ.get("WORLD_SIZE", "1"))
     if rank == 0:
         upgrade_database(settings)
@@ -245,10 +273,8 @@ def train_command(
         _cancel(settings, wait)
         return
     if merge and run and not resume:
-        from twin.train.record import load_run
-
-        run_dir = runs_dir(settings) / run
-        if (run_dir / "run.json").is_file() and record_status(load_run(run_dir)) == "done":
+        run_dir = run_dir_for(settings, run)
+        if has_record(run_dir) and load_run(run_dir).status == "done":
             typer.echo(f"merged weights written to {merge_run(run_dir=run_dir)}")
             return
     try:
@@ -283,25 +309,17 @@ def train_command(
         )
     if resume:
         console.print(f"continuing run {run} with the settings it was started with")
-    request = dict(
+    request = TrainingRequest(
         base_model_dir=base, dataset_dir=data, run_id=run, config=config, resume=resume, merge=merge
     )
-    if rank > 0:
-        from twin.train.trainer import train
-
-        train(settings=settings, **request)  # type: ignore[arg-type]
+    if detach or rank > 0:
+        training = train(request, settings=settings, detach=detach)
+        if detach:
+            typer.echo(
+                f"training job {training.job_id} started; follow it with `twin runs`, "
+                "stop it with `twin train --cancel`"
+            )
         return
-    if detach:
-        job_id = start_training_job(settings=settings, **request)  # type: ignore[arg-type]
-        typer.echo(
-            f"training job {job_id} started; follow it with `twin runs`, "
-            "stop it with `twin train --cancel`"
-        )
-        return
-
-    params = training_params(settings=settings, **request)  # type: ignore[arg-type]
-    job = start_job(settings=settings, kind=JOB_KIND, params=params)
-    assert job.id is not None
     interrupted: list[int] = []
 
     def on_sigint(_signum: int, _frame: Any) -> None:
@@ -320,9 +338,9 @@ def train_command(
             console=console,
         ) as bar:
             task = bar.add_task("train", total=None, info="starting…")
-            record = run_training_job(
+            training = train(
+                request,
                 settings=settings,
-                job_id=job.id,
                 progress=lambda p: bar.update(
                     task, completed=p.step, total=p.max_steps, info=_describe(p)
                 ),
@@ -330,34 +348,33 @@ def train_command(
             )
     finally:
         signal.signal(signal.SIGINT, previous)
-    status = record_status(record)
-    run_dir = runs_dir(settings) / record.run_id
-    metrics = record.metrics
-    left_out = metrics.get("dropped_samples", 0), metrics.get("dropped_val_samples", 0)
+    assert training.record is not None
+    _print_outcome(training.record, run_dir_for(settings, training.run_id))
+
+
+def _print_outcome(record: RunRecord, run_dir: Path) -> None:
+    m = record.metrics
+    left_out = m.get("dropped_samples", 0), m.get("dropped_val_samples", 0)
     if any(left_out):
         typer.echo(
             f"left out (longer than max_seq_length={record.max_seq_length}, never cut): "
             f"{left_out[0]} training and {left_out[1]} validation samples"
         )
-    if status == "stopped":
+    if record.status == "stopped":
         typer.echo(
-            f"run {record.run_id} stopped at step {record.metrics.get('steps')}; "
+            f"run {record.run_id} stopped at step {m.get('steps')}; "
             f"continue with `twin train --resume {record.run_id}`"
         )
-    else:
-        m = record.metrics
-        typer.echo(
-            f"run {record.run_id} done: val loss {m.get('val_loss_start') or float('nan'):.3f} → "
-            f"{m.get('val_loss') or float('nan'):.3f}, {m['tokens_per_second']:,.0f} tokens/s, "
-            f"padding {m['padding_fraction']:.1%}; adapter in {run_dir / 'final'}"
-        )
+        return
+    typer.echo(
+        f"run {record.run_id} done: val loss {m.get('val_loss_start') or float('nan'):.3f} → "
+        f"{m.get('val_loss') or float('nan'):.3f}, {m['tokens_per_second']:,.0f} tokens/s, "
+        f"padding {m['padding_fraction']:.1%}; adapter in {run_dir / 'final'}"
+    )
 
 
 def runs_command() -> None:
     """List training runs with their state and figures."""
-    from twin.db import upgrade_database
-    from twin.train.runs import list_runs
-
     settings = get_settings()
     upgrade_database(settings)
     table = Table("state", "step", "train loss", "val loss", "tokens/s", "padding", "base")

@@ -15,9 +15,9 @@ from typing import Literal
 import torch
 
 from twin.config import Settings
-from twin.errors import ChatError, ExportError
+from twin.errors import ExportError, RunError
+from twin.runs import adapter_path, load_run, resolve_run_dir
 from twin.train.merge import MERGED_FILE, merge_adapter
-from twin.train.record import adapter_path, load_run
 
 ExportFormat = Literal["hf", "gguf"]
 Quant = Literal["f16", "q8_0", "f32"]
@@ -60,8 +60,6 @@ def export_run(
     Returns:
         The export dir, absolute.
     """
-    from twin.chat.generate import resolve_run_dir
-
     if fmt not in FORMATS:
         raise ExportError(f"Unknown export format {fmt!r}.", hint="Use --format hf or gguf.")
     if quant not in QUANTS:
@@ -70,7 +68,7 @@ def export_run(
         )
     try:
         run_dir = resolve_run_dir(settings=settings, run=run)
-    except ChatError as exc:
+    except RunError as exc:
         raise ExportError(exc.message, hint=exc.hint) from exc
     record = load_run(run_dir)
     target = (out_dir or run_dir / EXPORT_DIR / export_name(fmt, quant)).expanduser().resolve()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from twin.config import Settings
-from twin.jobs import JobCancelled
+from twin.jobs import JobCancelled, active_job
 from twin.pipeline.stages import (
     DEMO_PRETRAIN_STEPS,
     GUESS_SECONDS,
@@ -45,6 +45,7 @@ from twin.pipeline.stages import (
     training_to_do,
     usable_base_model,
 )
+from twin.runs import TRAIN_JOB_KIND
 from twin.telegram.harvest import HarvestProgress
 
 __all__ = [
@@ -263,9 +264,7 @@ def _train(
     max_steps: int | None,
     result: dict[str, Any],
 ) -> None:
-    from twin.jobs import active_job
-
-    running = active_job(settings=settings, kind="train")
+    running = active_job(settings=settings, kind=TRAIN_JOB_KIND)
     action, run_id = training_to_do(settings, base)
     if running is not None:
         # Training runs in its own process: it outlives a server restart; follow it.

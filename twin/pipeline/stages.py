@@ -15,7 +15,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from twin.basemodel import choose_base_model, missing_files
-from twin.basemodel.checkpoint import demo_model_dir
+from twin.basemodel.checkpoint import DEMO_PRETRAIN_STEPS, demo_model_dir
 from twin.basemodel.gemma import BuildCancelled, BuildProgress, gemma_installed, get_gemma
 from twin.config import Settings
 from twin.db import get_engine
@@ -24,9 +24,11 @@ from twin.jobs import (
     JobBusy,
     JobCancelled,
     get_job,
+    reap_dead_jobs,
     request_cancel,
 )
 from twin.models import Dialog, JobState, Message
+from twin.runs import TRAIN_JOB_KIND, TrainingConfig, list_runs, load_run
 from twin.store import get_owner
 from twin.telegram.harvest import HarvestProgress, HarvestSummary
 
@@ -37,7 +39,6 @@ ClientFactoryMaker = Callable[[Settings], Any]
 """Builds a Telethon client factory for the credentials' settings (None: the real Telegram)."""
 
 SAMPLE_EXPORT = Path(__file__).resolve().parents[2] / "samples" / "sample_export" / "result.json"
-DEMO_PRETRAIN_STEPS = 300
 SOURCE_FILE = "dataset-source.json"
 """Written next to the dataset dir: which messages and chats it was built from, and its hash."""
 POLL_SECONDS = 0.5
@@ -329,8 +330,6 @@ def training_to_do(settings: Settings, base_model: Path) -> tuple[str, str | Non
         base_model: the base model to train.
     """
     from twin.train.data import dataset_sha256
-    from twin.train.record import load_run
-    from twin.train.runs import list_runs
 
     runs = list_runs(settings)
     if not runs:
@@ -364,11 +363,9 @@ def follow_training(
         progress: called with the job's progress (step, loss, ETA) as it changes.
         should_cancel: polled; a cancel asks the worker to stop with a checkpoint.
     """
-    from twin.jobs import reap_dead_jobs
-
     asked = False
     while True:
-        reap_dead_jobs(settings=settings, kind="train")
+        reap_dead_jobs(settings=settings, kind=TRAIN_JOB_KIND)
         job = get_job(settings=settings, job_id=job_id)
         progress(json.loads(job.progress_json or "{}"))
         result = json.loads(job.result_json) if job.result_json else {}
@@ -395,16 +392,17 @@ def start_training(
         resume: continue the newest run from its last checkpoint.
         max_steps: cap on optimizer steps; None: the default of three epochs.
     """
-    from twin.train.trainer import TrainingConfig
-    from twin.train.worker import start_training_job
+    # Imported here: training loads torch and litgpt, which the pages never need otherwise.
+    from twin.train.trainer import TrainingRequest, train
 
+    config = TrainingConfig() if max_steps is None else TrainingConfig(max_steps=max_steps)
+    request = TrainingRequest(
+        base_model_dir=None if resume else base_model,
+        dataset_dir=settings.dataset_dir,
+        resume=resume,
+        config=config,
+    )
     try:
-        return start_training_job(
-            settings=settings,
-            base_model_dir=None if resume else base_model,
-            dataset_dir=settings.dataset_dir,
-            resume=resume,
-            config=None if resume or max_steps is None else TrainingConfig(max_steps=max_steps),
-        )
+        return train(request, settings=settings, detach=True).job_id or 0
     except JobBusy as exc:
         return exc.job_id

@@ -17,6 +17,7 @@ Example (``render_context``)::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from pydantic import BaseModel
@@ -173,3 +174,60 @@ def scaffold_markers(*, me: str, peer: str) -> list[str]:
     # "###" opens every section header; a model may also write a header of its own making.
     opening = _ALPACA_NO_INPUT.split(". ", 1)[0]  # "Below is an instruction that describes a task"
     return ["###", opening, render_instruction(me=me, peer=peer)]
+
+
+BROKEN_CHAR = "\ufffd"
+"""What a decoder writes for bytes that are not a whole UTF-8 character (a letter or emoji cut
+between tokens, or bytes a small model strung together that spell nothing)."""
+# ... and the control characters such bytes also decode to (a small model's byte tokens), which
+# a browser draws as empty boxes; line breaks and tabs stay.
+_BROKEN_RE = re.compile(f"[{BROKEN_CHAR}\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def reply_stops(*, me: str, peer: str) -> list[str]:
+    """Text that ends my reply wherever it appears: a speaker's tag — also glued to my last
+    words with no line break before it, as a small model writes ("hiOlga Owner: ") — and the
+    prompt's scaffolding (`scaffold_markers`).
+
+    Args:
+        me: my display name.
+        peer: the other person's display name.
+    """
+    colon = TAG_SEPARATOR.rstrip()
+    tags = [f"{clean_name(n)}{colon}{after}" for n in (peer, me) for after in (" ", "\n")]
+    return [*tags, *scaffold_markers(me=me, peer=peer)]
+
+
+def without_broken_chars(text: str) -> str:
+    """``text`` without `BROKEN_CHAR` and control characters: a reply never shows half a
+    character or a stray byte.
+
+    >>> without_broken_chars("ok\\ufffd\\x03 fine\\n")
+    'ok fine\\n'
+    """
+    return _BROKEN_RE.sub("", text)
+
+
+def clean_reply(text: str, *, me: str, peer: str) -> str:
+    """Only my words from what a model wrote for my turn.
+
+    The reply ends at the first of `reply_stops`, or before a tag it ends on (the length limit
+    cut the next turn's header after its colon); my own tag opening it is dropped, and so are
+    broken characters and trailing blanks. A streamed reply shows the same text
+    (`twin.chat.generate`).
+
+    Args:
+        text: what the model wrote after the prompt.
+        me: my display name.
+        peer: the other person's display name.
+
+    >>> clean_reply("Olga: ok\\ufffd, 8 it isAnna:", me="Olga", peer="Anna")
+    'ok, 8 it is'
+    """
+    text = without_broken_chars(text).removeprefix(f"{clean_name(me)}{TAG_SEPARATOR}")
+    cuts = [i for i in (text.find(s) for s in reply_stops(me=me, peer=peer)) if i >= 0]
+    text = text[: min(cuts, default=len(text))].rstrip()
+    colon = TAG_SEPARATOR.rstrip()
+    for name in (clean_name(peer), clean_name(me)):
+        text = text.removesuffix(f"{name}{colon}")
+    return text.rstrip()

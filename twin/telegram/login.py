@@ -364,8 +364,8 @@ async def _finish(login_id: str, user: User) -> LoginResult:
             if owner.tg_user_id is not None and owner.tg_user_id != user.id:
                 raise TelegramError(
                     f"This twin belongs to another Telegram account (id {owner.tg_user_id}).",
-                    hint="Log in with that account, or use another data dir (TWIN_DATA_DIR) "
-                    "for a second person.",
+                    hint="Log in with that account; a second person needs a twin of their "
+                    "own (its own data dir).",
                 )
             owner.tg_user_id = user.id
             owner.first_name = user.first_name

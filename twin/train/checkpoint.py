@@ -18,42 +18,14 @@ import lightning as L
 import torch
 from litgpt.lora import lora_filter
 
-CHECKPOINTS_DIR = "checkpoints"
-STATE_FILE = "training_state.pth"
+from twin.runs.record import CHECKPOINTS_DIR, STATE_FILE, list_checkpoints
+
 KEEP_CHECKPOINTS = 2
 
 
 def checkpoint_dir_for(run_dir: Path, step: int) -> Path:
-    """``run_dir/checkpoints/step-000100``.
-
-    Args:
-        run_dir: the run's directory.
-        step: the optimizer step the checkpoint was taken after.
-    """
+    """``run_dir/checkpoints/step-000100``: the checkpoint taken after optimizer step ``step``."""
     return run_dir / CHECKPOINTS_DIR / f"step-{step:06d}"
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first.
-
-    Args:
-        run_dir: the run's directory.
-    """
-    root = run_dir / CHECKPOINTS_DIR
-    if not root.is_dir():
-        return []
-    found = [p for p in root.glob("step-*") if (p / STATE_FILE).is_file()]
-    return sorted(found, key=lambda p: p.name)
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint of a run, if any.
-
-    Args:
-        run_dir: the run's directory.
-    """
-    found = list_checkpoints(run_dir)
-    return found[-1] if found else None
 
 
 def rng_states() -> dict[str, Any]:

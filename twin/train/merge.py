@@ -13,7 +13,7 @@ import torch
 from litgpt.lora import GPT, Config, lora_filter, merge_lora_weights
 
 from twin.errors import TrainError
-from twin.train.record import LoraSettings, adapter_path, load_run
+from twin.runs import LoraSettings, adapter_path, load_run
 
 MERGED_FILE = "lit_model.pth"
 

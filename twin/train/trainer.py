@@ -1,5 +1,10 @@
 """``twin train``: LoRA fine-tuning of a litgpt base model on the prepared dataset, resumable.
 
+`train` is the stage's one way in, for ``twin train`` (in the foreground or ``--detach``ed),
+the web app's jobs and the worker process alike. It checks the `TrainingRequest` before
+anything is written, keeps a ``train`` job row up to date (progress, cancel, the outcome) and
+either runs the training here or in a worker process (``python -m twin.train.worker``).
+
 Reads like litgpt's ``finetune/lora.py`` (setup → fit → validate → save) and uses its parts:
 `litgpt.lora.GPT` with `mark_only_lora_as_trainable`, litgpt's checkpoint loading, its
 `SFTDataset` for prompt masking, and `merge_lora_weights` for ``--merge``. What it adds:
@@ -19,194 +24,231 @@ each rank takes every ``world_size``-th micro-batch of the shared epoch order.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from datetime import UTC, datetime
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import torch
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import SQLAlchemyError
 
 from twin.config import Settings
-from twin.train.record import LoraSettings, RunRecord
+from twin.db import upgrade_database
+from twin.jobs import (
+    cancel_job,
+    cancel_requested,
+    fail_job,
+    finish_job,
+    get_job,
+    set_pid,
+    start_job,
+    update_progress,
+)
+from twin.runs import (
+    TRAIN_JOB_KIND,
+    RunRecord,
+    TrainingConfig,
+    has_record,
+    new_run_id,
+    newest_run_id,
+    run_dir_for,
+)
+from twin.train.loop import ProgressFn, RunProgress, StopFn, run_training
+from twin.train.plan import launch_rank, prepare_run
 
-QuantizeMode = Literal["bnb.nf4", "bnb.nf4-dq", "bnb.fp4", "bnb.fp4-dq", "bnb.int8-training"]
-RunStatus = Literal["running", "stopped", "failed", "done"]
+log = logging.getLogger(__name__)
 
-
-class TrainingConfig(BaseModel):
-    """Every hyper-parameter of a run; saved in ``run.json`` and reused on resume."""
-
-    lora: LoraSettings = Field(default_factory=LoraSettings)
-    learning_rate: float = Field(3e-4, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    warmup_steps: int = Field(10, ge=0)
-    min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    """The cosine schedule ends at ``learning_rate * min_lr_ratio``."""
-    epochs: int = Field(3, ge=1)
-    max_steps: int | None = Field(None, ge=1)
-    """Optimizer steps; caps ``epochs``."""
-    micro_batch_size: int = Field(4, ge=1)
-    global_batch_size: int = Field(16, ge=1)
-    """Samples per optimizer step (gradient accumulation makes up the rest)."""
-    max_seq_length: int | None = Field(None, ge=8)
-    """Default: ``stats.json``'s value, else the base model's block size."""
-    group_by_length: bool = True
-    precision: str | None = None
-    """Default: ``32-true`` on CPU, ``bf16-mixed`` on GPU."""
-    quantize: QuantizeMode | None = None
-    devices: int = Field(1, ge=1)
-    num_nodes: int = Field(1, ge=1)
-    strategy: Literal["auto", "ddp", "fsdp"] = "auto"
-    """With several processes: ``auto`` is FSDP on GPUs and DDP (gloo) on CPU."""
-    seed: int = 42
-    eval_interval: int = Field(50, ge=1)
-    """Validate every this many steps (and at the end)."""
-    eval_max_batches: int = Field(50, ge=1)
-    checkpoint_interval: int = Field(100, ge=1)
-
-    @model_validator(mode="after")
-    def _batch_sizes_divide(self) -> TrainingConfig:
-        per_step = self.micro_batch_size * self.devices * self.num_nodes
-        if self.global_batch_size % per_step:
-            raise ValueError(
-                f"global_batch_size={self.global_batch_size} is not a multiple of "
-                f"micro_batch_size × devices × num_nodes = {per_step}"
-            )
-        return self
-
-    @property
-    def world_size(self) -> int:
-        return self.devices * self.num_nodes
-
-    @property
-    def accumulation_steps(self) -> int:
-        return self.global_batch_size // (self.micro_batch_size * self.world_size)
+PROGRESS_EVERY_SECONDS = 1.0
+"""Throttle for job-row writes: the web polls twice a second, more is wasted I/O."""
 
 
-class RunProgress(BaseModel):
-    """What a running training reports after each step (to the CLI bar, the job row, the web)."""
+class TrainingRequest(BaseModel):
+    """What to train; checked before anything is written and kept as the job's params."""
 
+    base_model_dir: Path | None = None
+    """litgpt checkpoint dir; default: `twin.basemodel.choose_base_model`'s. Ignored on resume
+    (the run's own is used)."""
+    dataset_dir: Path | None = None
+    """Dir with ``train.json``/``val.json``/``stats.json``; default: ``<data_dir>/dataset``.
+    Ignored on resume."""
+    run_id: str | None = None
+    """Name of the run dir; default: a new time-stamped id, or on resume the newest run."""
+    config: TrainingConfig = Field(default_factory=TrainingConfig)
+    """Ignored on resume: the run's own config is used, so the continuation is the same
+    computation."""
+    resume: bool = False
+    """Continue ``run_id`` from its newest checkpoint instead of starting a new run."""
+    merge: bool = False
+    """Also write merged weights to ``final/lit_model.pth`` (a standalone model)."""
+
+
+@dataclass
+class Training:
+    """What `train` started: its job, its run, and the run's record once it ran here."""
+
+    job_id: int | None
+    """None in the helper processes of a multi-process launch (rank 0 keeps the job)."""
     run_id: str
-    status: RunStatus = "running"
-    step: int = 0
-    max_steps: int = 0
-    epoch: int = 0
-    learning_rate: float = 0.0
-    train_loss: float | None = None
-    val_loss: float | None = None
-    tokens_per_second: float = 0.0
-    useful_tokens_per_second: float = 0.0
-    """Non-padding tokens per second."""
-    padding_fraction: float = 0.0
-    elapsed_seconds: float = 0.0
-    eta_seconds: float | None = None
-
-
-ProgressFn = Callable[[RunProgress], None]
-StopFn = Callable[[], bool]
-
-
-def runs_dir(settings: Settings) -> Path:
-    """``<data_dir>/runs``.
-
-    Args:
-        settings: whose data dir.
-    """
-    return settings.data_dir / "runs"
-
-
-def new_run_id() -> str:
-    """A sortable, readable run id (UTC time to the second)."""
-    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-
-
-def default_precision() -> str:
-    """``bf16-mixed`` on a GPU that supports it, else ``32-true`` (bf16 on CPU is slower)."""
-    if torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "32-true"
-
-
-def lr_factor(step: int, *, warmup_steps: int, max_steps: int, min_lr_ratio: float) -> float:
-    """Linear warmup to 1, then cosine decay to ``min_lr_ratio`` at ``max_steps``.
-
-    Args:
-        step: optimizer steps taken so far.
-        warmup_steps: steps of linear warmup.
-        max_steps: the run's last step.
-        min_lr_ratio: the final factor.
-    """
-    if step < warmup_steps:
-        return (step + 1) / (warmup_steps + 1)
-    progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
-    return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    record: RunRecord | None
+    """None when the training went to a worker process."""
 
 
 def train(
+    request: TrainingRequest | None = None,
     *,
     settings: Settings,
-    base_model_dir: Path | None = None,
-    dataset_dir: Path | None = None,
-    run_id: str | None = None,
-    config: TrainingConfig | None = None,
-    resume: bool = False,
-    merge: bool = False,
+    detach: bool = False,
+    job_id: int | None = None,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
-) -> RunRecord:
-    """Fine-tune a LoRA adapter on the dataset, or continue a stopped run.
+) -> Training:
+    """Fine-tune a LoRA adapter on the dataset, or continue a stopped run, as a ``train`` job.
 
-    Everything that can be checked is checked before the run dir is created; a failure after
-    that leaves the run marked ``failed`` in ``run.json`` with its last checkpoint (resumable).
+    Bad input fails here, before anything is queued or written; a second start while a
+    training job is active raises `twin.jobs.JobBusy`. A failure after the run dir exists
+    leaves the run marked ``failed`` with its last checkpoint (resumable).
 
     Args:
-        settings: data dir (runs go to ``<data_dir>/runs/<run_id>``) and default base model.
-        base_model_dir: litgpt checkpoint dir; default: ``settings.base_model_path``. Ignored
-            on resume (the run's own is used).
-        dataset_dir: dir with ``train.json``/``val.json``/``stats.json``; default:
-            ``<data_dir>/dataset``. Ignored on resume.
-        run_id: name of the run dir; default: a new time-stamped id, or on resume the newest run.
-        config: hyper-parameters; default: `TrainingConfig()`. Ignored on resume (the run's own
-            config is used, so the continuation is the same computation).
-        resume: continue ``run_id`` from its newest checkpoint instead of starting a new run.
-        merge: also write merged weights to ``final/lit_model.pth`` (a standalone model).
+        request: what to train; default: a new run with `TrainingConfig`'s defaults.
+        settings: data dir (runs go to ``<data_dir>/runs/<run_id>``) and database.
+        detach: queue the job and run it in a worker process (its output goes to
+            ``<data_dir>/jobs/<id>.log``); return at once.
+        job_id: run this queued job's request here (the worker process does).
         progress: called with a `RunProgress` after every optimizer step and validation.
-        should_stop: polled after every optimizer step; True saves a checkpoint and returns the
-            record with status ``stopped`` (resumable).
-
-    Returns:
-        The run's record, as written to ``run.json``.
+        should_stop: polled after every optimizer step (the job's cancel request always is);
+            True saves a checkpoint and ends the run ``stopped`` (resumable).
     """
-    from twin.train.loop import prepare_run, run_training
+    if job_id is not None:
+        request = TrainingRequest.model_validate_json(
+            get_job(settings=settings, job_id=job_id).params_json
+        )
+        return _run_job(settings, job_id, request, progress=progress, should_stop=should_stop)
+    request = request or TrainingRequest()
+    if launch_rank() > 0:
+        # torchrun/srun start the command once per process: rank 0 keeps the job row and
+        # reports, the other ranks only train.
+        record = _run(settings, request, progress=None, should_stop=should_stop)
+        return Training(job_id=None, run_id=record.run_id, record=record)
+    run_id = request.run_id or (newest_run_id(settings) if request.resume else new_run_id())
+    request = request.model_copy(update={"run_id": run_id})
+    prepare_run(settings=settings, **_plan_args(request))  # refuses bad input, writes nothing
+    upgrade_database(settings)
+    _record_unrecorded_failures(settings)
+    job = start_job(
+        settings=settings, kind=TRAIN_JOB_KIND, params=request.model_dump(mode="json"),
+        queued=detach,
+    )  # fmt: skip
+    assert job.id is not None and run_id is not None
+    if detach:
+        _spawn_worker(settings, job.id)
+        return Training(job_id=job.id, run_id=run_id, record=None)
+    return _run_job(settings, job.id, request, progress=progress, should_stop=should_stop)
 
-    plan = prepare_run(
-        settings=settings,
-        base_model_dir=base_model_dir,
-        dataset_dir=dataset_dir,
-        run_id=run_id,
-        config=config or TrainingConfig(),
-        resume=resume,
-    )
-    return run_training(plan, merge=merge, progress=progress, should_stop=should_stop)
+
+def _plan_args(request: TrainingRequest) -> dict[str, Any]:
+    return {
+        "base_model_dir": request.base_model_dir,
+        "dataset_dir": request.dataset_dir,
+        "run_id": request.run_id,
+        "config": request.config,
+        "resume": request.resume,
+    }
 
 
-def record_status(record: RunRecord) -> str:
-    """A run's status as kept in its record (``running`` while a process works on it).
+def _run(
+    settings: Settings,
+    request: TrainingRequest,
+    *,
+    progress: ProgressFn | None,
+    should_stop: StopFn | None,
+) -> RunRecord:
+    plan = prepare_run(settings=settings, **_plan_args(request))
+    return run_training(plan, merge=request.merge, progress=progress, should_stop=should_stop)
 
-    Args:
-        record: from `twin.train.record.load_run`.
-    """
-    return str(record.metrics.get("status", "running"))
+
+def _run_job(
+    settings: Settings,
+    job_id: int,
+    request: TrainingRequest,
+    *,
+    progress: ProgressFn | None,
+    should_stop: StopFn | None,
+) -> Training:
+    """Run the request in this process and keep the job's row up to date."""
+    last_write = 0.0
+
+    def on_progress(snapshot: RunProgress) -> None:
+        nonlocal last_write
+        if progress is not None:
+            progress(snapshot)
+        now = time.monotonic()
+        if now - last_write >= PROGRESS_EVERY_SECONDS or snapshot.status != "running":
+            last_write = now
+            update_progress(settings=settings, job_id=job_id, progress=_job_progress(snapshot))
+
+    def stop_requested() -> bool:
+        return cancel_requested(settings, job_id) or bool(should_stop and should_stop())
+
+    run_id = request.run_id or ""
+    try:
+        record = _run(settings, request, progress=on_progress, should_stop=stop_requested)
+    except BaseException as exc:
+        # Resumable once the run exists; a request refused up front has nothing to resume.
+        started = has_record(run_dir_for(settings, run_id))
+        failure = {
+            "error": str(exc) or type(exc).__name__,
+            "result": {"run_id": run_id, "resumable": started},
+        }
+        try:
+            fail_job(settings=settings, job_id=job_id, **failure)
+        except (OSError, SQLAlchemyError) as store_failed:
+            # A full disk fails the run and then the database write that records it: the run's
+            # own error is the one to show, and the failure is written before this process
+            # starts its next run (else its row would still say running, and refuse it).
+            log.warning("could not record the failure of job %s: %s", job_id, store_failed)
+            _UNRECORDED_FAILURES[job_id] = failure
+        raise
+    result = {"run_id": run_id, "status": record.status, **record.metrics}
+    if record.status == "stopped":
+        cancel_job(settings=settings, job_id=job_id, result={**result, "resumable": True})
+    else:
+        finish_job(settings=settings, job_id=job_id, result={**result, "resumable": False})
+    return Training(job_id=job_id, run_id=record.run_id, record=record)
 
 
-def config_from_record(record: RunRecord) -> TrainingConfig:
-    """The `TrainingConfig` a run was started with.
+_UNRECORDED_FAILURES: dict[int, dict[str, Any]] = {}
+"""Jobs of this process whose failure could not be written (job id → `fail_job` arguments)."""
 
-    Args:
-        record: the run's record.
-    """
-    data: dict[str, Any] = dict(record.config)
-    data["lora"] = record.lora
-    return TrainingConfig.model_validate(data)
+
+def _record_unrecorded_failures(settings: Settings) -> None:
+    for job_id, failure in list(_UNRECORDED_FAILURES.items()):
+        fail_job(settings=settings, job_id=job_id, **failure)
+        del _UNRECORDED_FAILURES[job_id]
+
+
+def _job_progress(snapshot: RunProgress) -> dict[str, Any]:
+    # `done`/`total` drive the generic progress bar of the web app's job page.
+    return {**snapshot.model_dump(), "done": snapshot.step, "total": snapshot.max_steps}
+
+
+def _spawn_worker(settings: Settings, job_id: int) -> None:
+    env = {**os.environ, "TWIN_DATA_DIR": str(settings.data_dir), "HF_HUB_OFFLINE": "1"}
+    if settings.database_url:
+        env["TWIN_DATABASE_URL"] = settings.database_url
+    log = settings.data_dir / "jobs" / f"{job_id}.log"
+    log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # 0600: the log may quote dataset text in an error message.
+    with os.fdopen(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "twin.train.worker", str(job_id)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # survives the CLI's exit and its Ctrl-C
+        )
+    set_pid(settings=settings, job_id=job_id, pid=process.pid)

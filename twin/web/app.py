@@ -17,7 +17,6 @@ from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -29,7 +28,6 @@ from twin.jobs import reap_dead_jobs
 from twin.web import auth, security
 from twin.web.deps import (
     PRINCIPAL_SCOPE_KEY,
-    WEB_DIR,
     LoginRequired,
     WebState,
     authenticate,
@@ -38,6 +36,7 @@ from twin.web.deps import (
     require_owner,
     verify_csrf,
 )
+from twin.web.preview import highlight_placeholders
 from twin.web.routers import (
     assist,
     chat,
@@ -55,7 +54,8 @@ from twin.web.routers import (
 )
 from twin.web.routers import settings as settings_page
 from twin.web.routers.openai_api import OpenAIError, openai_error_response
-from twin.web.upload import UploadTooLarge, remove_stale_uploads, upload_too_large
+from twin.web.templating import make_templates, web_dir
+from twin.web.upload import UploadTooLarge, remove_stale_uploads, size_text, upload_too_large
 
 SECURITY_HEADERS = {
     # No inline scripts or styles: the few scripts live in /static.
@@ -158,10 +158,12 @@ class GuardMiddleware:
         if not security.is_allowed_host(
             host, allowed=self.settings.allowed_hosts, port=self.settings.port
         ):
+            # Said to a browser: no setting to change, only where twin does answer.
             return _plain(
                 400,
-                "This address is not one twin answers to. Open it via http://127.0.0.1 "
-                "(or add the name to TWIN_ALLOWED_HOSTS).",
+                "This address is not one twin answers to. Open "
+                f"http://127.0.0.1:{self.settings.port}/ on the machine twin runs on "
+                "(another name works only once it is allowed where twin is started).",
             )
         if scope["method"] not in security.SAFE_METHODS and not security.is_same_origin(
             headers.get("origin"),
@@ -199,7 +201,7 @@ class GuardMiddleware:
             if upload:
                 return upload_too_large(limit)
             return StarletteHTTPException(
-                413, f"The request is larger than twin accepts ({limit / 1024**2:g} MB at most)."
+                413, f"The request is larger than twin accepts ({size_text(limit)} at most)."
             )
 
         length = request.headers.get("content-length", "")
@@ -274,8 +276,8 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="twin", docs_url=None, redoc_url=None, openapi_url=None, lifespan=assist.lifespan
     )
-    templates = Jinja2Templates(directory=WEB_DIR / "templates")
-    templates.env.filters["placeholders"] = dataset.highlight_placeholders
+    templates = make_templates(settings)
+    templates.env.filters["placeholders"] = highlight_placeholders
     templates.env.globals["run_exports"] = export.run_exports
     app.state.twin = WebState(settings=settings, templates=templates)
     app.add_middleware(GuardMiddleware, settings=settings)
@@ -284,7 +286,7 @@ def create_app(settings: Settings) -> FastAPI:
     reap_dead_jobs(settings=settings)
     remove_stale_uploads(settings)
 
-    app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+    app.mount("/static", StaticFiles(directory=web_dir(settings) / "static"), name="static")
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -26,8 +26,6 @@ from twin.web import security
 from twin.web.security import LoginThrottle
 from twin.web.sessions import DeviceCookies, SessionStore, WebSession
 
-WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
-
 
 @dataclass
 class WebState:

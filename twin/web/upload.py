@@ -40,10 +40,21 @@ def uploads_dir(settings: Settings) -> Path:
     return path
 
 
+def size_text(size_bytes: int) -> str:
+    """A size as a person reads it: ``4 GB``, ``500 MB``, ``900 KB``."""
+    for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if size_bytes >= scale:
+            return f"{size_bytes / scale:.3g} {unit}"
+    return f"{size_bytes} bytes"
+
+
 def upload_too_large(limit: int) -> UploadTooLarge:
+    """The refusal a browser shows: the limit, and two ways in that need no setting changed."""
     return UploadTooLarge(
-        f"The file is larger than the upload limit of {limit / 1024**2:.0f} MB.",
-        hint="Raise TWIN_MAX_UPLOAD_BYTES, or run `twin import PATH` on this machine instead.",
+        f"The file is larger than the upload limit of {size_text(limit)}.",
+        hint="Import it on the machine twin runs on with “twin import result.json” in a "
+        "terminal (no size limit there), or export fewer chats at a time in Telegram Desktop "
+        f"and upload each export (up to {size_text(limit)}): the imports add up.",
     )
 
 

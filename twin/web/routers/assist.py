@@ -1,7 +1,7 @@
 """Assist: switch on the listener that writes the twin's reply drafts into Telegram, choose the
 chats, and watch the live log (time, contact, draft length; never text).
 
-The listener (`twin.telegram.assist_job.run_assist_job`) runs as a task in the server's event loop
+The listener (`twin.assist.job.run_assist_job`) runs as a task in the server's event loop
 (a Telethon client belongs to the loop that made it) with the model chat already uses. It stops
 when the owner switches it off; when the app stops it stops too and, being resumable, starts
 again with the app (`lifespan`).
@@ -21,13 +21,13 @@ from fastapi.responses import RedirectResponse, Response
 from sqlmodel import col, select
 
 from twin import jobs
+from twin.assist.drafts import JOB_KIND, AssistOptions, check_ready, set_assist
+from twin.assist.job import job_to_resume, run_assist_job, start_assist_job
 from twin.errors import TwinError
 from twin.models import Dialog, Job
 from twin.store import get_owner
-from twin.telegram.assist import JOB_KIND, AssistOptions, check_ready, set_assist
-from twin.telegram.assist_job import job_to_resume, run_assist_job, start_assist_job
 from twin.web.deps import DbDep, DbId, StateDep, WebState, render
-from twin.web.routers.chat import load_run_twin, newest_run
+from twin.web.model import load_run_twin, newest_run
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -51,7 +51,7 @@ def _listener(app: FastAPI) -> _Listener:
 async def start_listener(app: FastAPI, options: AssistOptions) -> int:
     """Load the run's model, record the job and run it in this loop; return the job id.
 
-    Raises `twin.errors.ChatError` when no run is trained yet and `twin.jobs.JobBusy` when a
+    Raises `twin.errors.RunError` when no run is trained yet and `twin.jobs.JobBusy` when a
     listener already runs (here or from ``twin assist``).
 
     Args:

@@ -8,7 +8,6 @@ finishes; a client that goes away mid-reply stops the generation and frees the m
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,18 +16,19 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, Field
 
+from twin.basemodel.checkpoint import is_demo_model
 from twin.errors import ChatError
-from twin.store import get_owner, list_dialogs, now_unix
+from twin.runs import load_run
+from twin.store import list_dialogs, now_unix
 from twin.web import conversations as conv
 from twin.web.deps import DbDep, SettingsDep, StateDep, WebState, render
+from twin.web.model import get_twin, my_name, newest_run
 from twin.web.streaming import ClosingStreamingResponse, event_stream, iterate_in_thread, sse
 
 if TYPE_CHECKING:
-    from twin.chat.generate import Twin
+    pass
 
 router = APIRouter()
-
-_load_lock = threading.Lock()
 
 
 class ReplyRequest(BaseModel):
@@ -47,52 +47,6 @@ class ReplyRequest(BaseModel):
     """0 or None: no top-k cut."""
 
 
-def newest_run(state: WebState) -> Path | None:
-    """The newest finished run's dir, or None when no run finished yet."""
-    from twin.chat.generate import resolve_run_dir
-
-    try:
-        return resolve_run_dir(settings=state.settings)
-    except ChatError:
-        return None
-
-
-def load_run_twin(state: WebState, run_dir: Path) -> Twin:
-    """The model of ``run_dir``, kept loaded until another run is asked for (one at a time).
-
-    Args:
-        state: the app's state, which holds the loaded model.
-        run_dir: a finished run.
-    """
-    from twin.chat.generate import load_twin
-    from twin.chat.remote import remote_twin
-
-    if (remote := remote_twin(settings=state.settings, run_dir=run_dir)) is not None:
-        return remote  # type: ignore[return-value]  # answers like a Twin (TWIN_REMOTE_URL)
-    with _load_lock:
-        loaded = state.chat_model
-        if loaded is None or loaded[0] != run_dir:
-            state.chat_model = None  # free the old weights before loading the new ones
-            state.chat_model = (run_dir, load_twin(run_dir=run_dir))
-        return state.chat_model[1]
-
-
-def get_twin(state: StateDep) -> Twin:
-    """The loaded model of the newest finished run (a sync dependency: loads in a thread)."""
-    from twin.chat.generate import TRAIN_HINT
-
-    run_dir = newest_run(state)
-    if run_dir is None:
-        raise ChatError("No training run has finished yet.", hint=TRAIN_HINT)
-    return load_run_twin(state, run_dir)
-
-
-def my_name(db: DbDep) -> str:
-    """The owner's display name, as the dataset tags my turns."""
-    owner = get_owner(db)
-    return " ".join(part for part in (owner.first_name, owner.last_name) if part) or "Me"
-
-
 def _load_or_404(settings: Any, conversation_id: str) -> conv.Conversation:
     try:
         return conv.load_conversation(settings, conversation_id)
@@ -102,8 +56,6 @@ def _load_or_404(settings: Any, conversation_id: str) -> conv.Conversation:
 
 def _base_model(run_dir: Path) -> Path | None:
     """The base model the run was trained on (None if its record cannot be read)."""
-    from twin.train.record import load_run
-
     try:
         return Path(load_run(run_dir).base_model_dir)
     except (OSError, ValueError):
@@ -111,8 +63,6 @@ def _base_model(run_dir: Path) -> Path | None:
 
 
 def _is_demo(base: Path) -> bool:
-    from twin.train.tiny import is_demo_model
-
     return is_demo_model(base)
 
 

@@ -3,21 +3,19 @@
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from twin.db import get_engine
 from twin.models import Dialog, Job, JobState, Message
-from twin.pipeline import run_pipeline, telegram_connected
-from twin.web.background import Reporter, start_in_thread
-from twin.web.deps import DbDep, StateDep, WebState, render
-from twin.web.routers.jobs import job_redirect, job_view, resumes
-from twin.web.routers.train import optional_steps
+from twin.pipeline import telegram_connected
+from twin.web import tasks
+from twin.web.deps import DbDep, StateDep, render
+from twin.web.forms import optional_steps
+from twin.web.jobview import job_redirect, job_view
 
 router = APIRouter()
 
@@ -62,46 +60,4 @@ def dashboard(request: Request, db: DbDep, state: StateDep) -> Response:
 def train_my_twin(state: StateDep, max_steps: Annotated[str, Form(max_length=10)] = "") -> Response:
     """Start "Train my twin" (or join the running one)."""
     steps = optional_steps(max_steps, name="The number of steps", upper=1_000_000)
-    return job_redirect(lambda: start_pipeline(state, max_steps=steps))
-
-
-@resumes("pipeline")
-def _resume_pipeline(state: WebState, params: dict[str, Any]) -> int:
-    return start_pipeline(state, max_steps=params.get("max_steps"))
-
-
-def start_pipeline(state: WebState, *, max_steps: int | None = None) -> int:
-    """Run the pipeline in a thread of the server; return its job id.
-
-    Args:
-        state: the app's state (settings, live progress, the Telegram client factory).
-        max_steps: cap on training's optimizer steps; None: the default of three epochs.
-    """
-    settings = state.settings
-    with Session(get_engine(settings)) as db:
-        last = db.exec(
-            select(Job)
-            .where(Job.kind == "pipeline", Job.state == JobState.done)
-            .order_by(col(Job.id).desc())
-        ).first()
-    durations = json.loads(last.result_json or "{}").get("durations") if last else None
-
-    def work(report: Reporter) -> dict[str, Any]:
-        return run_pipeline(
-            settings=settings,
-            report=report,
-            should_cancel=report.cancelled,
-            client_factory=state.telegram_client_factory,
-            max_steps=max_steps,
-            durations=durations,
-        )
-
-    job = start_in_thread(
-        settings=settings,
-        kind="pipeline",
-        work=work,
-        live=state.live_progress,
-        params={"max_steps": max_steps},
-        resumable=True,
-    )
-    return job.id or 0
+    return job_redirect(lambda: tasks.start_pipeline(state, max_steps=steps))

@@ -33,7 +33,7 @@ def run_exports(run_dir: Path) -> list[dict[str, object]]:
 @router.get("/runs/{run_id}/exports/{name}/{filename}")
 def download_export(run_id: str, name: str, filename: str, state: StateDep) -> FileResponse:
     """One file of one export of a run, as an attachment."""
-    from twin.train.runs import list_runs
+    from twin.runs import list_runs
 
     runs = {run.run_id: run.run_dir for run in list_runs(state.settings)}
     if run_id not in runs:

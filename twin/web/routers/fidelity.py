@@ -23,10 +23,9 @@ def comparison_rows(settings: Settings) -> list[dict[str, Any]]:
     Args:
         settings: whose runs.
     """
-    from twin.train.fidelity import FidelityReport, style_ratios_inside
-    from twin.train.record import load_run
-    from twin.train.runs import list_runs
-    from twin.web.routers.game import load_score
+    from twin.evaluate.fidelity import FidelityReport, style_ratios_inside
+    from twin.evaluate.game import load_score
+    from twin.runs import list_runs, load_run
 
     rows = []
     for run in list_runs(settings):

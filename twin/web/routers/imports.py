@@ -9,14 +9,14 @@ from twin.importer import ImportSummary, import_export
 from twin.jobs import JobBusy
 from twin.web.background import Report, start_in_thread
 from twin.web.deps import SettingsDep, StateDep, render
-from twin.web.upload import receive_upload
+from twin.web.upload import receive_upload, size_text
 
 router = APIRouter()
 
 
 @router.get("/import")
 def import_page(request: Request, settings: SettingsDep) -> Response:
-    return render(request, "import.html", {"limit_mb": round(settings.max_upload_bytes / 1024**2)})
+    return render(request, "import.html", {"limit": size_text(settings.max_upload_bytes)})
 
 
 @router.post("/import")

@@ -16,8 +16,6 @@ set on the Settings page (``Friend`` until changed). ``top_k`` is accepted as an
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -28,19 +26,18 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from twin import runs
 from twin.config import Settings
 from twin.errors import ChatError
 from twin.prepare.format import Turn, clean_name
-from twin.web.conversations import DEFAULT_PEER
 from twin.web.deps import SettingsDep, StateDep, WebState
-from twin.web.routers.chat import load_run_twin, my_name
+from twin.web.model import api_peer_name, load_run_twin, my_name
 from twin.web.streaming import event_stream, iterate_in_thread, sse
 
 router = APIRouter(prefix="/v1")
 
 DEFAULT_MODEL = "twin"
 """Names the newest finished run."""
-API_SETTINGS_FILE = "api_settings.json"
 
 
 class ContentPart(BaseModel):
@@ -124,34 +121,6 @@ def openai_error_response(exc: OpenAIError, headers: dict[str, str] | None = Non
     return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
-def api_peer_name(settings: Settings) -> str:
-    """The default name of the other person for API requests (set on the Settings page).
-
-    Args:
-        settings: whose data dir.
-    """
-    try:
-        data = json.loads((settings.data_dir / API_SETTINGS_FILE).read_text(encoding="utf-8"))
-        return clean_name(str(data.get("peer") or DEFAULT_PEER))
-    except (OSError, ValueError):
-        return DEFAULT_PEER
-
-
-def save_api_peer_name(settings: Settings, peer: str) -> None:
-    """Store the default name of the other person for API requests (atomically).
-
-    Args:
-        settings: whose data dir.
-        peer: the name.
-    """
-    path = settings.ensure_data_dir() / API_SETTINGS_FILE
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"peer": clean_name(peer)}, f)
-    tmp.replace(path)
-
-
 def messages_to_turns(
     messages: list[ChatMessage], *, me: str, default_peer: str
 ) -> tuple[list[Turn], str]:
@@ -179,19 +148,8 @@ def messages_to_turns(
 
 
 def finished_runs(settings: Settings) -> list[tuple[str, Path]]:
-    """``(run_id, run_dir)`` of runs that can answer, newest first.
-
-    Args:
-        settings: whose runs.
-    """
-    from twin.train.record import adapter_path
-    from twin.train.runs import list_runs
-
-    return [
-        (r.run_id, r.run_dir.resolve())
-        for r in list_runs(settings)
-        if r.status == "done" and adapter_path(r.run_dir).is_file()
-    ]
+    """``(run_id, run_dir)`` of runs that can answer (`twin.runs.finished_runs`)."""
+    return [(run_dir.name, run_dir) for run_dir in runs.finished_runs(settings)]
 
 
 def pick_run(settings: Settings, model: str) -> tuple[str, Path]:
@@ -229,7 +187,7 @@ def list_models(settings: SettingsDep) -> dict[str, Any]:
         {
             "id": run_id,
             "object": "model",
-            "created": int((run_dir / "run.json").stat().st_mtime),
+            "created": int((run_dir / runs.RUN_RECORD).stat().st_mtime),
             "owned_by": "twin",
         }
         for run_id, run_dir in finished_runs(settings)

@@ -15,7 +15,7 @@ from twin.web.deps import (
     issue_api_token,
     render,
 )
-from twin.web.routers.openai_api import api_peer_name, save_api_peer_name
+from twin.web.model import api_peer_name, save_api_peer_name
 
 router = APIRouter()
 

@@ -23,15 +23,14 @@ from twin.db import get_engine
 from twin.errors import ConfigError, TelegramError
 from twin.jobs import list_jobs
 from twin.models import Dialog, HarvestState, RequestWait
-from twin.pipeline import UNREACHABLE, harvest_details, run_harvest, telegram_unreachable
+from twin.pipeline import UNREACHABLE, telegram_unreachable
 from twin.store import get_owner, now_unix
 from twin.telegram import login
 from twin.telegram.client import with_telegram_credentials
-from twin.telegram.harvest import HarvestProgress, HarvestSummary
 from twin.vault import encrypt
-from twin.web.background import Reporter, start_in_thread
+from twin.web import tasks
 from twin.web.deps import OwnerDep, StateDep, WebState, render
-from twin.web.routers.jobs import job_redirect, job_view, resumes
+from twin.web.jobview import job_redirect, job_view
 
 router = APIRouter()
 
@@ -311,40 +310,4 @@ async def disconnect(request: Request, state: StateDep, principal: OwnerDep) -> 
 @router.post("/telegram/fetch")
 def fetch_chats(state: StateDep) -> Response:
     """Fetch my chats / Sync new messages: a harvest job (or the running one)."""
-    return job_redirect(lambda: start_harvest(state))
-
-
-@resumes("harvest")
-def _resume_harvest(state: WebState, params: dict[str, Any]) -> int:
-    return start_harvest(state)
-
-
-def start_harvest(state: WebState) -> int:
-    """Run the harvest in a thread of the server with live progress; cancel stops it after
-    the page being stored (nothing is lost, the next fetch resumes there). Returns the job id.
-
-    Args:
-        state: the app's state (settings, live progress, the Telegram client factory).
-    """
-    settings = state.settings
-
-    def work(report: Reporter) -> HarvestSummary:
-        def on_progress(p: HarvestProgress) -> None:
-            report(p.dialogs_done, p.dialogs_total, **harvest_details(p))
-
-        return run_harvest(
-            settings=settings,
-            client_factory=state.telegram_client_factory,
-            progress=on_progress,
-            should_cancel=report.cancelled,
-        )
-
-    job = start_in_thread(
-        settings=settings,
-        kind="harvest",
-        work=work,
-        live=state.live_progress,
-        unit="chats",
-        resumable=True,
-    )
-    return job.id or 0
+    return job_redirect(lambda: tasks.start_harvest(state))

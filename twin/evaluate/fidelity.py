@@ -6,7 +6,7 @@ All on the run's validation split (conversations held out of training):
   are scored, the prompt masked out exactly as in training, `twin.train.data.load_split`);
 - the twin's and the base model's replies to the same held-out contexts (a seeded pick, seeded
   replies, the chat's default sampling settings), and from them the style figures
-  (`twin.train.style`) and the discriminator test (`twin.train.discriminator`): can a
+  (`twin.evaluate.style`) and the discriminator test (`twin.evaluate.discriminator`): can a
   classifier tell my real replies from the twin's? from the base model's?
 - a few of those replies side by side, for a person to judge by eye, and the score of the
   "Which one is me?" game when the caller passes it (people's judgement).
@@ -20,6 +20,7 @@ import math
 import random
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -31,15 +32,15 @@ from twin.chat.generate import (
     DEFAULT_TOP_K,
     DEFAULT_TOP_P,
     Twin,
-    load_twin,
 )
+from twin.chat.load import load_twin
 from twin.config import Settings
 from twin.errors import ChatError, TrainError
+from twin.evaluate.discriminator import MIN_PER_CLASS, Discrimination, discriminate
+from twin.evaluate.style import StyleComparison, compare_styles
 from twin.prepare.format import render_instruction
+from twin.runs import load_run, save_run
 from twin.train.data import IGNORE_INDEX, Sample, collate, dataset_sha256, load_split, read_records
-from twin.train.discriminator import MIN_PER_CLASS, Discrimination, discriminate
-from twin.train.record import load_run, save_run
-from twin.train.style import StyleComparison, compare_styles
 
 SCORE_BATCH_SIZE = 8
 
@@ -147,6 +148,7 @@ def generate_replies(
     *,
     seed: int,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    on_reply: Callable[[int], None] | None = None,
 ) -> list[str]:
     """The model's reply to each record's context, with the chat's default sampling settings.
 
@@ -155,6 +157,7 @@ def generate_replies(
         records: samples in litgpt's JSON shape (``instruction``, ``input``, ``output``).
         seed: the i-th reply is seeded with ``seed + i``.
         max_new_tokens: the longest reply, in tokens.
+        on_reply: called with the number of replies written so far, after each.
     """
     replies = []
     for number, record in enumerate(records):
@@ -170,6 +173,8 @@ def generate_replies(
             seed=seed + number,
         )
         replies.append("".join(pieces).strip())
+        if on_reply is not None:
+            on_reply(len(replies))
     return replies
 
 
@@ -221,6 +226,7 @@ def evaluate_run(
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     seed: int = 0,
     human: HumanFigure | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> FidelityReport:
     """Score a finished run against its base model on the validation split; store the report.
 
@@ -238,6 +244,8 @@ def evaluate_run(
         max_new_tokens: the longest generated reply, in tokens (the chat's default).
         seed: picks the contexts and seeds the replies, the folds and the bootstrap.
         human: the "Which one is me?" score to store with the report.
+        progress: called as ``(done, total, stage)`` while it works; ``done`` counts replies
+            written and perplexities scored (one per model). It may raise to stop the work.
     """
     started = time.perf_counter()
     record = load_run(run_dir)
@@ -263,7 +271,16 @@ def evaluate_run(
 
     figures: dict[str, tuple[float, int, int]] = {}
     generated: dict[str, list[str]] = {}
-    for which in ("base", "twin"):
+    total = 2 * (1 + len(picked))
+
+    def report(done: int, stage: str) -> None:
+        if progress is not None:
+            progress(done, total, stage)
+
+    for number, which in enumerate(("base", "twin")):
+        name = "the base model" if which == "base" else "the twin"
+        first = number * (1 + len(picked))
+        report(first, f"{name}: perplexity of your replies")
         model = (
             load_twin(base_model_dir=record.base_model_dir)
             if which == "base"
@@ -272,7 +289,16 @@ def evaluate_run(
         figures[which] = _score(
             model, val_path, max_seq_length=record.max_seq_length, max_samples=max_samples
         )
-        generated[which] = generate_replies(model, picked, seed=seed, max_new_tokens=max_new_tokens)
+        report(first + 1, f"{name}: replies to held-out chats")
+        generated[which] = generate_replies(
+            model,
+            picked,
+            seed=seed,
+            max_new_tokens=max_new_tokens,
+            on_reply=lambda n, first=first, name=name: report(
+                first + 1 + n, f"{name}: replies to held-out chats"
+            ),
+        )
         del model  # free it before loading the other one
 
     real = [r["output"].strip() for r in picked]

@@ -18,8 +18,8 @@ waited out and the save retried once, a longer one pauses drafting until it has 
 live log keeps time, contact and draft length, never text. A lost connection is rebuilt with a
 growing pause; a session ended elsewhere stops the listener with an error saying so.
 
-The rules themselves are pure functions in `twin.telegram.assist_rules`; running the listener
-as a job is `twin.telegram.assist_job`.
+The rules themselves are pure functions in `twin.assist.rules`; running the listener
+as a job is `twin.assist.job`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from pydantic import BaseModel
 from sqlmodel import select
 from telethon import TelegramClient, errors, events, functions, types
 
+from twin.assist.rules import context_turns, digest, draft_reason, first_clean_reply, quiet_reason
 from twin.config import Settings
 from twin.db import session_scope
 from twin.errors import TelegramError, TwinError
@@ -41,14 +42,8 @@ from twin.models import Dialog
 from twin.prepare.format import Turn
 from twin.prepare.scrub import Scrubber, ScrubConfig
 from twin.prepare.sessions import ChatMessage
+from twin.runs import resolve_run_dir
 from twin.store import get_owner
-from twin.telegram.assist_rules import (
-    context_turns,
-    digest,
-    draft_reason,
-    first_clean_reply,
-    quiet_reason,
-)
 from twin.telegram.client import (
     LOGIN_HINT,
     ClientFactory,
@@ -339,14 +334,12 @@ def _with_updates(factory: ClientFactory) -> ClientFactory:
 
 def check_ready(*, settings: Settings, run: str | Path | None) -> Path:
     """The run dir to draft with, after checking that there is one and that the owner is
-    logged in to Telegram: `twin.errors.ChatError` or `TelegramError` say what is missing.
+    logged in to Telegram: `twin.errors.RunError` or `TelegramError` say what is missing.
 
     Args:
         settings: whose runs and stored session.
         run: a run id or dir, or None for the newest finished run.
     """
-    from twin.chat.generate import resolve_run_dir
-
     run_dir = resolve_run_dir(settings=settings, run=run)
     if load_session(settings) is None:
         raise TelegramError("Not logged in to Telegram.", hint=LOGIN_HINT)
@@ -354,13 +347,13 @@ def check_ready(*, settings: Settings, run: str | Path | None) -> Path:
 
 
 def load_assist_twin(*, settings: Settings, run: str | Path | None) -> Twin:
-    """The model of the chosen run (the newest finished one by default); `ChatError` if none.
+    """The model of the chosen run (the newest finished one by default); `RunError` if none.
 
     Args:
         settings: whose runs dir.
         run: a run id or dir, or None.
     """
-    from twin.chat.generate import load_twin, resolve_run_dir
+    from twin.chat.load import load_twin  # loads torch: only when the listener starts
 
     return load_twin(run_dir=resolve_run_dir(settings=settings, run=run))
 
@@ -377,7 +370,7 @@ async def assist(
     """Listen for new private messages and write the twin's reply drafts until stopped.
 
     Raises `TelegramError` when not logged in or when the session is ended elsewhere, and
-    `twin.errors.ChatError` when no run is trained yet; a lost connection is retried.
+    `twin.errors.RunError` when no run is trained yet; a lost connection is retried.
 
     Args:
         settings: whose database, stored session and runs.

@@ -10,10 +10,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from twin import jobs
+from twin.assist.drafts import JOB_KIND, AssistOptions, AssistStatus, StatusCallback, assist
 from twin.config import Settings
 from twin.errors import TwinError
 from twin.models import JobState
-from twin.telegram.assist import JOB_KIND, AssistOptions, AssistStatus, StatusCallback, assist
 from twin.telegram.client import ClientFactory
 
 if TYPE_CHECKING:

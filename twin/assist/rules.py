@@ -1,5 +1,5 @@
 """The rules of reply drafts, pure (no I/O, no clock): when to leave a chat alone, which
-generated reply may become a draft, and the context the model sees (see `twin.telegram.assist`).
+generated reply may become a draft, and the context the model sees (see `twin.assist.drafts`).
 """
 
 from __future__ import annotations
