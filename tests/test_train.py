@@ -295,9 +295,14 @@ def test_cli_trains_and_lists_runs(inputs: tuple[Path, Path], db: Settings) -> N
     assert (runs_dir(db) / "cli" / "final" / "lit_model.pth").is_file()
 
 
-def test_loss_at_reply_positions_equals_the_full_head(inputs: tuple[Path, Path]) -> None:
+@pytest.mark.parametrize("softcap", [None, 2.0], ids=["plain", "softcapped"])
+def test_loss_at_reply_positions_equals_the_full_head(
+    inputs: tuple[Path, Path], softcap: float | None
+) -> None:
     """The head runs only where labels count, in chunks; loss and gradients are the full
-    computation's (cross-entropy of the whole (B, T, V) logits, prompt positions ignored)."""
+    computation's (cross-entropy of the whole (B, T, V) logits, prompt positions ignored),
+    also for a model that softcaps its logits (Gemma 2), where the cap belongs after the head
+    only."""
     from litgpt.lora import GPT, Config, mark_only_lora_as_trainable
     from litgpt.tokenizer import Tokenizer
 
@@ -309,7 +314,11 @@ def test_loss_at_reply_positions_equals_the_full_head(inputs: tuple[Path, Path])
         dataset / "train.json", tokenizer=Tokenizer(model_dir), max_seq_length=256
     )
     input_ids, labels = collate(samples[:6])
-    config = Config.from_file(model_dir / "model_config.yaml", **CONFIG.lora.litgpt_kwargs())
+    config = Config.from_file(
+        model_dir / "model_config.yaml",
+        **CONFIG.lora.litgpt_kwargs(),
+        final_logit_softcapping=softcap,
+    )
     torch.manual_seed(0)
     model = GPT(config)
     for name, param in model.named_parameters():  # LoRA B starts at zero: make it count

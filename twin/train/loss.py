@@ -18,14 +18,20 @@ HEAD_CHUNK_POSITIONS = 1024
 
 @contextlib.contextmanager
 def _head_removed(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """The model returns its final hidden states instead of logits; yields the head."""
+    """The model returns its final hidden states instead of logits; yields the head.
+
+    litgpt's forward softcaps what its head returns (Gemma 2): with the head removed that would
+    cap the hidden states, so the cap is lifted too and applied after the head by the caller.
+    """
     inner: Any = getattr(model, "module", model)  # under a Fabric wrapper
-    head = inner.lm_head
+    head, softcap = inner.lm_head, inner.config.final_logit_softcapping
     inner.lm_head = torch.nn.Identity()
+    inner.config.final_logit_softcapping = None
     try:
         yield head
     finally:
         inner.lm_head = head
+        inner.config.final_logit_softcapping = softcap
 
 
 def reply_loss(
@@ -53,12 +59,12 @@ def reply_loss(
             labels[:, 1:].reshape(-1),
             ignore_index=IGNORE_INDEX,
         )
+    softcap = inner.config.final_logit_softcapping
     with _head_removed(model) as head:
         hidden = model(input_ids)  # (B, T, C): ln_f's output, the head's input
     targets = labels[:, 1:]  # (B, T-1): position t predicts label t+1
     counted = targets != IGNORE_INDEX
     picked, wanted = hidden[:, :-1][counted], targets[counted]  # (N, C), (N,)
-    softcap = inner.config.final_logit_softcapping
     head_dtype = next(head.parameters()).dtype  # mixed precision: hidden may be bf16
     total = hidden.new_zeros(())
     for start in range(0, picked.size(0), HEAD_CHUNK_POSITIONS):
