@@ -295,6 +295,7 @@ def test_cli_prepares_and_summarizes(db: Settings, tokenizer_dir: Path) -> None:
     result = runner.invoke(app, ["prepare", "--out", str(out), "--min-messages", "1"])
     assert result.exit_code == 0, result.output
     assert "samples:" in result.output and "3 per token assumed" in result.output
+    assert "duplicates removed: 0" in result.output
     assert json.loads((out / "stats.json").read_text())["tokenizer"] is None
 
     result = runner.invoke(

@@ -116,6 +116,8 @@ class PrepareStats(BaseModel):
     samples_val: int = 0
     trimmed: int = 0
     """Samples whose input left out the oldest turns of their session."""
+    duplicates_removed: int = 0
+    """Samples left out because one with the same context and reply was already kept."""
     skipped_outputs: dict[str, int] = Field(default_factory=dict)
     lengths: LengthStats | None = None
     scrub: dict[str, dict[str, int]] = Field(default_factory=dict)
@@ -262,11 +264,11 @@ def prepare_dataset(
                         continue
                     started = time.perf_counter()
                     score = session_score(seed=seed, peer_id=peer_id, first_tg_id=messages[0].tg_id)
-                    writer.add_session(built.samples, score=score)
+                    kept = writer.add_session(built.samples, score=score)
                     timings["write"] += time.perf_counter() - started
-                    dialog_stats.samples += len(built.samples)
-                    stats.trimmed += sum(s.trimmed for s in built.samples)
-                    lengths.extend(s.length for s in built.samples)
+                    dialog_stats.samples += len(kept)
+                    stats.trimmed += sum(s.trimmed for s in kept)
+                    lengths.extend(s.length for s in kept)
                 dialog_stats.status = "used" if dialog_stats.samples else "no_samples"
                 if progress is not None:
                     progress(done, len(dialogs))
@@ -480,6 +482,7 @@ def _finish_stats(
 ) -> None:
     stats.sessions_train, stats.sessions_val = writer.sessions["train"], writer.sessions["val"]
     stats.samples_train, stats.samples_val = writer.samples["train"], writer.samples["val"]
+    stats.duplicates_removed = writer.duplicates
     stats.skipped_outputs = dict(sorted(skipped.items()))
     for dialog in stats.dialogs:
         if dialog.status != "used":
