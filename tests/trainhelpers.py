@@ -13,6 +13,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from twin.prepare.files import STATS_FILE, TRAIN_FILE, VAL_FILE, PrepareStats
 from twin.prepare.format import Turn, render_context, render_instruction
 from twin.train.tiny import corpus_from_dataset, init_tiny_model
 
@@ -86,21 +87,37 @@ def make_dataset(
     seed: int = 0,
     stats: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``train.json``, ``val.json`` and ``stats.json`` to ``out_dir``.
+    """Write ``train.json`` and ``val.json`` to ``out_dir``, and ``stats.json`` when given.
 
     Args:
         out_dir: the dataset dir (created).
         train: training samples.
         val: validation samples.
         seed: makes the samples reproducible.
-        stats: ``stats.json`` content; default: a hand-made dataset's (no tokenizer recorded).
+        stats: the stats fields that matter to the test (the rest: a small prepared
+            dataset's); default: none, a hand-made litgpt dataset.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     records = style_records(train + val, seed=seed)
-    (out_dir / "train.json").write_text(json.dumps(records[:train], indent=1), encoding="utf-8")
-    (out_dir / "val.json").write_text(json.dumps(records[train:], indent=1), encoding="utf-8")
-    content = stats if stats is not None else {"max_seq_length": 256}
-    (out_dir / "stats.json").write_text(json.dumps(content), encoding="utf-8")
+    (out_dir / TRAIN_FILE).write_text(json.dumps(records[:train], indent=1), encoding="utf-8")
+    (out_dir / VAL_FILE).write_text(json.dumps(records[train:], indent=1), encoding="utf-8")
+    if stats is not None:
+        base = dict(
+            tokenizer=None,
+            max_seq_length=256,
+            length_unit="tokens",
+            chars_per_token=None,
+            gap_seconds=86_400,
+            min_messages=1,
+            since=None,
+            until=None,
+            val_fraction=0.2,
+            seed=seed,
+            samples_train=train,
+            samples_val=val,
+        )
+        content = PrepareStats.model_validate({**base, **stats}).model_dump_json()
+        (out_dir / STATS_FILE).write_text(content, encoding="utf-8")
     return out_dir
 
 

@@ -4,7 +4,8 @@
 `twin.prepare.sessions`, the prompt format in `twin.prepare.format`.
 """
 
-from twin.prepare.dataset import PrepareStats, prepare_dataset, tokenizer_fingerprint
+from twin.prepare.dataset import prepare_dataset
+from twin.prepare.files import PrepareStats, read_stats, tokenizer_fingerprint
 from twin.prepare.sessions import (
     ChatMessage,
     Sample,
@@ -22,6 +23,7 @@ __all__ = [
     "build_samples",
     "merge_consecutive",
     "prepare_dataset",
+    "read_stats",
     "split_into_sessions",
     "tokenizer_fingerprint",
 ]

@@ -1,19 +1,13 @@
 """``prepare_dataset``: the store's included chats → scrubbed samples → litgpt JSON files.
 
-The output directory holds three files, replaced together::
-
-    train.json   [{"input": …, "instruction": …, "output": …}, …]   litgpt's JSON format
-    val.json     the same, for whole sessions held out (possibly ``[]`` with a single session)
-    stats.json   counts, lengths, the scrub report (counts only) and the tokenizer fingerprint
-
-The same database and options give byte-identical files. The rules live in
-`twin.prepare.sessions`; this module reads, scrubs, times and writes.
+The output directory holds the files of `twin.prepare.files`, replaced together. The same
+database and options give byte-identical files. The rules live in `twin.prepare.sessions`;
+this module reads, scrubs, times and writes.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import math
 import os
 import shutil
@@ -26,12 +20,20 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from pydantic import BaseModel, Field
 from sqlmodel import Session
 
 from twin.config import Settings
 from twin.db import get_engine
 from twin.errors import PrepareError
+from twin.prepare.files import (
+    DATASET_FILES,
+    STATS_FILE,
+    DialogStats,
+    LengthStats,
+    PrepareStats,
+    TokenizerInfo,
+    tokenizer_fingerprint,
+)
 from twin.prepare.format import speaker_names
 from twin.prepare.scrub import Scrubber, ScrubConfig, ScrubReport
 from twin.prepare.sessions import (
@@ -53,80 +55,12 @@ from twin.prepare.split import (
     write_json,
 )
 
-DATASET_FILES = ("train.json", "val.json", "stats.json")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
-"""In litgpt's order of precedence: a checkpoint with both uses ``tokenizer.json``."""
 _FAR = 2**62  # stands for "no bound" in the date filter
 # A message is scrubbed after this many messages before it (either speaker).
 _CONTEXT_MESSAGES = 2
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(dialogs_done, dialogs_total)``."""
-
-
-class TokenizerInfo(BaseModel):
-    """Which tokenizer measured the lengths; the trainer refuses a dataset built for another."""
-
-    dir: str
-    sha256: str
-
-
-class LengthStats(BaseModel):
-    """Sample lengths (prompt + output + EOS) in the budget's unit."""
-
-    mean: float
-    p95: int
-    max: int
-
-
-class DialogStats(BaseModel):
-    """What became of one dialog."""
-
-    id: int
-    status: str
-    """``used``, ``excluded``, ``too_few_messages`` or ``no_samples``."""
-    messages: int
-    samples: int = 0
-
-
-class PrepareStats(BaseModel):
-    """The content of ``stats.json`` (plus timings and the output dir, not written)."""
-
-    tokenizer: TokenizerInfo | None
-    """None when lengths were measured in characters."""
-    max_seq_length: int
-    length_unit: str
-    chars_per_token: int | None
-    gap_seconds: int
-    min_messages: int
-    since: datetime | None
-    until: datetime | None
-    """Exclusive bound: a date given as ``until`` is moved to the next midnight, a time to the
-    next second (``until`` itself is inclusive)."""
-    val_fraction: float
-    seed: int
-    dialogs_used: int = 0
-    dialogs_skipped: dict[str, int] = Field(default_factory=dict)
-    dialogs: list[DialogStats] = Field(default_factory=list)
-    messages: int = 0
-    sessions: int = 0
-    sessions_train: int = 0
-    sessions_val: int = 0
-    samples_train: int = 0
-    samples_val: int = 0
-    trimmed: int = 0
-    """Samples whose input left out the oldest turns of their session."""
-    duplicates_removed: int = 0
-    """Samples left out because one with the same context and reply was already kept."""
-    skipped_outputs: dict[str, int] = Field(default_factory=dict)
-    lengths: LengthStats | None = None
-    scrub: dict[str, dict[str, int]] = Field(default_factory=dict)
-    """Dialog id → placeholder type → messages with it."""
-    scrub_totals: dict[str, int] = Field(default_factory=dict)
-    warnings: list[str] = Field(default_factory=list)
-    timings: dict[str, float] = Field(default_factory=dict, exclude=True)
-    """Seconds spent reading, in the rules, scrubbing and writing (varies run to run)."""
-    out_dir: Path | None = Field(default=None, exclude=True)
 
 
 def default_tokenizer_dir(settings: Settings) -> Path | None:
@@ -136,32 +70,11 @@ def default_tokenizer_dir(settings: Settings) -> Path | None:
     Args:
         settings: whose base model.
     """
-    from twin.basemodel.checkpoint import choose_base_model
+    from twin.basemodel.checkpoint import TOKENIZER_FILES, choose_base_model
 
     chosen = choose_base_model(settings)  # the model training will use by default
     base = chosen.path if chosen is not None else settings.base_model_path
     return base if any((base / name).is_file() for name in TOKENIZER_FILES) else None
-
-
-def tokenizer_fingerprint(checkpoint_dir: Path) -> str:
-    """The sha256 of the tokenizer file litgpt would load from ``checkpoint_dir``.
-
-    Args:
-        checkpoint_dir: a litgpt checkpoint (or tokenizer) directory.
-    """
-    for name in TOKENIZER_FILES:
-        path = checkpoint_dir / name
-        if path.is_file():
-            digest = hashlib.sha256()
-            with path.open("rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-            return digest.hexdigest()
-    raise PrepareError(
-        f"{checkpoint_dir} has no tokenizer.json or tokenizer.model.",
-        hint="Point --tokenizer at a litgpt checkpoint dir, or leave it out to use a "
-        "character budget.",
-    )
 
 
 def prepare_dataset(
@@ -277,7 +190,7 @@ def prepare_dataset(
             _finish_stats(stats, writer, report, lengths, skipped)
             if not lengths:
                 raise _no_samples_error(skipped)
-            write_json(tmp_dir / "stats.json", stats.model_dump(mode="json"))
+            write_json(tmp_dir / STATS_FILE, stats.model_dump(mode="json"))
             swap_in(tmp_dir, out_dir)
             timings["write"] += time.perf_counter() - started
         except OSError as exc:

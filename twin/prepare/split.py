@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 import psutil
 
+from twin.prepare.files import TRAIN_FILE, VAL_FILE
 from twin.prepare.sessions import Sample
 
 # `json.dumps` with options builds a new encoder per call; one shared encoder gives the same text.
@@ -103,9 +104,7 @@ def drop_seen(samples: Sequence[Sample], seen: set[bytes]) -> list[Sample]:
     """
     kept = []
     for sample in samples:
-        key = hashlib.blake2b(
-            f"{sample.input}\0{sample.output}".encode(), digest_size=16
-        ).digest()
+        key = hashlib.blake2b(f"{sample.input}\0{sample.output}".encode(), digest_size=16).digest()
         if key not in seen:
             seen.add(key)
             kept.append(sample)
@@ -169,8 +168,8 @@ class SplitWriter:
         """Write both splits; return warnings about the split (empty when it went as asked)."""
         val = choose_validation(self.entries, val_fraction=self.val_fraction)
         files = {
-            "train": _JsonArrayWriter(self.directory / "train.json"),
-            "val": _JsonArrayWriter(self.directory / "val.json"),
+            "train": _JsonArrayWriter(self.directory / TRAIN_FILE),
+            "val": _JsonArrayWriter(self.directory / VAL_FILE),
         }
         self.spool.seek(0)
         for i, (_, count) in enumerate(self.entries):

@@ -35,8 +35,9 @@ from twin.chat.generate import (
 )
 from twin.config import Settings
 from twin.errors import ChatError, TrainError
+from twin.prepare.files import VAL_FILE, dataset_sha256
 from twin.prepare.format import render_instruction
-from twin.train.data import IGNORE_INDEX, Sample, collate, dataset_sha256, load_split, read_records
+from twin.train.data import IGNORE_INDEX, Sample, collate, load_split, read_records
 from twin.train.discriminator import MIN_PER_CLASS, Discrimination, discriminate
 from twin.train.record import load_run, save_run
 from twin.train.style import StyleComparison, compare_styles
@@ -241,7 +242,7 @@ def evaluate_run(
     """
     started = time.perf_counter()
     record = load_run(run_dir)
-    val_path = record.dataset_dir / "val.json"
+    val_path = record.dataset_dir / VAL_FILE
     if not val_path.is_file():
         raise ChatError(
             f"The run's dataset has no validation split ({val_path} is missing).",

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,15 @@ from litgpt.utils import load_checkpoint
 
 from twin.config import Settings
 from twin.errors import TrainError
+from twin.prepare.files import (
+    REBUILD_HINT,
+    TRAIN_FILE,
+    VAL_FILE,
+    PrepareStats,
+    dataset_sha256,
+    has_dataset,
+    read_stats,
+)
 from twin.train.base_model import TOKENIZER_FILES, check_base_model
 from twin.train.batching import epoch_batches
 from twin.train.checkpoint import (
@@ -38,16 +47,7 @@ from twin.train.checkpoint import (
     rng_states,
     save_training_checkpoint,
 )
-from twin.train.data import (
-    IGNORE_INDEX,
-    PREPARE_HINT,
-    Sample,
-    check_tokenizer,
-    collate,
-    dataset_sha256,
-    load_split,
-    read_stats,
-)
+from twin.train.data import IGNORE_INDEX, Sample, check_tokenizer, collate, load_split
 from twin.train.loss import reply_loss
 from twin.train.merge import merge_adapter
 from twin.train.record import ADAPTER_FILE, RunRecord, adapter_path, load_run, save_run
@@ -82,7 +82,7 @@ class RunPlan:
     """Training samples left out: longer than max_seq_length (a reply is never cut)."""
     dropped_val_samples: int = 0
     resume_from: Path | None = None
-    stats: dict[str, Any] = field(default_factory=dict)
+    stats: PrepareStats | None = None
 
 
 def newest_run_id(settings: Settings) -> str | None:
@@ -145,8 +145,8 @@ def prepare_run(
 
     base = check_base_model(base_model_dir, settings=settings)
     data_dir = (dataset_dir or settings.dataset_dir).expanduser().resolve()
-    if not (data_dir / "train.json").is_file():
-        raise TrainError(f"No dataset at {data_dir} (train.json is missing).", hint=PREPARE_HINT)
+    if not has_dataset(data_dir):
+        raise TrainError(f"No dataset at {data_dir} ({TRAIN_FILE} is missing).", hint=REBUILD_HINT)
     sha = dataset_sha256(data_dir)
     if resume and sha != previous.dataset_sha256:
         raise TrainError(
@@ -158,12 +158,12 @@ def prepare_run(
 
     model_config = BaseConfig.from_file(base / "model_config.yaml")
     max_seq_length = min(
-        config.max_seq_length or stats.get("max_seq_length") or model_config.block_size,
+        config.max_seq_length or (stats and stats.max_seq_length) or model_config.block_size,
         model_config.block_size,
     )
     tokenizer = Tokenizer(base)
     train_samples, dropped = load_split(
-        data_dir / "train.json", tokenizer=tokenizer, max_seq_length=max_seq_length
+        data_dir / TRAIN_FILE, tokenizer=tokenizer, max_seq_length=max_seq_length
     )
     if not train_samples:
         raise TrainError(
@@ -171,7 +171,7 @@ def prepare_run(
             + (
                 f" ({dropped} are longer than max_seq_length={max_seq_length})." if dropped else "."
             ),
-            hint=PREPARE_HINT + " Include more chats, or raise --max-seq-length.",
+            hint=REBUILD_HINT + " Include more chats, or raise --max-seq-length.",
         )
     if count_steps_per_epoch(len(train_samples), config) == 0:
         raise TrainError(
@@ -181,9 +181,9 @@ def prepare_run(
         )
     val_samples: list[Sample] = []
     dropped_val = 0
-    if (data_dir / "val.json").is_file():
+    if (data_dir / VAL_FILE).is_file():
         val_samples, dropped_val = load_split(
-            data_dir / "val.json", tokenizer=tokenizer, max_seq_length=max_seq_length
+            data_dir / VAL_FILE, tokenizer=tokenizer, max_seq_length=max_seq_length
         )
 
     record = (

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 from functools import cache
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ijson
 from fastapi import APIRouter, Request
@@ -16,11 +15,10 @@ from markupsafe import Markup, escape
 from sqlalchemy import func
 from sqlmodel import select
 
-if TYPE_CHECKING:
-    from twin.prepare.dataset import PrepareStats
 from twin.jobs import list_jobs
 from twin.models import Dialog
 from twin.pipeline import build_dataset, usable_base_model
+from twin.prepare.files import TRAIN_FILE, PrepareStats, read_stats
 from twin.web.background import Report, start_in_thread
 from twin.web.deps import DbDep, StateDep, render
 from twin.web.routers.jobs import job_redirect, job_view
@@ -63,7 +61,7 @@ def read_preview(directory: Path, *, limit: int = PREVIEW_SAMPLES) -> list[dict[
         directory: the dataset dir.
         limit: how many samples.
     """
-    path = directory / "train.json"
+    path = directory / TRAIN_FILE
     if not path.is_file():
         return []
     placeholder = _placeholder_res()[0]
@@ -81,16 +79,6 @@ def read_preview(directory: Path, *, limit: int = PREVIEW_SAMPLES) -> list[dict[
                 break
     chosen = scrubbed + plain[: limit - len(scrubbed)]
     return [sample for _, sample in sorted(chosen, key=lambda pair: pair[0])]
-
-
-def read_stats(directory: Path) -> dict[str, Any] | None:
-    """The dataset's stats.json, or None before the first build.
-
-    Args:
-        directory: the dataset dir.
-    """
-    path = directory / "stats.json"
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 @router.get("/dataset")

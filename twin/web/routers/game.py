@@ -22,6 +22,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel
 
 from twin.errors import ChatError, TrainError
+from twin.prepare.files import VAL_FILE, PrepareStats, dataset_sha256, read_stats
 from twin.web.deps import OwnerDep, StateDep, WebState, render
 from twin.web.routers.chat import load_run_twin
 
@@ -125,11 +126,8 @@ def _player(principal: OwnerDep) -> str:
     return principal.session.session_id if principal.session else "token"
 
 
-def _stats_of(record: Any) -> dict[str, Any] | None:
+def _stats_of(record: Any) -> PrepareStats | None:
     """The sample counts of the dataset the run trained on (None once it was rebuilt)."""
-    from twin.train.data import dataset_sha256
-    from twin.web.routers.dataset import read_stats
-
     if dataset_sha256(record.dataset_dir) != record.dataset_sha256:
         return None
     return read_stats(record.dataset_dir)
@@ -149,7 +147,7 @@ def run_page(request: Request, run_id: str, state: StateDep) -> Response:
         "score": load_score(run.run_dir),
         "demo": is_demo_model(record.base_model_dir),
         "curve": json.dumps(loss_points(run.run_dir)),
-        "has_val": (record.dataset_dir / "val.json").is_file(),
+        "has_val": (record.dataset_dir / VAL_FILE).is_file(),
         "stats": _stats_of(record),
     }
     return render(request, "run.html", context)
@@ -171,7 +169,7 @@ def new_round(state: WebState, run: Any, *, seed: int) -> Round:
         raise ChatError(f"The run {run.run_id} has not finished.", hint="Let it finish first.")
     record = load_run(run.run_dir)
     try:
-        samples = read_records(record.dataset_dir / "val.json")
+        samples = read_records(record.dataset_dir / VAL_FILE)
     except TrainError as exc:
         raise ChatError(exc.message, hint=exc.hint) from exc
     samples = [s for s in samples if s.get("output", "").strip()]

@@ -26,9 +26,9 @@ from twin.config import Settings
 from twin.errors import TrainError
 from twin.jobs import JobCancelled, list_jobs
 from twin.pipeline import DEMO_PRETRAIN_STEPS, usable_base_model
+from twin.prepare.files import has_dataset, read_stats
 from twin.web.background import Reporter, start_in_thread
 from twin.web.deps import StateDep, WebState, render
-from twin.web.routers.dataset import read_stats
 from twin.web.routers.jobs import job_redirect, job_view, resumes
 
 router = APIRouter()
@@ -81,7 +81,7 @@ def train_page(request: Request, state: StateDep) -> Response:
         "download_command": f"litgpt download {DEFAULT_REPO_ID} --checkpoint_dir "
         f"{settings.data_dir / 'checkpoints'}",
         "demo_steps": DEMO_PRETRAIN_STEPS,
-        "has_dataset": (settings.dataset_dir / "train.json").is_file(),
+        "has_dataset": has_dataset(settings.dataset_dir),
         "runs": runs,
         "stats": read_stats(settings.dataset_dir),
         "job": job_view(recent[0], state.live_progress) if recent else None,
