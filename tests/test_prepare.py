@@ -22,8 +22,8 @@ from twin.errors import PrepareError
 from twin.models import Source
 from twin.prepare import prepare_dataset, tokenizer_fingerprint
 from twin.prepare.format import render_instruction, render_prompt
-from twin.prepare.sessions import ChatMessage, TokenBudget, build_samples, merge_consecutive
-from twin.store import MessageIn, get_owner, set_included, upsert_dialog, upsert_messages
+from twin.prepare.sessions import TokenBudget, build_samples, merge_consecutive
+from twin.store import ChatMessage, get_owner, set_included, upsert_dialog, upsert_messages
 
 T0 = 1_700_000_000  # 2023-11-14 22:13:20 UTC
 DAY = 86_400
@@ -71,7 +71,7 @@ def add_chat(
     *,
     peer_id: int,
     name: str,
-    messages: list[MessageIn],
+    messages: list[ChatMessage],
     included: bool = True,
 ) -> int:
     with session_scope(settings) as session:
@@ -85,13 +85,13 @@ def add_chat(
 
 def conversation(
     sessions: int, *, turns: int = 6, start: int = T0, tag: str = ""
-) -> list[MessageIn]:
+) -> list[ChatMessage]:
     """``sessions`` chats a day and more apart; every text names its session (``s3``)."""
     messages = []
     for s in range(sessions):
         for i in range(turns):
             messages.append(
-                MessageIn(
+                ChatMessage(
                     tg_id=len(messages) + 1,
                     sent_unix=start + s * 2 * DAY + i * 60,
                     out=i % 2 == 1,

@@ -15,7 +15,7 @@ from twin.db import session_scope
 from twin.models import Source
 from twin.prepare import prepare_dataset
 from twin.prepare.split import choose_validation
-from twin.store import MessageIn, upsert_dialog, upsert_messages
+from twin.store import ChatMessage, upsert_dialog, upsert_messages
 
 T0 = 1_700_000_000
 DAY = 86_400
@@ -23,12 +23,14 @@ DAY = 86_400
 
 def add_chat(settings: Settings, *, peer_id: int, exchanges: list[int]) -> None:
     """A chat with one session per entry, each of that many question/answer exchanges."""
-    messages: list[MessageIn] = []
+    messages: list[ChatMessage] = []
     for s, count in enumerate(exchanges):
         for i in range(2 * count):
             at = T0 + s * 3 * DAY + i * 60
             messages.append(
-                MessageIn(tg_id=len(messages) + 1, sent_unix=at, out=i % 2 == 1, text=f"s{s} m{i}")
+                ChatMessage(
+                    tg_id=len(messages) + 1, sent_unix=at, out=i % 2 == 1, text=f"s{s} m{i}"
+                )
             )
     with session_scope(settings) as session:
         dialog = upsert_dialog(
@@ -92,12 +94,12 @@ def test_until_with_a_time_is_inclusive(db: Settings) -> None:
 
 def add_greetings(settings: Settings, *, peer_id: int, days: int) -> None:
     """A chat that opens the same way every day ("hi" → "hey"), then says something new."""
-    messages: list[MessageIn] = []
+    messages: list[ChatMessage] = []
     for day in range(days):
         texts = ["hi", "hey", f"plans for day {day}?", f"cinema on day {day}"]
         for i, text in enumerate(texts):
             messages.append(
-                MessageIn(
+                ChatMessage(
                     tg_id=len(messages) + 1,
                     sent_unix=T0 + day * 3 * DAY + i * 60,
                     out=i % 2 == 1,

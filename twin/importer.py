@@ -41,6 +41,7 @@ from twin.store import (
     SERVICE_NOTIFICATIONS_ID,
     MessageRow,
     get_owner,
+    normalize_media_kind,
     upsert_dialog,
     upsert_message_rows,
 )
@@ -55,15 +56,6 @@ EXPECTED = (
 )
 BATCH_SIZE = 5000
 
-# Export media_type → the media kinds the API harvest uses.
-MEDIA_KINDS = {
-    "sticker": "sticker",
-    "voice_message": "voice",
-    "video_message": "video_message",
-    "animation": "animation",
-    "video_file": "video",
-    "audio_file": "audio",
-}
 # Keys that mark a media message when there is no media_type, checked in this order.
 MEDIA_KEYS: tuple[tuple[str, str], ...] = (
     ("photo", "photo"),
@@ -132,7 +124,7 @@ def media_kind(raw: dict[str, Any]) -> str | None:
     """
     media_type = raw.get("media_type")
     if media_type:
-        return MEDIA_KINDS.get(media_type, media_type)
+        return normalize_media_kind(str(media_type))
     if raw.keys().isdisjoint(_MEDIA_KEY_NAMES):  # one C-level test for the common text message
         return None
     for key, kind in MEDIA_KEYS:

@@ -20,8 +20,10 @@ SERVICE_NOTIFICATIONS_ID = 777000
 """Telegram's own account (login codes, security alerts): never a person to learn from."""
 
 
-class MessageIn(NamedTuple):
-    """A message as a source delivers it, before it has a row (see `Message` for the fields).
+class ChatMessage(NamedTuple):
+    """One message of a dialog, the one shape it has between the store and the dataset rules:
+    as a source delivers it (before it has a row) and as `iter_message_batches` reads it back.
+    See `Message` for the fields.
 
     A named tuple rather than a pydantic model: millions of messages pass through here, and
     the fields are already typed by the converters that build them; its order is the column
@@ -31,6 +33,7 @@ class MessageIn(NamedTuple):
     tg_id: int
     sent_unix: int
     out: bool
+    """True when the owner sent it."""
     text: str = ""
     reply_to_id: int | None = None
     edited_unix: int | None = None
@@ -42,9 +45,35 @@ class MessageIn(NamedTuple):
 MessageRow = tuple[
     int, int, int, bool, str, int | None, int | None, str | None, str | None, bool, str
 ]
-"""A whole ``message`` row in `_UPSERT_SQL`'s order: ``(dialog_id, *MessageIn, source)``.
+"""A whole ``message`` row in `_UPSERT_SQL`'s order: ``(dialog_id, *ChatMessage, source)``.
 
 The export import builds these directly: a million messages are a million tuples fewer."""
+
+
+# Names Telegram Desktop exports use, mapped to the API harvest's so both sources read alike.
+_MEDIA_ALIASES = {
+    "voice_message": "voice",
+    "video_file": "video",
+    "audio_file": "audio",
+    "document": "file",
+    "geo": "location",
+    "venue": "location",
+    "gif": "animation",
+}
+
+
+def normalize_media_kind(kind: str) -> str:
+    """The store's name for a media kind: the API harvest's vocabulary, one lower-case word.
+
+    Whatever an export calls its media, what reaches a sample is a tag the prompt can hold
+    (``<voice>``), never the file's own text.
+
+    >>> [normalize_media_kind(k) for k in ("voice_message", " Sticker", "<x>")]
+    ['voice', 'sticker', 'x']
+    """
+    kind = kind.strip().lower().replace(" ", "_")
+    kind = _MEDIA_ALIASES.get(kind, kind)
+    return "".join(c for c in kind if c.isalnum() or c == "_") or "media"
 
 
 def now_unix() -> int:
@@ -116,7 +145,7 @@ WHERE coalesce(excluded.edited_unix, 0) >= coalesce(message.edited_unix, 0)
 
 
 def upsert_messages(
-    session: Session, *, dialog_id: int, messages: Sequence[MessageIn], source: Source
+    session: Session, *, dialog_id: int, messages: Sequence[ChatMessage], source: Source
 ) -> int:
     """Insert new messages of a dialog and update edited ones; return how many were new.
 
@@ -140,7 +169,7 @@ def upsert_message_rows(session: Session, *, rows: Sequence[MessageRow]) -> int:
 
     Args:
         session: the open session (not committed here).
-        rows: the rows, each ``(dialog_id, *MessageIn, source)``.
+        rows: the rows, each ``(dialog_id, *ChatMessage, source)``.
     """
     if not rows:
         return 0

@@ -7,13 +7,13 @@
 from twin.prepare.dataset import prepare_dataset
 from twin.prepare.files import PrepareStats, read_stats, tokenizer_fingerprint
 from twin.prepare.sessions import (
-    ChatMessage,
     Sample,
     SessionTurn,
     build_samples,
     merge_consecutive,
     split_into_sessions,
 )
+from twin.store import ChatMessage
 
 __all__ = [
     "ChatMessage",

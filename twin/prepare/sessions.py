@@ -8,9 +8,10 @@ Decisions a reader may look for:
 
 - **Sessions** split wherever two consecutive messages are at least ``gap_seconds`` apart.
 - **Turns** merge one speaker's consecutive messages with ``"\\n"``. Media shows as a typed
-  placeholder (``<photo>``, ``<voice>``, …), followed by its caption on the same line. A
-  forwarded message shows as ``<forwarded> text``: it is context, never my words. Service
-  messages (phone calls, pins) carry no words and are dropped, as are empty texts.
+  placeholder (``<photo>``, ``<voice>``, …: the store's media kind), followed by its caption
+  on the same line. A forwarded message shows as ``<forwarded> text``: it is context, never
+  my words. Service messages (phone calls, pins) carry no words and are dropped, as are
+  empty texts.
 - **Samples**: each of my turns that follows the other person's turn. The first turn of a
   session, when it is mine, is skipped: nothing came before it, and the chat always answers
   something. The output is my turn without its forwarded messages (a turn mixing both keeps
@@ -26,7 +27,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -37,35 +38,13 @@ from twin.prepare.format import (
     render_prompt,
     tag_turn,
 )
+from twin.store import ChatMessage
 
 DAY_SECONDS = 86_400
 CHARS_PER_TOKEN = 3
 """Character budget when no tokenizer is at hand: English runs about 4 characters per token in
 common BPE vocabularies, Cyrillic and emoji fewer; 3 keeps most samples inside the real limit."""
 FORWARDED = "<forwarded>"
-# Names Telegram Desktop exports use, mapped to the API's names so both sources read alike.
-_MEDIA_ALIASES = {
-    "voice_message": "voice",
-    "video_file": "video",
-    "audio_file": "audio",
-    "document": "file",
-    "geo": "location",
-    "venue": "location",
-    "gif": "animation",
-}
-
-
-class ChatMessage(NamedTuple):
-    """One stored message, as the rules need it (a row of the ``message`` table)."""
-
-    tg_id: int
-    sent_unix: int
-    out: bool
-    """True when I sent it."""
-    text: str = ""
-    media_kind: str | None = None
-    service_kind: str | None = None
-    forwarded: bool = False
 
 
 class SessionTurn(Turn):
@@ -326,21 +305,6 @@ def split_into_sessions(
     return list(iter_sessions(ordered, gap_seconds=gap_seconds))
 
 
-def media_placeholder(media_kind: str) -> str:
-    """The typed placeholder for a media kind.
-
-    Args:
-        media_kind: `Message.media_kind` as the harvest or the import stored it.
-
-    >>> media_placeholder("voice_message"), media_placeholder("Sticker")
-    ('<voice>', '<sticker>')
-    """
-    kind = media_kind.strip().lower().replace(" ", "_")
-    kind = _MEDIA_ALIASES.get(kind, kind)
-    kind = "".join(c for c in kind if c.isalnum() or c == "_") or "media"
-    return f"<{kind}>"
-
-
 def render_message(message: ChatMessage) -> str | None:
     """A message as it reads in a turn, or None when it carries nothing to read.
 
@@ -353,8 +317,8 @@ def render_message(message: ChatMessage) -> str | None:
     if message.service_kind:
         return None
     parts = [FORWARDED] if message.forwarded else []
-    if message.media_kind:
-        parts.append(media_placeholder(message.media_kind))
+    if message.media_kind:  # one word of the store's vocabulary (`normalize_media_kind`)
+        parts.append(f"<{message.media_kind}>")
     text = message.text.strip()
     if text:
         parts.append(text)

@@ -40,7 +40,6 @@ from twin.errors import TelegramError, TwinError
 from twin.models import Dialog
 from twin.prepare.format import Turn
 from twin.prepare.scrub import Scrubber, ScrubConfig
-from twin.prepare.sessions import ChatMessage
 from twin.store import get_owner
 from twin.telegram.assist_rules import (
     context_turns,
@@ -244,12 +243,7 @@ class Assistant:
             for message in await client.get_messages(peer, limit=self.options.context_messages)
             if (row := message_to_row(message)) is not None
         ]
-        messages = [
-            ChatMessage(
-                r.tg_id, r.sent_unix, r.out, r.text, r.media_kind, r.service_kind, r.forwarded
-            )
-            for r in sorted(recent, key=lambda r: r.tg_id)
-        ]
+        messages = sorted(recent, key=lambda r: r.tg_id)
         reason = quiet_reason(
             messages,
             incoming_unix=incoming_unix,
