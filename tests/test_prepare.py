@@ -374,3 +374,9 @@ def test_an_old_set_moved_aside_by_a_killed_swap_is_put_back(db: Settings) -> No
     prepare_dataset(settings=db, out_dir=out, min_messages=1, seed=7)
     assert not aside.exists()
     assert sorted(p.name for p in out.iterdir()) == ["stats.json", "train.json", "val.json"]
+
+
+def test_a_database_never_migrated_says_to_upgrade_it(settings: Settings) -> None:
+    with pytest.raises(PrepareError, match="cannot be read") as raised:
+        prepare_dataset(settings=settings, out_dir=settings.data_dir / "dataset")
+    assert "twin db upgrade" in (raised.value.hint or "")

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
-from sqlalchemy import Integer, cast, func
+from sqlalchemy import Integer, and_, cast, func
 from sqlmodel import Session, select
 
 from twin.models import Dialog, DialogPublic, Message, Owner, RequestWait, Source
@@ -284,3 +284,73 @@ def record_wait(session: Session, *, request: str, seconds: int, now: int) -> Re
     """
     wait = RequestWait(request=request, seconds=seconds, retry_after_unix=now + seconds)
     return session.merge(wait)
+
+
+class DialogCount(NamedTuple):
+    """A dialog with how many of its messages fall in a time window (`dialog_message_counts`)."""
+
+    id: int
+    peer_id: int
+    name: str
+    included: bool
+    messages: int
+
+
+def count_messages(session: Session) -> int:
+    """Every stored message, tombstones included (zero: nothing was imported or harvested)."""
+    return session.exec(select(func.count()).select_from(Message)).one()
+
+
+def dialog_message_counts(
+    session: Session, *, since_unix: int, until_unix: int
+) -> list[DialogCount]:
+    """Every dialog, by id, with its live messages sent in ``[since_unix, until_unix)``.
+
+    Args:
+        session: the open session.
+        since_unix: the first second counted.
+        until_unix: the first second no longer counted.
+    """
+    in_window = and_(
+        Message.dialog_id == Dialog.id,
+        Message.sent_unix >= since_unix,
+        Message.sent_unix < until_unix,
+        Message.deleted_unix.is_(None),  # type: ignore[union-attr]
+    )
+    rows = session.exec(
+        select(Dialog.id, Dialog.peer_id, Dialog.name, Dialog.included, func.count(Message.id))  # type: ignore[call-overload]
+        .join(Message, in_window, isouter=True)
+        .group_by(Dialog.id)
+        .order_by(Dialog.id)
+    ).all()
+    return [DialogCount(i, peer, name or "", bool(inc), n) for i, peer, name, inc, n in rows]
+
+
+_DIALOG_MESSAGES_SQL = """
+SELECT tg_id, sent_unix, out, coalesce(text, ''), reply_to_id, edited_unix, media_kind,
+       service_kind, forwarded
+FROM message WHERE dialog_id = ? AND sent_unix >= ? AND sent_unix < ? AND deleted_unix IS NULL
+ORDER BY sent_unix, tg_id
+"""
+
+
+def iter_message_batches(
+    session: Session, *, dialog_id: int, since_unix: int, until_unix: int, batch_size: int = 8192
+) -> Iterator[list[ChatMessage]]:
+    """A dialog's live messages sent in ``[since_unix, until_unix)``, oldest first (ties by id),
+    in batches: a million-message chat streams in bounded memory. Deleted messages (tombstones)
+    are left out: they are never a sample.
+
+    Args:
+        session: the open session.
+        dialog_id: the `Dialog.id`.
+        since_unix: the first second read.
+        until_unix: the first second no longer read.
+        batch_size: messages per batch.
+    """
+    # Raw DB-API over plain tuples: ~10x faster than ORM rows on a million messages.
+    connection = session.connection().connection.driver_connection
+    assert isinstance(connection, sqlite3.Connection)
+    cursor = connection.execute(_DIALOG_MESSAGES_SQL, (dialog_id, since_unix, until_unix))
+    while rows := cursor.fetchmany(batch_size):
+        yield list(map(ChatMessage._make, rows))

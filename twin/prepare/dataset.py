@@ -11,7 +11,6 @@ import errno
 import math
 import os
 import shutil
-import sqlite3
 import tempfile
 import time
 from array import array
@@ -20,11 +19,13 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from twin.config import Settings
 from twin.db import get_engine
 from twin.errors import PrepareError
+from twin.models import Owner
 from twin.prepare.files import (
     DATASET_FILES,
     STATS_FILE,
@@ -40,12 +41,12 @@ from twin.prepare.sessions import (
     CHARS_PER_TOKEN,
     DAY_SECONDS,
     CharBudget,
-    ChatMessage,
     LengthBudget,
     TokenBudget,
     build_samples,
     iter_sessions,
     merge_consecutive,
+    scrub_session,
 )
 from twin.prepare.split import (
     SplitWriter,
@@ -54,10 +55,9 @@ from twin.prepare.split import (
     swap_in,
     write_json,
 )
+from twin.store import ChatMessage, count_messages, dialog_message_counts, iter_message_batches
 
 _FAR = 2**62  # stands for "no bound" in the date filter
-# A message is scrubbed after this many messages before it (either speaker).
-_CONTEXT_MESSAGES = 2
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(dialogs_done, dialogs_total)``."""
@@ -139,14 +139,13 @@ def prepare_dataset(
     )
     timings = Counter[str]()
     with Session(get_engine(settings)) as session:
-        # Raw sqlite3: plain tuples stream ~10x faster than ORM rows on a million messages.
-        connection: sqlite3.Connection = session.connection().connection.driver_connection  # type: ignore[assignment]
         bounds = (
             -_FAR if since_unix is None else since_unix,
             _FAR if until_unix is None else until_unix,
         )
-        dialogs = _choose_dialogs(connection, stats, bounds, min_messages)
-        owner = _owner_name(connection)
+        dialogs = _choose_dialogs(session, stats, bounds, min_messages)
+        owner = session.get(Owner, 1)
+        owner_name = owner.display_name if owner is not None else ""
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         remove_abandoned_temp_dirs(out_dir)
         tmp_dir = Path(
@@ -158,9 +157,9 @@ def prepare_dataset(
             lengths = array("I")
             skipped = Counter[str]()
             for done, (dialog_stats, peer_id, peer_name) in enumerate(dialogs, start=1):
-                me, peer = speaker_names(me=owner, peer=peer_name, scrubber=scrubber)
+                me, peer = speaker_names(me=owner_name, peer=peer_name, scrubber=scrubber)
                 dialog_id = dialog_stats.id
-                rows = _read_dialog(connection, dialog_id, bounds, timings)
+                rows = _read_dialog(session, dialog_id, bounds, timings)
                 for messages in iter_sessions(rows, gap_seconds=gap_seconds):
                     stats.sessions += 1
                     if not any(m.out for m in messages):
@@ -285,24 +284,18 @@ def _check_out_dir(out_dir: Path) -> None:
             )
 
 
-def _owner_name(connection: sqlite3.Connection) -> str:
-    row = connection.execute("SELECT first_name, last_name FROM owner WHERE id = 1").fetchone()
-    name = " ".join(part for part in (row or ()) if part)
-    return name
-
-
 def _choose_dialogs(
-    connection: sqlite3.Connection,
+    session: Session,
     stats: PrepareStats,
     bounds: tuple[int, int],
     min_messages: int,
 ) -> list[tuple[DialogStats, int, str]]:
     """The dialogs to read, as (their stats, peer_id, name); records all in ``stats``."""
     try:
-        total = connection.execute("SELECT count(*) FROM message").fetchone()[0]
-    except sqlite3.OperationalError as exc:  # no such table: a database never migrated
+        total = count_messages(session)
+    except OperationalError as exc:  # no such table: a database never migrated
         raise PrepareError(
-            f"The database cannot be read: {exc}.",
+            f"The database cannot be read: {exc.orig}.",
             hint="Run `twin db upgrade`, then import or harvest your chats.",
         ) from exc
     if total == 0:
@@ -311,20 +304,17 @@ def _choose_dialogs(
             hint="Harvest your chats (`twin harvest`) or import a Telegram Desktop export "
             "(`twin import result.json`) first.",
         )
-    rows = connection.execute(
-        "SELECT d.id, d.peer_id, d.name, d.included, count(m.id) FROM dialog AS d "
-        "LEFT JOIN message AS m ON m.dialog_id = d.id AND m.sent_unix >= ? AND m.sent_unix < ? "
-        "AND m.deleted_unix IS NULL "
-        "GROUP BY d.id ORDER BY d.id",
-        bounds,
-    ).fetchall()
+    since_unix, until_unix = bounds
     chosen = []
-    for dialog_id, peer_id, name, included, count in rows:
-        status = "excluded" if not included else "too_few_messages" if count < min_messages else ""
-        dialog = DialogStats(id=dialog_id, status=status or "used", messages=count)
+    for row in dialog_message_counts(session, since_unix=since_unix, until_unix=until_unix):
+        count = row.messages
+        status = (
+            "excluded" if not row.included else "too_few_messages" if count < min_messages else ""
+        )
+        dialog = DialogStats(id=row.id, status=status or "used", messages=count)
         stats.dialogs.append(dialog)
         if not status:
-            chosen.append((dialog, peer_id, name or ""))
+            chosen.append((dialog, row.peer_id, row.name))
             stats.messages += count
     included = [d for d in stats.dialogs if d.status != "excluded"]
     if not included:
@@ -346,44 +336,22 @@ def _choose_dialogs(
 
 
 def _read_dialog(
-    connection: sqlite3.Connection,
+    session: Session,
     dialog_id: int,
     bounds: tuple[int, int],
     timings: Counter[str],
 ) -> Iterator[ChatMessage]:
-    cursor = connection.execute(
-        "SELECT tg_id, sent_unix, out, coalesce(text, ''), media_kind, service_kind, forwarded "
-        "FROM message WHERE dialog_id = ? AND sent_unix >= ? AND sent_unix < ? "
-        "AND deleted_unix IS NULL "  # deleted in Telegram: a tombstone, never a sample
-        "ORDER BY sent_unix, tg_id",
-        (dialog_id, *bounds),
+    since_unix, until_unix = bounds
+    batches = iter_message_batches(
+        session, dialog_id=dialog_id, since_unix=since_unix, until_unix=until_unix
     )
     while True:
         started = time.perf_counter()
-        rows = cursor.fetchmany(8192)
+        batch = next(batches, None)
         timings["read"] += time.perf_counter() - started
-        if not rows:
+        if batch is None:
             return
-        yield from map(ChatMessage._make, rows)
-
-
-def scrub_session(
-    messages: list[ChatMessage], scrubber: Scrubber, report: ScrubReport, key: str
-) -> list[ChatMessage]:
-    """Scrub each message, reading it after the two before it (either speaker): a secret is
-    often its own message, right after the one that names or asks for it."""
-    scrubbed: list[ChatMessage] = []
-    for i, message in enumerate(messages):
-        if not message.text:
-            scrubbed.append(message)
-            continue
-        context = [m.text for m in messages[max(0, i - _CONTEXT_MESSAGES) : i] if m.text]
-        result = scrubber.scrub(message.text, context=context)
-        if result.found:
-            report.add(key, result.found)
-            message = message._replace(text=result.text)
-        scrubbed.append(message)
-    return scrubbed
+        yield from batch
 
 
 def _finish_stats(

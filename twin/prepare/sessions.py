@@ -38,6 +38,7 @@ from twin.prepare.format import (
     render_prompt,
     tag_turn,
 )
+from twin.prepare.scrub import Scrubber, ScrubReport
 from twin.store import ChatMessage
 
 DAY_SECONDS = 86_400
@@ -45,6 +46,8 @@ CHARS_PER_TOKEN = 3
 """Character budget when no tokenizer is at hand: English runs about 4 characters per token in
 common BPE vocabularies, Cyrillic and emoji fewer; 3 keeps most samples inside the real limit."""
 FORWARDED = "<forwarded>"
+# A message is scrubbed after this many messages before it (either speaker).
+_CONTEXT_MESSAGES = 2
 
 
 class SessionTurn(Turn):
@@ -325,6 +328,25 @@ def render_message(message: ChatMessage) -> str | None:
     if not parts or parts == [FORWARDED]:
         return None
     return " ".join(parts)
+
+
+def scrub_session(
+    messages: list[ChatMessage], scrubber: Scrubber, report: ScrubReport, key: str
+) -> list[ChatMessage]:
+    """Scrub each message, reading it after the two before it (either speaker): a secret is
+    often its own message, right after the one that names or asks for it."""
+    scrubbed: list[ChatMessage] = []
+    for i, message in enumerate(messages):
+        if not message.text:
+            scrubbed.append(message)
+            continue
+        context = [m.text for m in messages[max(0, i - _CONTEXT_MESSAGES) : i] if m.text]
+        result = scrubber.scrub(message.text, context=context)
+        if result.found:
+            report.add(key, result.found)
+            message = message._replace(text=result.text)
+        scrubbed.append(message)
+    return scrubbed
 
 
 def merge_consecutive(messages: Sequence[ChatMessage], *, me: str, peer: str) -> list[SessionTurn]:

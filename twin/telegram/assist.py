@@ -38,7 +38,7 @@ from twin.config import Settings
 from twin.db import session_scope
 from twin.errors import TelegramError, TwinError
 from twin.models import Dialog
-from twin.prepare.format import Turn
+from twin.prepare.format import NEUTRAL_ME, Turn
 from twin.prepare.scrub import Scrubber, ScrubConfig
 from twin.store import get_owner
 from twin.telegram.assist_rules import (
@@ -127,8 +127,8 @@ def owner_name(settings: Settings) -> str:
     """The owner's display name as the dataset tags it (first and last name, else "Me")."""
     with session_scope(settings) as db:
         owner = get_owner(db)
-        name = " ".join(p for p in (owner.first_name, owner.last_name) if p)
-    return name or "Me"
+        name = owner.display_name
+    return name or NEUTRAL_ME
 
 
 def set_assist(*, settings: Settings, dialog_id: int, on: bool) -> Dialog:

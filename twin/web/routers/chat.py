@@ -18,6 +18,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from twin.errors import ChatError
+from twin.prepare.format import NEUTRAL_ME
 from twin.store import get_owner, list_dialogs, now_unix
 from twin.web import conversations as conv
 from twin.web.deps import DbDep, SettingsDep, StateDep, WebState, render
@@ -89,8 +90,7 @@ def get_twin(state: StateDep) -> Twin:
 
 def my_name(db: DbDep) -> str:
     """The owner's display name, as the dataset tags my turns."""
-    owner = get_owner(db)
-    return " ".join(part for part in (owner.first_name, owner.last_name) if part) or "Me"
+    return get_owner(db).display_name or NEUTRAL_ME
 
 
 def _load_or_404(settings: Any, conversation_id: str) -> conv.Conversation:
