@@ -48,6 +48,15 @@ def db(settings: Settings) -> Settings:
     return settings
 
 
+@pytest.fixture
+def tg(db: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The migrated database, with (made-up) Telegram API credentials in the environment."""
+    monkeypatch.setenv("TWIN_API_ID", "1234567")
+    monkeypatch.setenv("TWIN_API_HASH", "0f" * 16)
+    get_settings.cache_clear()
+    return get_settings()
+
+
 @pytest.fixture(scope="session")
 def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A dir shared by all xdist workers of this session (and kept between local runs)."""

@@ -20,7 +20,7 @@ from tgserver_updates import UpdatesServer
 
 from twin import jobs
 from twin.chat.generate import Twin, load_twin
-from twin.config import Settings, get_settings
+from twin.config import Settings
 from twin.db import session_scope
 from twin.errors import ChatError, TelegramError, TwinError
 from twin.models import Dialog, JobState, Message
@@ -55,12 +55,9 @@ def twin_model(tmp_path_factory: pytest.TempPathFactory) -> Twin:
 
 
 @pytest.fixture
-def db(db: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """The migrated database, with Telegram API credentials in the environment."""
-    monkeypatch.setenv("TWIN_API_ID", "1234567")
-    monkeypatch.setenv("TWIN_API_HASH", "0f" * 16)
-    get_settings.cache_clear()
-    return get_settings()
+def db(tg: Settings) -> Settings:
+    """Every test here talks to Telegram: the database comes with API credentials."""
+    return tg
 
 
 @pytest.fixture

@@ -7,28 +7,21 @@ from pathlib import Path
 
 import pytest
 import typer
-from trainhelpers import make_dataset, make_tiny_model
+from trainhelpers import make_dataset, make_tiny_model, training_config
 from typer.testing import CliRunner
 
 from twin.cli.chat import register
 from twin.config import Settings
 from twin.errors import ChatError
 from twin.train.fidelity import FidelityReport, HumanFigure, evaluate_run, format_report
-from twin.train.record import LoraSettings, load_run
-from twin.train.trainer import TrainingConfig, runs_dir, train
+from twin.train.record import load_run
+from twin.train.trainer import runs_dir, train
 from twin.web.routers.game import GameScore, save_score
 
-CONFIG = TrainingConfig(
-    lora=LoraSettings(r=8, alpha=16, dropout=0.0, query=True, value=True, mlp=True, head=True),
-    learning_rate=1e-2,
-    warmup_steps=2,
-    max_steps=16,
-    micro_batch_size=4,
-    global_batch_size=8,
-    eval_interval=16,
-    checkpoint_interval=100,
-    seed=7,
-)
+CONFIG = training_config(
+    r=8, wide=True, lora_dropout=0.0, warmup_steps=2, max_steps=16, eval_interval=16,
+    checkpoint_interval=100, seed=7,
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")

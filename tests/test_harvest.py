@@ -17,7 +17,7 @@ from tgserver import ME_ID, PHONE, TelegramServer, build_world, media_samples
 from typer.testing import CliRunner
 
 from twin.cli import telegram as cli_telegram
-from twin.config import Settings, get_settings
+from twin.config import Settings
 from twin.db import session_scope
 from twin.errors import TelegramError, TelegramUnreachable, TwinError
 from twin.models import Dialog, HarvestState, Message
@@ -29,14 +29,6 @@ from twin.telegram.rules import message_to_row, skip_reason
 PEOPLE = (2001, 2002, 2003, 2004)
 DELETED = 3002  # a deleted account: its chat is still there
 PRIVATE = (*PEOPLE, DELETED)
-
-
-@pytest.fixture
-def tg(db: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("TWIN_API_ID", "1234567")
-    monkeypatch.setenv("TWIN_API_HASH", "0f" * 16)
-    get_settings.cache_clear()
-    return get_settings()
 
 
 def stored(settings: Settings) -> dict[int, dict[int, Message]]:

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import pytest
 from tgserver import CODE, PHONE, TelegramServer
 
-from twin.config import Settings, get_settings
+from twin.config import Settings
 from twin.db import session_scope
 from twin.errors import ConfigError, TelegramError
 from twin.store import get_owner
@@ -21,15 +21,6 @@ T = TypeVar("T")
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
-
-
-@pytest.fixture
-def tg(db: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """Settings with (made-up) API credentials and a migrated database."""
-    monkeypatch.setenv("TWIN_API_ID", "1234567")
-    monkeypatch.setenv("TWIN_API_HASH", "0f" * 16)
-    get_settings.cache_clear()
-    return get_settings()
 
 
 def stored_owner(settings: Settings) -> Any:

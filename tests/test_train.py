@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from trainhelpers import make_dataset, make_tiny_model
+from trainhelpers import make_dataset, make_tiny_model, training_config
 from typer.testing import CliRunner
 
 from twin.config import Settings
@@ -24,21 +24,13 @@ from twin.jobs import get_job, reap_dead_jobs, request_cancel, start_job
 from twin.models import JobState
 from twin.train.batching import epoch_batches, padding_fraction
 from twin.train.checkpoint import latest_checkpoint
-from twin.train.record import LoraSettings, adapter_path, load_run
+from twin.train.record import adapter_path, load_run
 from twin.train.runs import list_runs
-from twin.train.trainer import RunProgress, TrainingConfig, runs_dir, train
+from twin.train.trainer import RunProgress, runs_dir, train
 from twin.train.worker import run_training_job, start_training_job, training_params
 
-CONFIG = TrainingConfig(
-    lora=LoraSettings(r=8, alpha=16, dropout=0.05, query=True, value=True, mlp=True, head=True),
-    learning_rate=1e-2,
-    warmup_steps=2,
-    max_steps=16,
-    micro_batch_size=4,
-    global_batch_size=8,
-    eval_interval=8,
-    checkpoint_interval=4,
-    seed=7,
+CONFIG = training_config(
+    r=8, wide=True, warmup_steps=2, max_steps=16, eval_interval=8, checkpoint_interval=4, seed=7
 )
 
 

@@ -15,7 +15,9 @@ from typing import Any
 
 from twin.prepare.files import STATS_FILE, TRAIN_FILE, VAL_FILE, PrepareStats
 from twin.prepare.format import Turn, render_context, render_instruction
+from twin.train.record import LoraSettings
 from twin.train.tiny import corpus_from_dataset, init_tiny_model
+from twin.train.trainer import TrainingConfig
 
 THINGS = [
     "tea",
@@ -157,3 +159,22 @@ def make_tiny_model(
         pretrain_steps=pretrain_steps,
         seed=seed,
     )
+
+
+def training_config(
+    *, r: int = 4, wide: bool = False, lora_dropout: float = 0.05, **changes: Any
+) -> TrainingConfig:
+    """A LoRA run short enough for a test on the tiny model: rank ``r`` on query and value
+    (``wide``: also the MLP and the head, which lets the tiny model learn the style in a few
+    steps), a high learning rate, batches of 4 and 8; ``changes`` set any other field."""
+    lora = LoraSettings(
+        r=r, alpha=2 * r, dropout=lora_dropout, query=True, value=True, mlp=wide, head=wide
+    )
+    fields: dict[str, Any] = {
+        "lora": lora,
+        "learning_rate": 1e-2,
+        "warmup_steps": 1,
+        "micro_batch_size": 4,
+        "global_batch_size": 8,
+    }
+    return TrainingConfig(**{**fields, **changes})
