@@ -21,7 +21,7 @@ from twin.db import session_scope
 from twin.errors import PrepareError
 from twin.models import Source
 from twin.prepare import prepare_dataset, tokenizer_fingerprint
-from twin.prepare.format import render_instruction, render_prompt
+from twin.prepare.format import record_speakers, render_instruction, render_prompt
 from twin.prepare.sessions import TokenBudget, build_samples, merge_consecutive
 from twin.store import ChatMessage, get_owner, set_included, upsert_dialog, upsert_messages
 
@@ -322,6 +322,8 @@ def test_my_turns_carry_the_owners_name(db: Settings) -> None:
     assert records[0]["instruction"].startswith("You are Ivan Petrov.")
     assert "with Anna" in records[0]["instruction"]
     assert any("\nIvan Petrov: " in r["input"] for r in records)
+    # Who speaks is written down, for whoever replies to a held-out sample later.
+    assert {record_speakers(r) for r in records} == {("Ivan Petrov", "Anna")}
 
 
 @pytest.mark.parametrize("bos", [None, False])

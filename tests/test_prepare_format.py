@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from litgpt.prompts import Alpaca
 
+from twin.errors import PrepareError
 from twin.prepare.format import (
     Turn,
+    record_speakers,
     render_context,
     render_instruction,
     render_prompt,
@@ -26,3 +28,10 @@ def test_tags_are_one_line_names_and_stop_sequences_match_them() -> None:
     turns = [Turn(speaker="Anna\n: K.", text="are you coming?", mine=False)]
     assert render_context(turns) == "Anna K.: are you coming?"
     assert stop_sequences(me="Ivan", peer="Anna\n: K.") == ["\nAnna K.: ", "\nIvan: "]
+
+
+def test_a_sample_that_does_not_say_who_speaks_asks_for_a_rebuild() -> None:
+    older = {"instruction": render_instruction(me="Ivan", peer="Anna"), "input": "", "output": "x"}
+    with pytest.raises(PrepareError, match="who speaks") as raised:
+        record_speakers(older)
+    assert "twin prepare" in (raised.value.hint or "")

@@ -76,6 +76,8 @@ def style_records(count: int, *, seed: int) -> list[dict[str, str]]:
                 "instruction": render_instruction(me="Me", peer=peer),
                 "input": render_context(turns),
                 "output": f"yes {thing}, love it :)",
+                "me": "Me",
+                "peer": peer,
             }
         )
     return records

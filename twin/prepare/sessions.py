@@ -65,14 +65,19 @@ class Sample(BaseModel):
     instruction: str
     input: str
     output: str
+    me: str
+    """The speaker tags the instruction and the input were rendered with: whoever replies to a
+    held-out sample later (evaluation, the game) reads them here, not out of the sentence."""
+    peer: str
     length: int
     """Prompt + output + EOS, in the budget's unit."""
     trimmed: bool = False
     """True when older turns of the session were left out to fit the budget."""
 
     def record(self) -> dict[str, str]:
-        """The ``{"instruction", "input", "output"}`` object written to the JSON files."""
-        return {"instruction": self.instruction, "input": self.input, "output": self.output}
+        """The object written to the JSON files: litgpt's ``instruction``, ``input`` and
+        ``output`` (litgpt passes the other keys to the prompt style, which ignores them)."""
+        return self.model_dump(include={"instruction", "input", "output", "me", "peer"})
 
 
 class SessionSamples(BaseModel):
@@ -449,6 +454,8 @@ def build_samples(
         result.samples.append(
             Sample(
                 instruction=instruction,
+                me=me,
+                peer=peer,
                 # render_context(turns[start:i]), from the tags rendered once above
                 input=TURN_SEPARATOR.join(tagged[start:i]),
                 output=turns[i].reply,

@@ -98,7 +98,7 @@ def drop_seen(samples: Sequence[Sample], seen: set[bytes]) -> list[Sample]:
         seen: digests of the pairs kept so far (updated).
 
     >>> seen: set[bytes] = set()
-    >>> hi = Sample(instruction="", input="Anna: hi", output="hey", length=9)
+    >>> hi = Sample(instruction="", input="Anna: hi", output="hey", me="Me", peer="Anna", length=9)
     >>> len(drop_seen([hi, hi], seen)), len(drop_seen([hi], seen))
     (1, 0)
     """

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import random
-import re
 import time
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from twin.chat.generate import (
 from twin.config import Settings
 from twin.errors import ChatError, TrainError
 from twin.prepare.files import VAL_FILE, dataset_sha256
-from twin.prepare.format import render_instruction
+from twin.prepare.format import record_speakers
 from twin.train.data import IGNORE_INDEX, Sample, collate, load_split, read_records
 from twin.train.discriminator import MIN_PER_CLASS, Discrimination, discriminate
 from twin.train.record import load_run, save_run
@@ -98,25 +97,6 @@ class FidelityReport(BaseModel):
         return self.base_perplexity / self.twin_perplexity
 
 
-def names_from_instruction(instruction: str) -> tuple[str, str]:
-    """``(me, peer)`` from a sample's instruction, as written by `render_instruction`.
-
-    Args:
-        instruction: a sample's ``instruction``.
-    """
-    # The pattern comes from the template itself, so the two cannot drift apart.
-    template = re.escape(render_instruction(me="\0me\0", peer="\0peer\0"))
-    pattern = template.replace("\0me\0", "(?P<me>.+?)", 1).replace("\0me\0", "(?P=me)")
-    pattern = pattern.replace("\0peer\0", "(?P<peer>.+)")
-    match = re.fullmatch(pattern, instruction)
-    if match is None:
-        raise ChatError(
-            f"Cannot tell who speaks from the instruction {instruction!r}.",
-            hint="The dataset was built by another version; rebuild it with `twin prepare`.",
-        )
-    return match["me"], match["peer"]
-
-
 @torch.inference_mode()
 def reply_nll(twin: Twin, samples: list[Sample]) -> tuple[float, int]:
     """Summed negative log-likelihood of the reply tokens, and how many there are.
@@ -159,7 +139,7 @@ def generate_replies(
     """
     replies = []
     for number, record in enumerate(records):
-        me, peer = names_from_instruction(record["instruction"])
+        me, peer = record_speakers(record)
         pieces = twin.stream_reply(
             context=record["input"],
             me=me,

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from twin.errors import ChatError, TrainError
 from twin.prepare.files import VAL_FILE, PrepareStats, dataset_sha256, read_stats
+from twin.prepare.format import record_speakers
 from twin.web.deps import OwnerDep, StateDep, WebState, render
 from twin.web.routers.chat import load_run_twin
 
@@ -162,7 +163,6 @@ def new_round(state: WebState, run: Any, *, seed: int) -> Round:
         seed: picks the sample and seeds the twin's reply.
     """
     from twin.train.data import read_records
-    from twin.train.fidelity import names_from_instruction
     from twin.train.record import load_run
 
     if run.status != "done":
@@ -180,7 +180,7 @@ def new_round(state: WebState, run: Any, *, seed: int) -> Round:
         )
     rng = random.Random(seed)
     sample = rng.choice(samples)
-    me, peer = names_from_instruction(sample["instruction"])
+    me, peer = record_speakers(sample)
     twin = load_run_twin(state, run.run_dir.resolve())
     pieces = twin.stream_reply(
         context=sample["input"],
