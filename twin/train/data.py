@@ -38,7 +38,7 @@ class TwinPromptStyle(PromptStyle):
         return render_prompt(instruction=prompt, input=kwargs.get("input", ""))
 
 
-Sample = dict[str, torch.Tensor]
+TokenizedSample = dict[str, torch.Tensor]
 """``input_ids`` and ``labels``, both (T,) int64."""
 
 
@@ -114,7 +114,7 @@ def check_tokenizer(stats: PrepareStats | None, base_model_dir: Path, *, dataset
 
 def load_split(
     path: Path, *, tokenizer: Tokenizer, max_seq_length: int
-) -> tuple[list[Sample], int]:
+) -> tuple[list[TokenizedSample], int]:
     """Tokenize one split; leave out samples longer than ``max_seq_length`` (prompt, reply and
     EOS), so that no reply is ever learned cut off. The caller reports how many.
 
@@ -135,7 +135,7 @@ def load_split(
         mask_prompt=True,
         ignore_index=IGNORE_INDEX,
     )
-    samples: list[Sample] = []
+    samples: list[TokenizedSample] = []
     for index in range(len(dataset)):
         item = dataset[index]
         input_ids, labels = item["input_ids"], item["labels"]
@@ -146,7 +146,9 @@ def load_split(
     return samples, len(records) - len(samples)
 
 
-def collate(samples: list[Sample], *, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def collate(
+    samples: list[TokenizedSample], *, pad_id: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad a micro-batch to its longest sample.
 
     Args:

@@ -36,7 +36,7 @@ from twin.config import Settings
 from twin.errors import ChatError, TrainError
 from twin.prepare.files import VAL_FILE, dataset_sha256
 from twin.prepare.format import record_speakers
-from twin.train.data import IGNORE_INDEX, Sample, collate, load_split, read_records
+from twin.train.data import IGNORE_INDEX, TokenizedSample, collate, load_split, read_records
 from twin.train.discriminator import MIN_PER_CLASS, Discrimination, discriminate
 from twin.train.record import load_run, save_run
 from twin.train.style import StyleComparison, compare_styles
@@ -98,7 +98,7 @@ class FidelityReport(BaseModel):
 
 
 @torch.inference_mode()
-def reply_nll(twin: Twin, samples: list[Sample]) -> tuple[float, int]:
+def reply_nll(twin: Twin, samples: list[TokenizedSample]) -> tuple[float, int]:
     """Summed negative log-likelihood of the reply tokens, and how many there are.
 
     Args:

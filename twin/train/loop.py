@@ -47,7 +47,7 @@ from twin.train.checkpoint import (
     rng_states,
     save_training_checkpoint,
 )
-from twin.train.data import IGNORE_INDEX, Sample, check_tokenizer, collate, load_split
+from twin.train.data import IGNORE_INDEX, TokenizedSample, check_tokenizer, collate, load_split
 from twin.train.loss import reply_loss
 from twin.train.merge import merge_adapter
 from twin.train.record import ADAPTER_FILE, RunRecord, adapter_path, load_run, save_run
@@ -76,8 +76,8 @@ class RunPlan:
     run_dir: Path
     record: RunRecord
     config: TrainingConfig
-    train_samples: list[Sample]
-    val_samples: list[Sample]
+    train_samples: list[TokenizedSample]
+    val_samples: list[TokenizedSample]
     dropped_samples: int
     """Training samples left out: longer than max_seq_length (a reply is never cut)."""
     dropped_val_samples: int = 0
@@ -179,7 +179,7 @@ def prepare_run(
             f"of global_batch_size={config.global_batch_size}.",
             hint="Lower --global-batch-size or include more chats in the dataset.",
         )
-    val_samples: list[Sample] = []
+    val_samples: list[TokenizedSample] = []
     dropped_val = 0
     if (data_dir / VAL_FILE).is_file():
         val_samples, dropped_val = load_split(
@@ -534,7 +534,7 @@ def _fit(
 
 @torch.no_grad()
 def validate(
-    fabric: L.Fabric, model: torch.nn.Module, samples: list[Sample], config: TrainingConfig
+    fabric: L.Fabric, model: torch.nn.Module, samples: list[TokenizedSample], config: TrainingConfig
 ) -> float:
     """Token-weighted validation loss over the first ``eval_max_batches`` length-sorted batches.
 
