@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--train-steps", type=int, default=4, help="optimizer steps")
     parser.add_argument(
-        "--pretrain-steps", type=int, default=100, help="the demo model's pre-training steps"
+        "--pretrain-steps", type=int, default=30, help="the demo model's pre-training steps"
     )
     parser.add_argument("--keep", type=Path, help="use and keep this data dir instead")
     args = parser.parse_args(argv)
