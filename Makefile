@@ -7,7 +7,7 @@ TORCH_INDEX ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.twin-installed
 
-.PHONY: run test lint format bench install clean
+.PHONY: run test lint format bench demo install clean
 
 run: $(STAMP)  ## set up, then start the web app on http://127.0.0.1:8765 (it migrates first)
 	$(BIN)/twin serve
@@ -22,6 +22,9 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+demo: $(STAMP)  ## the sample export → dataset → base model → train → eval → a chat reply, timed
+	$(BIN)/python scripts/demo.py
 
 bench: $(STAMP)  ## every benchmark; figures are printed (see bench/README.md)
 	for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

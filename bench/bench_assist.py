@@ -43,7 +43,6 @@ from twin.db import session_scope, upgrade_database  # noqa: E402
 from twin.models import Dialog  # noqa: E402
 from twin.prepare.format import Turn  # noqa: E402
 from twin.prepare.scrub import Scrubber, ScrubConfig  # noqa: E402
-from twin.prepare.sessions import ChatMessage  # noqa: E402
 from twin.telegram.harvest import message_to_row  # noqa: E402
 from twin.train.tiny import init_tiny_model  # noqa: E402
 
@@ -61,11 +60,7 @@ def tiny_model(root: Path) -> Path:
 
 def chat_turns(server: UpdatesServer, settings: Settings, peer: str) -> list[Turn]:
     """The turns the listener builds for Anna's chat as it stands now."""
-    rows = [r for m in server.world.history[ANNA][-30:] if (r := message_to_row(m)) is not None]
-    messages = [
-        ChatMessage(r.tg_id, r.sent_unix, r.out, r.text, r.media_kind, r.service_kind, r.forwarded)
-        for r in rows
-    ]
+    messages = [r for m in server.world.history[ANNA][-30:] if (r := message_to_row(m)) is not None]
     scrubber = Scrubber(ScrubConfig(regions=list(settings.phone_regions)))
     return context_turns(messages, me=owner_name(settings), peer=peer, scrubber=scrubber)
 

@@ -78,7 +78,7 @@ def fill_store(data_dir: Path, *, n_messages: int, n_dialogs: int, seed: int = 0
     from twin.config import Settings
     from twin.db import session_scope, upgrade_database
     from twin.models import Source
-    from twin.store import MessageIn, upsert_dialog, upsert_messages
+    from twin.store import ChatMessage, upsert_dialog, upsert_messages
 
     started = time.perf_counter()
     settings = Settings(data_dir=data_dir)
@@ -96,7 +96,7 @@ def fill_store(data_dir: Path, *, n_messages: int, n_dialogs: int, seed: int = 0
             )
             media = rng.choice(MEDIA) if rng.random() < 0.05 else None
             batch.append(
-                MessageIn(
+                ChatMessage(
                     tg_id=i + 1,
                     sent_unix=at,
                     out=out,

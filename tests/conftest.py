@@ -48,6 +48,14 @@ def db(settings: Settings) -> Settings:
     return settings
 
 
+@pytest.fixture
+def tg(db: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The migrated database, with (made-up) Telegram API credentials in the environment."""
+    from tgserver import with_api_credentials
+
+    return with_api_credentials(monkeypatch)
+
+
 @pytest.fixture(scope="session")
 def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A dir shared by all xdist workers of this session (and kept between local runs)."""

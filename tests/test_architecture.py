@@ -37,7 +37,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("twin.chat",),
     ("twin.evaluate", "twin.export", "twin.assist"),
     ("twin.pipeline",),
-    ("twin.web", "twin.cli"),
+    ("twin.web", "twin.cli", "twin.__main__"),
 ]
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlmodel import func, select
 from telethon.tl import types
-from tgserver import build_world, with_api_credentials
+from tgserver import build_world
 from tgserver_updates import UpdatesServer
 
 from twin import jobs
@@ -56,9 +56,9 @@ def twin_model(tmp_path_factory: pytest.TempPathFactory) -> Twin:
 
 
 @pytest.fixture
-def db(db: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """The migrated database, with Telegram API credentials in the environment."""
-    return with_api_credentials(monkeypatch)
+def db(tg: Settings) -> Settings:
+    """Every test here talks to Telegram: the database comes with API credentials."""
+    return tg
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from sqlmodel import Session, SQLModel
 from twin.config import Settings
 from twin.db import get_engine, upgrade_database
 from twin.models import Source
-from twin.store import MessageIn, list_dialogs, set_included, upsert_dialog, upsert_messages
+from twin.store import ChatMessage, list_dialogs, set_included, upsert_dialog, upsert_messages
 
 
 def test_migrations_produce_exactly_the_models_schema(db: Settings) -> None:
@@ -54,7 +54,7 @@ def test_upsert_messages_is_idempotent_and_applies_edits(db: Settings) -> None:
         dialog = upsert_dialog(session, peer_id=42, name="Anna")
         assert dialog.id is not None
         batch = [
-            MessageIn(tg_id=i, sent_unix=1000 + i, out=i % 2 == 0, text=f"m{i}")
+            ChatMessage(tg_id=i, sent_unix=1000 + i, out=i % 2 == 0, text=f"m{i}")
             for i in range(1, 6)
         ]
         assert (

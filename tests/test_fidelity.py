@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import typer
-from trainhelpers import make_dataset, make_tiny_model, train_here
+from trainhelpers import make_dataset, make_tiny_model, train_here, training_config
 from typer.testing import CliRunner
 
 from twin.cli.chat import register
@@ -15,19 +15,12 @@ from twin.config import Settings
 from twin.errors import ChatError
 from twin.evaluate.fidelity import FidelityReport, HumanFigure, evaluate_run, format_report
 from twin.evaluate.game import GameScore, save_score
-from twin.runs import LoraSettings, TrainingConfig, load_run, runs_dir
+from twin.runs import load_run, runs_dir
 
-CONFIG = TrainingConfig(
-    lora=LoraSettings(r=8, alpha=16, dropout=0.0, query=True, value=True, mlp=True, head=True),
-    learning_rate=1e-2,
-    warmup_steps=2,
-    max_steps=16,
-    micro_batch_size=4,
-    global_batch_size=8,
-    eval_interval=16,
-    checkpoint_interval=100,
-    seed=7,
-)
+CONFIG = training_config(
+    r=8, wide=True, lora_dropout=0.0, warmup_steps=2, max_steps=16, eval_interval=16,
+    checkpoint_interval=100, seed=7,
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 import typer
 from sqlmodel import select
 from telethon.tl import types
-from tgserver import ME_ID, PHONE, TelegramServer, build_world, media_samples, with_api_credentials
+from tgserver import ME_ID, PHONE, TelegramServer, build_world, media_samples
 from typer.testing import CliRunner
 
 from twin.cli import telegram as cli_telegram
@@ -29,11 +29,6 @@ from twin.telegram.rules import message_to_row, skip_reason
 PEOPLE = (2001, 2002, 2003, 2004)
 DELETED = 3002  # a deleted account: its chat is still there
 PRIVATE = (*PEOPLE, DELETED)
-
-
-@pytest.fixture
-def tg(db: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    return with_api_credentials(monkeypatch)
 
 
 def stored(settings: Settings) -> dict[int, dict[int, Message]]:

@@ -7,7 +7,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import pytest
-from tgserver import CODE, PHONE, TelegramServer, with_api_credentials
+from tgserver import CODE, PHONE, TelegramServer
 
 from twin.config import Settings
 from twin.db import session_scope
@@ -21,12 +21,6 @@ T = TypeVar("T")
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
-
-
-@pytest.fixture
-def tg(db: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """Settings with (made-up) API credentials and a migrated database."""
-    return with_api_credentials(monkeypatch)
 
 
 def stored_owner(settings: Settings) -> Any:

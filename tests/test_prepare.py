@@ -21,9 +21,9 @@ from twin.db import session_scope
 from twin.errors import PrepareError
 from twin.models import Source
 from twin.prepare import prepare_dataset, tokenizer_fingerprint
-from twin.prepare.format import render_instruction, render_prompt
-from twin.prepare.sessions import ChatMessage, TokenBudget, build_samples, merge_consecutive
-from twin.store import MessageIn, get_owner, set_included, upsert_dialog, upsert_messages
+from twin.prepare.format import record_speakers, render_instruction, render_prompt
+from twin.prepare.sessions import TokenBudget, build_samples, merge_consecutive
+from twin.store import ChatMessage, get_owner, set_included, upsert_dialog, upsert_messages
 
 T0 = 1_700_000_000  # 2023-11-14 22:13:20 UTC
 DAY = 86_400
@@ -71,7 +71,7 @@ def add_chat(
     *,
     peer_id: int,
     name: str,
-    messages: list[MessageIn],
+    messages: list[ChatMessage],
     included: bool = True,
 ) -> int:
     with session_scope(settings) as session:
@@ -85,13 +85,13 @@ def add_chat(
 
 def conversation(
     sessions: int, *, turns: int = 6, start: int = T0, tag: str = ""
-) -> list[MessageIn]:
+) -> list[ChatMessage]:
     """``sessions`` chats a day and more apart; every text names its session (``s3``)."""
     messages = []
     for s in range(sessions):
         for i in range(turns):
             messages.append(
-                MessageIn(
+                ChatMessage(
                     tg_id=len(messages) + 1,
                     sent_unix=start + s * 2 * DAY + i * 60,
                     out=i % 2 == 1,
@@ -295,6 +295,7 @@ def test_cli_prepares_and_summarizes(db: Settings, tokenizer_dir: Path) -> None:
     result = runner.invoke(app, ["prepare", "--out", str(out), "--min-messages", "1"])
     assert result.exit_code == 0, result.output
     assert "samples:" in result.output and "3 per token assumed" in result.output
+    assert "duplicates removed: 0" in result.output
     assert json.loads((out / "stats.json").read_text())["tokenizer"] is None
 
     result = runner.invoke(
@@ -321,6 +322,8 @@ def test_my_turns_carry_the_owners_name(db: Settings) -> None:
     assert records[0]["instruction"].startswith("You are Ivan Petrov.")
     assert "with Anna" in records[0]["instruction"]
     assert any("\nIvan Petrov: " in r["input"] for r in records)
+    # Who speaks is written down, for whoever replies to a held-out sample later.
+    assert {record_speakers(r) for r in records} == {("Ivan Petrov", "Anna")}
 
 
 @pytest.mark.parametrize("bos", [None, False])
@@ -373,3 +376,9 @@ def test_an_old_set_moved_aside_by_a_killed_swap_is_put_back(db: Settings) -> No
     prepare_dataset(settings=db, out_dir=out, min_messages=1, seed=7)
     assert not aside.exists()
     assert sorted(p.name for p in out.iterdir()) == ["stats.json", "train.json", "val.json"]
+
+
+def test_a_database_never_migrated_says_to_upgrade_it(settings: Settings) -> None:
+    with pytest.raises(PrepareError, match="cannot be read") as raised:
+        prepare_dataset(settings=settings, out_dir=settings.data_dir / "dataset")
+    assert "twin db upgrade" in (raised.value.hint or "")

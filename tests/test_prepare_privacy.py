@@ -7,14 +7,14 @@ from twin.db import session_scope
 from twin.models import Source
 from twin.prepare import prepare_dataset
 from twin.prepare.scrub import ScrubConfig
-from twin.store import MessageIn, get_owner, upsert_dialog, upsert_messages
+from twin.store import ChatMessage, get_owner, upsert_dialog, upsert_messages
 
 T0 = 1_700_000_000
 
 
 def add_chat(settings: Settings, *, peer_id: int, name: str, lines: list[tuple[bool, str]]) -> None:
     messages = [
-        MessageIn(tg_id=i + 1, sent_unix=T0 + 60 * i, out=mine, text=text)
+        ChatMessage(tg_id=i + 1, sent_unix=T0 + 60 * i, out=mine, text=text)
         for i, (mine, text) in enumerate(lines)
     ]
     with session_scope(settings) as session:

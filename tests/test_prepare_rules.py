@@ -83,7 +83,7 @@ def test_media_become_typed_placeholders_and_captions_follow() -> None:
     messages = [
         ChatMessage(1, 0, False, "", media_kind="photo"),
         ChatMessage(2, 1, False, "look at this", media_kind="photo"),
-        ChatMessage(3, 2, False, "", media_kind="voice_message"),
+        ChatMessage(3, 2, False, "", media_kind="voice"),
         ChatMessage(4, 3, False, "", media_kind="video_message"),
         ChatMessage(5, 4, False, "", media_kind="sticker"),
     ]

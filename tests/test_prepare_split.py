@@ -9,12 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from twin.cli.prepare import summary
 from twin.config import Settings
 from twin.db import session_scope
 from twin.models import Source
 from twin.prepare import prepare_dataset
 from twin.prepare.split import choose_validation
-from twin.store import MessageIn, upsert_dialog, upsert_messages
+from twin.store import ChatMessage, upsert_dialog, upsert_messages
 
 T0 = 1_700_000_000
 DAY = 86_400
@@ -22,12 +23,14 @@ DAY = 86_400
 
 def add_chat(settings: Settings, *, peer_id: int, exchanges: list[int]) -> None:
     """A chat with one session per entry, each of that many question/answer exchanges."""
-    messages: list[MessageIn] = []
+    messages: list[ChatMessage] = []
     for s, count in enumerate(exchanges):
         for i in range(2 * count):
             at = T0 + s * 3 * DAY + i * 60
             messages.append(
-                MessageIn(tg_id=len(messages) + 1, sent_unix=at, out=i % 2 == 1, text=f"s{s} m{i}")
+                ChatMessage(
+                    tg_id=len(messages) + 1, sent_unix=at, out=i % 2 == 1, text=f"s{s} m{i}"
+                )
             )
     with session_scope(settings) as session:
         dialog = upsert_dialog(
@@ -87,3 +90,42 @@ def test_until_with_a_time_is_inclusive(db: Settings) -> None:
     assert "s0 m5" in text
     records = json.loads((out / "train.json").read_text(encoding="utf-8"))
     assert records
+
+
+def add_greetings(settings: Settings, *, peer_id: int, days: int) -> None:
+    """A chat that opens the same way every day ("hi" → "hey"), then says something new."""
+    messages: list[ChatMessage] = []
+    for day in range(days):
+        texts = ["hi", "hey", f"plans for day {day}?", f"cinema on day {day}"]
+        for i, text in enumerate(texts):
+            messages.append(
+                ChatMessage(
+                    tg_id=len(messages) + 1,
+                    sent_unix=T0 + day * 3 * DAY + i * 60,
+                    out=i % 2 == 1,
+                    text=text,
+                )
+            )
+    with session_scope(settings) as session:
+        dialog = upsert_dialog(session, peer_id=peer_id, name="Anna", source=Source.export)
+        assert dialog.id is not None
+        upsert_messages(session, dialog_id=dialog.id, messages=messages, source=Source.export)
+
+
+def test_a_repeated_exchange_is_one_sample_and_never_in_both_splits(db: Settings) -> None:
+    add_greetings(db, peer_id=1, days=20)
+    out = db.data_dir / "dataset"
+    stats = prepare_dataset(settings=db, out_dir=out, min_messages=1, val_fraction=0.3)
+    splits = {
+        name: [(r["input"], r["output"]) for r in json.loads((out / f"{name}.json").read_text())]
+        for name in ("train", "val")
+    }
+    every = splits["train"] + splits["val"]
+    assert every.count(("Anna: hi", "hey")) == 1
+    assert len(set(every)) == len(every)
+    assert not set(splits["train"]) & set(splits["val"])
+    assert stats.duplicates_removed == 19
+    assert stats.samples_train + stats.samples_val == 21  # 20 days' plans, one greeting
+    saved = json.loads((out / "stats.json").read_text())
+    assert saved["duplicates_removed"] == 19
+    assert "duplicates removed: 19" in summary(stats)  # what `twin prepare` prints

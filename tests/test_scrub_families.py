@@ -7,10 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twin.prepare.dataset import scrub_session
 from twin.prepare.format import speaker_names
 from twin.prepare.scrub import Scrubber, ScrubConfig, ScrubReport
-from twin.prepare.sessions import CharBudget, ChatMessage, build_samples, merge_consecutive
+from twin.prepare.sessions import (
+    CharBudget,
+    ChatMessage,
+    build_samples,
+    merge_consecutive,
+    scrub_session,
+)
 
 SCRUBBER = Scrubber()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from trainhelpers import make_dataset, make_tiny_model, train_here
+from trainhelpers import make_dataset, make_tiny_model, train_here, training_config
 from typer.testing import CliRunner
 
 from twin.config import Settings
@@ -23,8 +23,6 @@ from twin.errors import TrainError
 from twin.jobs import active_job, get_job, reap_dead_jobs, request_cancel
 from twin.models import JobState
 from twin.runs import (
-    LoraSettings,
-    TrainingConfig,
     adapter_path,
     latest_checkpoint,
     list_runs,
@@ -35,16 +33,8 @@ from twin.train.batching import epoch_batches, padding_fraction
 from twin.train.loop import RunProgress
 from twin.train.trainer import TrainingRequest, train
 
-CONFIG = TrainingConfig(
-    lora=LoraSettings(r=8, alpha=16, dropout=0.05, query=True, value=True, mlp=True, head=True),
-    learning_rate=1e-2,
-    warmup_steps=2,
-    max_steps=16,
-    micro_batch_size=4,
-    global_batch_size=8,
-    eval_interval=8,
-    checkpoint_interval=4,
-    seed=7,
+CONFIG = training_config(
+    r=8, wide=True, warmup_steps=2, max_steps=16, eval_interval=8, checkpoint_interval=4, seed=7
 )
 
 

@@ -13,7 +13,9 @@ import random
 from pathlib import Path
 from typing import Any
 
+from twin.prepare.files import STATS_FILE, TRAIN_FILE, VAL_FILE, PrepareStats
 from twin.prepare.format import Turn, render_context, render_instruction
+from twin.runs import LoraSettings, TrainingConfig
 from twin.train.tiny import corpus_from_dataset, init_tiny_model
 
 THINGS = [
@@ -73,6 +75,8 @@ def style_records(count: int, *, seed: int) -> list[dict[str, str]]:
                 "instruction": render_instruction(me="Me", peer=peer),
                 "input": render_context(turns),
                 "output": f"yes {thing}, love it :)",
+                "me": "Me",
+                "peer": peer,
             }
         )
     return records
@@ -86,21 +90,37 @@ def make_dataset(
     seed: int = 0,
     stats: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``train.json``, ``val.json`` and ``stats.json`` to ``out_dir``.
+    """Write ``train.json`` and ``val.json`` to ``out_dir``, and ``stats.json`` when given.
 
     Args:
         out_dir: the dataset dir (created).
         train: training samples.
         val: validation samples.
         seed: makes the samples reproducible.
-        stats: ``stats.json`` content; default: a hand-made dataset's (no tokenizer recorded).
+        stats: the stats fields that matter to the test (the rest: a small prepared
+            dataset's); default: none, a hand-made litgpt dataset.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     records = style_records(train + val, seed=seed)
-    (out_dir / "train.json").write_text(json.dumps(records[:train], indent=1), encoding="utf-8")
-    (out_dir / "val.json").write_text(json.dumps(records[train:], indent=1), encoding="utf-8")
-    content = stats if stats is not None else {"max_seq_length": 256}
-    (out_dir / "stats.json").write_text(json.dumps(content), encoding="utf-8")
+    (out_dir / TRAIN_FILE).write_text(json.dumps(records[:train], indent=1), encoding="utf-8")
+    (out_dir / VAL_FILE).write_text(json.dumps(records[train:], indent=1), encoding="utf-8")
+    if stats is not None:
+        base = dict(
+            tokenizer=None,
+            max_seq_length=256,
+            length_unit="tokens",
+            chars_per_token=None,
+            gap_seconds=86_400,
+            min_messages=1,
+            since=None,
+            until=None,
+            val_fraction=0.2,
+            seed=seed,
+            samples_train=train,
+            samples_val=val,
+        )
+        content = PrepareStats.model_validate({**base, **stats}).model_dump_json()
+        (out_dir / STATS_FILE).write_text(content, encoding="utf-8")
     return out_dir
 
 
@@ -151,3 +171,20 @@ def train_here(*, settings: Any, **request: Any) -> Any:
     hooks = {key: request.pop(key) for key in ("progress", "should_stop") if key in request}
     fields = {key: value for key, value in request.items() if value is not None}
     return train(TrainingRequest(**fields), settings=settings, **hooks).record
+def training_config(
+    *, r: int = 4, wide: bool = False, lora_dropout: float = 0.05, **changes: Any
+) -> TrainingConfig:
+    """A LoRA run short enough for a test on the tiny model: rank ``r`` on query and value
+    (``wide``: also the MLP and the head, which lets the tiny model learn the style in a few
+    steps), a high learning rate, batches of 4 and 8; ``changes`` set any other field."""
+    lora = LoraSettings(
+        r=r, alpha=2 * r, dropout=lora_dropout, query=True, value=True, mlp=wide, head=wide
+    )
+    fields: dict[str, Any] = {
+        "lora": lora,
+        "learning_rate": 1e-2,
+        "warmup_steps": 1,
+        "micro_batch_size": 4,
+        "global_batch_size": 8,
+    }
+    return TrainingConfig(**{**fields, **changes})

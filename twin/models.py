@@ -47,6 +47,12 @@ class Owner(SQLModel, table=True):
     created_unix: int = 0
     updated_unix: int = 0
 
+    @property
+    def display_name(self) -> str:
+        """First and last name as Telegram shows them ("" before either is known): the name
+        my turns are tagged with, in the dataset and in every prompt the twin answers."""
+        return " ".join(part for part in (self.first_name, self.last_name) if part)
+
 
 class DialogBase(SQLModel):
     peer_id: int = Field(sa_column=Column(BigInteger, unique=True, nullable=False))

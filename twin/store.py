@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
-from sqlalchemy import Integer, cast, func
+from sqlalchemy import Integer, and_, cast, func
 from sqlmodel import Session, select
 
 from twin.models import Dialog, DialogPublic, Message, Owner, RequestWait, Source
@@ -20,8 +20,10 @@ SERVICE_NOTIFICATIONS_ID = 777000
 """Telegram's own account (login codes, security alerts): never a person to learn from."""
 
 
-class MessageIn(NamedTuple):
-    """A message as a source delivers it, before it has a row (see `Message` for the fields).
+class ChatMessage(NamedTuple):
+    """One message of a dialog, the one shape it has between the store and the dataset rules:
+    as a source delivers it (before it has a row) and as `iter_message_batches` reads it back.
+    See `Message` for the fields.
 
     A named tuple rather than a pydantic model: millions of messages pass through here, and
     the fields are already typed by the converters that build them; its order is the column
@@ -31,6 +33,7 @@ class MessageIn(NamedTuple):
     tg_id: int
     sent_unix: int
     out: bool
+    """True when the owner sent it."""
     text: str = ""
     reply_to_id: int | None = None
     edited_unix: int | None = None
@@ -42,9 +45,35 @@ class MessageIn(NamedTuple):
 MessageRow = tuple[
     int, int, int, bool, str, int | None, int | None, str | None, str | None, bool, str
 ]
-"""A whole ``message`` row in `_UPSERT_SQL`'s order: ``(dialog_id, *MessageIn, source)``.
+"""A whole ``message`` row in `_UPSERT_SQL`'s order: ``(dialog_id, *ChatMessage, source)``.
 
 The export import builds these directly: a million messages are a million tuples fewer."""
+
+
+# Names Telegram Desktop exports use, mapped to the API harvest's so both sources read alike.
+_MEDIA_ALIASES = {
+    "voice_message": "voice",
+    "video_file": "video",
+    "audio_file": "audio",
+    "document": "file",
+    "geo": "location",
+    "venue": "location",
+    "gif": "animation",
+}
+
+
+def normalize_media_kind(kind: str) -> str:
+    """The store's name for a media kind: the API harvest's vocabulary, one lower-case word.
+
+    Whatever an export calls its media, what reaches a sample is a tag the prompt can hold
+    (``<voice>``), never the file's own text.
+
+    >>> [normalize_media_kind(k) for k in ("voice_message", " Sticker", "<x>")]
+    ['voice', 'sticker', 'x']
+    """
+    kind = kind.strip().lower().replace(" ", "_")
+    kind = _MEDIA_ALIASES.get(kind, kind)
+    return "".join(c for c in kind if c.isalnum() or c == "_") or "media"
 
 
 def now_unix() -> int:
@@ -116,7 +145,7 @@ WHERE coalesce(excluded.edited_unix, 0) >= coalesce(message.edited_unix, 0)
 
 
 def upsert_messages(
-    session: Session, *, dialog_id: int, messages: Sequence[MessageIn], source: Source
+    session: Session, *, dialog_id: int, messages: Sequence[ChatMessage], source: Source
 ) -> int:
     """Insert new messages of a dialog and update edited ones; return how many were new.
 
@@ -140,7 +169,7 @@ def upsert_message_rows(session: Session, *, rows: Sequence[MessageRow]) -> int:
 
     Args:
         session: the open session (not committed here).
-        rows: the rows, each ``(dialog_id, *MessageIn, source)``.
+        rows: the rows, each ``(dialog_id, *ChatMessage, source)``.
     """
     if not rows:
         return 0
@@ -255,3 +284,73 @@ def record_wait(session: Session, *, request: str, seconds: int, now: int) -> Re
     """
     wait = RequestWait(request=request, seconds=seconds, retry_after_unix=now + seconds)
     return session.merge(wait)
+
+
+class DialogCount(NamedTuple):
+    """A dialog with how many of its messages fall in a time window (`dialog_message_counts`)."""
+
+    id: int
+    peer_id: int
+    name: str
+    included: bool
+    messages: int
+
+
+def count_messages(session: Session) -> int:
+    """Every stored message, tombstones included (zero: nothing was imported or harvested)."""
+    return session.exec(select(func.count()).select_from(Message)).one()
+
+
+def dialog_message_counts(
+    session: Session, *, since_unix: int, until_unix: int
+) -> list[DialogCount]:
+    """Every dialog, by id, with its live messages sent in ``[since_unix, until_unix)``.
+
+    Args:
+        session: the open session.
+        since_unix: the first second counted.
+        until_unix: the first second no longer counted.
+    """
+    in_window = and_(
+        Message.dialog_id == Dialog.id,
+        Message.sent_unix >= since_unix,
+        Message.sent_unix < until_unix,
+        Message.deleted_unix.is_(None),  # type: ignore[union-attr]
+    )
+    rows = session.exec(
+        select(Dialog.id, Dialog.peer_id, Dialog.name, Dialog.included, func.count(Message.id))  # type: ignore[call-overload]
+        .join(Message, in_window, isouter=True)
+        .group_by(Dialog.id)
+        .order_by(Dialog.id)
+    ).all()
+    return [DialogCount(i, peer, name or "", bool(inc), n) for i, peer, name, inc, n in rows]
+
+
+_DIALOG_MESSAGES_SQL = """
+SELECT tg_id, sent_unix, out, coalesce(text, ''), reply_to_id, edited_unix, media_kind,
+       service_kind, forwarded
+FROM message WHERE dialog_id = ? AND sent_unix >= ? AND sent_unix < ? AND deleted_unix IS NULL
+ORDER BY sent_unix, tg_id
+"""
+
+
+def iter_message_batches(
+    session: Session, *, dialog_id: int, since_unix: int, until_unix: int, batch_size: int = 8192
+) -> Iterator[list[ChatMessage]]:
+    """A dialog's live messages sent in ``[since_unix, until_unix)``, oldest first (ties by id),
+    in batches: a million-message chat streams in bounded memory. Deleted messages (tombstones)
+    are left out: they are never a sample.
+
+    Args:
+        session: the open session.
+        dialog_id: the `Dialog.id`.
+        since_unix: the first second read.
+        until_unix: the first second no longer read.
+        batch_size: messages per batch.
+    """
+    # Raw DB-API over plain tuples: ~10x faster than ORM rows on a million messages.
+    connection = session.connection().connection.driver_connection
+    assert isinstance(connection, sqlite3.Connection)
+    cursor = connection.execute(_DIALOG_MESSAGES_SQL, (dialog_id, since_unix, until_unix))
+    while rows := cursor.fetchmany(batch_size):
+        yield list(map(ChatMessage._make, rows))

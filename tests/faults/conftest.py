@@ -241,7 +241,10 @@ class Forker:
     def __init__(self, *, preload: list[str], log_dir: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
         env.update(HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-        env["PYTHONPATH"] = os.pathsep.join([str(FAULTS_DIR), str(TESTS_DIR)])
+        # The checkout under test first: an installed twin elsewhere must not stand in for it.
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(FAULTS_DIR), str(TESTS_DIR), str(TESTS_DIR.parent)]
+        )
         code = "from conftest import serve_forks; serve_forks()"
         self.process = subprocess.Popen(
             [sys.executable, "-c", code, *preload],

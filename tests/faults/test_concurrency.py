@@ -23,7 +23,7 @@ from twin.db import session_scope
 from twin.importer import import_export
 from twin.jobs import get_job, start_job, update_progress
 from twin.models import Dialog, JobState, Source
-from twin.store import MessageIn, set_included, upsert_dialog, upsert_messages
+from twin.store import ChatMessage, set_included, upsert_dialog, upsert_messages
 
 pytestmark = pytest.mark.faults
 
@@ -127,7 +127,7 @@ def test_store_writes_from_threads_while_a_harvest_runs(db: Settings) -> None:
             upsert_messages(
                 session,
                 dialog_id=mine,
-                messages=[MessageIn(tg_id=i, sent_unix=1_700_000_000 + i, out=True, text="x")],
+                messages=[ChatMessage(tg_id=i, sent_unix=1_700_000_000 + i, out=True, text="x")],
                 source=Source.export,
             )
             set_included(session, dialog_ids=[mine], included=bool(i % 2))

@@ -137,22 +137,14 @@ def test_full_disk_while_saving_a_checkpoint_keeps_the_previous_one(
     small_disk: Path, tmp_path: Path
 ) -> None:
     import torch
-    from trainhelpers import make_dataset, make_tiny_model, train_here
+    from trainhelpers import make_dataset, make_tiny_model, train_here, training_config
 
-    from twin.runs import STATE_FILE, LoraSettings, TrainingConfig, latest_checkpoint, runs_dir
+    from twin.runs import STATE_FILE, latest_checkpoint, runs_dir
 
     dataset = make_dataset(tmp_path / "dataset", train=32, val=8)
     model = make_tiny_model(tmp_path / "model", dataset_dir=dataset)
     settings = Settings(data_dir=small_disk / "data")
-    config = TrainingConfig(
-        lora=LoraSettings(r=4, alpha=8, query=True, value=True),
-        max_steps=6,
-        warmup_steps=1,
-        micro_batch_size=4,
-        global_batch_size=8,
-        checkpoint_interval=2,
-        eval_max_batches=1,
-    )
+    config = training_config(max_steps=6, checkpoint_interval=2, eval_max_batches=1)
     steps: list[int] = []
     record = train_here(
         settings=settings,

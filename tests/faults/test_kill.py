@@ -127,19 +127,10 @@ def child_train(data_dir: str, model_dir: str, dataset_dir: str, run_id: str) ->
 
 
 def _train_config() -> Any:
-    from twin.runs import LoraSettings, TrainingConfig
+    from trainhelpers import training_config
 
-    return TrainingConfig(
-        lora=LoraSettings(r=4, alpha=8, dropout=0.05, query=True, value=True),
-        learning_rate=1e-2,
-        warmup_steps=1,
-        max_steps=12,
-        micro_batch_size=4,
-        global_batch_size=8,
-        eval_interval=6,
-        eval_max_batches=2,
-        checkpoint_interval=2,
-        seed=3,
+    return training_config(
+        max_steps=12, eval_interval=6, eval_max_batches=2, checkpoint_interval=2, seed=3
     )
 
 

@@ -142,11 +142,11 @@ def _mode(path: Path) -> int:
 
 def test_private_files_and_dirs_are_owner_only(db: Settings, tmp_path: Path) -> None:
     from conftest import make_export, write_export
-    from trainhelpers import make_dataset, make_tiny_model, train_here
+    from trainhelpers import make_dataset, make_tiny_model, train_here, training_config
 
     from twin.importer import import_export
     from twin.prepare.dataset import prepare_dataset
-    from twin.runs import LoraSettings, TrainingConfig, runs_dir
+    from twin.runs import runs_dir
     from twin.vault import encrypt
 
     encrypt(db, "x")  # creates the key file
@@ -156,14 +156,8 @@ def test_private_files_and_dirs_are_owner_only(db: Settings, tmp_path: Path) -> 
     prepare_dataset(settings=db, out_dir=db.dataset_dir, min_messages=1)
     dataset = make_dataset(tmp_path / "style", train=16, val=4)
     model = make_tiny_model(tmp_path / "model", dataset_dir=dataset)
-    config = TrainingConfig(
-        lora=LoraSettings(r=2, alpha=4, query=True, value=True),
-        max_steps=2,
-        warmup_steps=1,
-        micro_batch_size=4,
-        global_batch_size=4,
-        checkpoint_interval=1,
-        eval_max_batches=1,
+    config = training_config(
+        r=2, max_steps=2, global_batch_size=4, checkpoint_interval=1, eval_max_batches=1
     )
     train_here(settings=db, base_model_dir=model, dataset_dir=dataset, run_id="r", config=config)
 

@@ -75,13 +75,13 @@ def _stored(settings: Settings) -> dict[int, list[str]]:
 
 def test_unicode_survives_import_prepare_training_and_chat(db: Settings, tmp_path: Path) -> None:
     from litgpt.tokenizer import Tokenizer
-    from trainhelpers import make_tiny_model, train_here
+    from trainhelpers import make_tiny_model, train_here, training_config
 
     from twin.chat.load import load_twin
     from twin.importer import import_export
     from twin.prepare.dataset import prepare_dataset
     from twin.prepare.format import Turn
-    from twin.runs import LoraSettings, TrainingConfig, runs_dir
+    from twin.runs import runs_dir
     from twin.train.data import load_split
 
     export = _export()
@@ -112,13 +112,8 @@ def test_unicode_survives_import_prepare_training_and_chat(db: Settings, tmp_pat
     samples, _ = load_split(db.dataset_dir / "train.json", tokenizer=tokenizer, max_seq_length=512)
     assert samples
 
-    config = TrainingConfig(
-        lora=LoraSettings(r=2, alpha=4, query=True, value=True),
-        max_steps=2,
-        warmup_steps=1,
-        micro_batch_size=2,
-        global_batch_size=2,
-        eval_max_batches=1,
+    config = training_config(
+        r=2, max_steps=2, micro_batch_size=2, global_batch_size=2, eval_max_batches=1
     )
     record = train_here(settings=db, base_model_dir=model, run_id="u", config=config)
     assert record.status == "done"

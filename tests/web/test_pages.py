@@ -97,7 +97,9 @@ def test_preview_marks_placeholders_and_escapes_the_rest(
     (directory / "train.json").write_text(json.dumps(samples))
     stats = {"samples_train": 21, "samples_val": 0, "dialogs_used": 1, "messages": 42,
              "sessions": 3, "length_unit": "chars", "lengths": None, "warnings": [],
-             "scrub_totals": {"EMAIL": 1, "PHONE": 1}}  # fmt: skip
+             "scrub_totals": {"EMAIL": 1, "PHONE": 1}, "tokenizer": None, "max_seq_length": 512,
+             "chars_per_token": 3, "gap_seconds": 86_400, "min_messages": 1, "since": None,
+             "until": None, "val_fraction": 0.1, "seed": 42}  # fmt: skip
     (directory / "stats.json").write_text(json.dumps(stats))
 
     page = owner.get("/dataset").text

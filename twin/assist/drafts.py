@@ -39,9 +39,8 @@ from twin.config import Settings
 from twin.db import session_scope
 from twin.errors import TelegramError, TwinError
 from twin.models import Dialog
-from twin.prepare.format import Turn
+from twin.prepare.format import NEUTRAL_ME, Turn
 from twin.prepare.scrub import Scrubber, ScrubConfig
-from twin.prepare.sessions import ChatMessage
 from twin.runs import resolve_run_dir
 from twin.store import get_owner
 from twin.telegram.client import (
@@ -123,8 +122,8 @@ def owner_name(settings: Settings) -> str:
     """The owner's display name as the dataset tags it (first and last name, else "Me")."""
     with session_scope(settings) as db:
         owner = get_owner(db)
-        name = " ".join(p for p in (owner.first_name, owner.last_name) if p)
-    return name or "Me"
+        name = owner.display_name
+    return name or NEUTRAL_ME
 
 
 def set_assist(*, settings: Settings, dialog_id: int, on: bool) -> Dialog:
@@ -239,12 +238,7 @@ class Assistant:
             for message in await client.get_messages(peer, limit=self.options.context_messages)
             if (row := message_to_row(message)) is not None
         ]
-        messages = [
-            ChatMessage(
-                r.tg_id, r.sent_unix, r.out, r.text, r.media_kind, r.service_kind, r.forwarded
-            )
-            for r in sorted(recent, key=lambda r: r.tg_id)
-        ]
+        messages = sorted(recent, key=lambda r: r.tg_id)
         reason = quiet_reason(
             messages,
             incoming_unix=incoming_unix,

@@ -11,10 +11,10 @@ from typing import Any
 
 from telethon.tl import types
 
-from twin.prepare.dataset import scrub_session
 from twin.prepare.format import Turn
 from twin.prepare.scrub import PLACEHOLDER_TYPES, Scrubber, ScrubReport
-from twin.prepare.sessions import ChatMessage, iter_sessions, merge_consecutive
+from twin.prepare.sessions import iter_sessions, merge_consecutive, scrub_session
+from twin.store import ChatMessage
 from twin.telegram.client import format_wait
 
 SESSION_GAP_SECONDS = 24 * 3600

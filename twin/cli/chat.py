@@ -15,7 +15,7 @@ from twin.chat.generate import (
 )
 from twin.chat.load import load_twin
 from twin.config import Settings, get_settings
-from twin.prepare.format import Turn
+from twin.prepare.format import NEUTRAL_ME, Turn
 from twin.runs import load_run, resolve_run_dir
 from twin.train.tiny import is_demo_model
 
@@ -29,7 +29,7 @@ HELP_LINE = "Type a message and press Enter. /new starts over, /quit leaves."
 def _owner_name(settings: Settings) -> str:
     """My name as the dataset tags my turns: the Telegram account's name, else "Me"."""
     if settings.database_url is None and not (settings.data_dir / "twin.sqlite3").is_file():
-        return "Me"  # nothing harvested yet; don't create an empty database just to look
+        return NEUTRAL_ME  # nothing harvested yet; don't create an empty database just to look
     from sqlalchemy.exc import SQLAlchemyError
 
     from twin.db import session_scope
@@ -39,9 +39,8 @@ def _owner_name(settings: Settings) -> str:
         with session_scope(settings) as session:
             owner = session.get(Owner, 1)
     except SQLAlchemyError:
-        return "Me"
-    parts = (owner.first_name, owner.last_name) if owner else ()
-    return " ".join(p for p in parts if p) or "Me"
+        return NEUTRAL_ME
+    return (owner.display_name if owner else "") or NEUTRAL_ME
 
 
 def chat(

@@ -111,7 +111,8 @@ def summary(stats: PrepareStats) -> str:
     lines = [
         f"dataset written to {stats.out_dir}",
         f"  samples: {stats.samples_train} train, {stats.samples_val} val "
-        f"({stats.sessions_train} + {stats.sessions_val} conversations)",
+        f"({stats.sessions_train} + {stats.sessions_val} conversations); "
+        f"duplicates removed: {stats.duplicates_removed}",
         f"  chats: {stats.dialogs_used} used; skipped: {skipped}",
         f"  messages read: {stats.messages}; replies skipped: {outputs}; "
         f"trimmed context: {stats.trimmed}",

@@ -75,7 +75,7 @@ def login(
     result = asyncio.run(_login_flow(settings, phone, qr))
     owner = result.owner
     assert owner is not None
-    name = " ".join(filter(None, [owner.first_name, owner.last_name])) or owner.username
+    name = owner.display_name or owner.username
     typer.echo(f"logged in as {name} (id {owner.tg_user_id}); the session is stored encrypted")
 
 

@@ -27,6 +27,7 @@ from twin.config import Settings, get_settings
 from twin.db import upgrade_database
 from twin.errors import TrainError
 from twin.jobs import ACTIVE_STATES, active_job, get_job, request_cancel
+from twin.prepare.files import has_dataset
 from twin.runs import (
     TRAIN_JOB_KIND,
     LoraSettings,
@@ -56,7 +57,7 @@ def _tiny_corpus(settings: Settings, dataset: Path | None, export: Path | None) 
     if export is not None:
         return corpus_from_export(export)
     dataset = dataset or settings.dataset_dir
-    if (dataset / "train.json").is_file():
+    if has_dataset(dataset):
         console.print(f"corpus: the prepared dataset in {dataset}")
         return corpus_from_dataset(dataset)
     if SAMPLE_EXPORT.is_file():

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import random
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,9 +37,10 @@ from twin.config import Settings
 from twin.errors import ChatError, TrainError
 from twin.evaluate.discriminator import MIN_PER_CLASS, Discrimination, discriminate
 from twin.evaluate.style import StyleComparison, compare_styles
-from twin.prepare.format import render_instruction
+from twin.prepare.files import VAL_FILE, dataset_sha256
+from twin.prepare.format import record_speakers
 from twin.runs import load_run, save_run
-from twin.train.data import IGNORE_INDEX, Sample, collate, dataset_sha256, load_split, read_records
+from twin.train.data import IGNORE_INDEX, TokenizedSample, collate, load_split, read_records
 
 SCORE_BATCH_SIZE = 8
 
@@ -98,27 +98,8 @@ class FidelityReport(BaseModel):
         return self.base_perplexity / self.twin_perplexity
 
 
-def names_from_instruction(instruction: str) -> tuple[str, str]:
-    """``(me, peer)`` from a sample's instruction, as written by `render_instruction`.
-
-    Args:
-        instruction: a sample's ``instruction``.
-    """
-    # The pattern comes from the template itself, so the two cannot drift apart.
-    template = re.escape(render_instruction(me="\0me\0", peer="\0peer\0"))
-    pattern = template.replace("\0me\0", "(?P<me>.+?)", 1).replace("\0me\0", "(?P=me)")
-    pattern = pattern.replace("\0peer\0", "(?P<peer>.+)")
-    match = re.fullmatch(pattern, instruction)
-    if match is None:
-        raise ChatError(
-            f"Cannot tell who speaks from the instruction {instruction!r}.",
-            hint="The dataset was built by another version; rebuild it with `twin prepare`.",
-        )
-    return match["me"], match["peer"]
-
-
 @torch.inference_mode()
-def reply_nll(twin: Twin, samples: list[Sample]) -> tuple[float, int]:
+def reply_nll(twin: Twin, samples: list[TokenizedSample]) -> tuple[float, int]:
     """Summed negative log-likelihood of the reply tokens, and how many there are.
 
     Args:
@@ -161,7 +142,7 @@ def generate_replies(
     """
     replies = []
     for number, record in enumerate(records):
-        me, peer = names_from_instruction(record["instruction"])
+        me, peer = record_speakers(record)
         pieces = twin.stream_reply(
             context=record["input"],
             me=me,
@@ -249,7 +230,7 @@ def evaluate_run(
     """
     started = time.perf_counter()
     record = load_run(run_dir)
-    val_path = record.dataset_dir / "val.json"
+    val_path = record.dataset_dir / VAL_FILE
     if not val_path.is_file():
         raise ChatError(
             f"The run's dataset has no validation split ({val_path} is missing).",

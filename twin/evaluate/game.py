@@ -20,8 +20,8 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from twin.errors import ChatError, TrainError
-from twin.evaluate.fidelity import HumanFigure, names_from_instruction
-from twin.prepare.format import Turn
+from twin.evaluate.fidelity import HumanFigure
+from twin.prepare.format import Turn, record_speakers
 from twin.train.data import read_records
 
 GAME_FILE = "game.json"
@@ -167,7 +167,7 @@ def new_round(*, run_id: str, val_path: Path, twin: Replier, seed: int) -> Round
         )
     rng = random.Random(seed)
     for sample in rng.sample(samples, min(MAX_DRAWS, len(samples))):
-        me, peer = names_from_instruction(sample["instruction"])
+        me, peer = record_speakers(sample)
         pieces = twin.stream_reply(
             context=sample["input"],
             me=me,

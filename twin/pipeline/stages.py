@@ -28,6 +28,7 @@ from twin.jobs import (
     request_cancel,
 )
 from twin.models import Dialog, JobState, Message
+from twin.prepare.files import dataset_mismatch, dataset_sha256, has_dataset, read_stats
 from twin.runs import TRAIN_JOB_KIND, TrainingConfig, list_runs, load_run
 from twin.store import get_owner
 from twin.telegram.harvest import HarvestProgress, HarvestSummary
@@ -152,22 +153,17 @@ def dataset_staleness(settings: Settings, base_model: Path | None) -> str | None
         settings: whose dataset and database.
         base_model: the model it will train; None before one exists.
     """
-    from twin.prepare.dataset import tokenizer_fingerprint
-    from twin.train.data import dataset_sha256
-
     directory = settings.dataset_dir
-    stats_path, source_path = directory / "stats.json", directory.with_name(SOURCE_FILE)
-    if not stats_path.is_file():
+    stats, source_path = read_stats(directory), directory.with_name(SOURCE_FILE)
+    if stats is None:
         return "no dataset yet"
     source = json.loads(source_path.read_text()) if source_path.is_file() else {}
     if source.get("dataset_sha256") != dataset_sha256(directory):
         return "it was built outside the web app"
     if source.get("store") != store_fingerprint(settings):
         return "the messages or the chosen chats changed since it was built"
-    if base_model is not None:
-        tokenizer = json.loads(stats_path.read_text()).get("tokenizer") or {}
-        if tokenizer.get("sha256") != tokenizer_fingerprint(base_model):
-            return "it was measured for another tokenizer (or in characters)"
+    if base_model is not None and dataset_mismatch(stats, base_model) is not None:
+        return "it was measured for another tokenizer (or in characters)"
     return None
 
 
@@ -247,8 +243,6 @@ def build_dataset(*, settings: Settings, tokenizer_dir: Path | None, report: Rep
         tokenizer_dir=tokenizer_dir,
         progress=report,
     )
-    from twin.train.data import dataset_sha256
-
     source = {"store": store, "dataset_sha256": dataset_sha256(settings.dataset_dir)}
     settings.dataset_dir.with_name(SOURCE_FILE).write_text(json.dumps(source))
     return stats
@@ -281,7 +275,7 @@ def build_demo_model(
     directory = settings.dataset_dir
     corpus = (
         corpus_from_dataset(directory)
-        if (directory / "train.json").is_file()
+        if has_dataset(directory)
         else corpus_from_export(SAMPLE_EXPORT)
     )
     return init_tiny_model(
@@ -329,7 +323,6 @@ def training_to_do(settings: Settings, base_model: Path) -> tuple[str, str | Non
         settings: whose runs and dataset.
         base_model: the base model to train.
     """
-    from twin.train.data import dataset_sha256
 
     runs = list_runs(settings)
     if not runs:

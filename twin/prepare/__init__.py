@@ -4,15 +4,16 @@
 `twin.prepare.sessions`, the prompt format in `twin.prepare.format`.
 """
 
-from twin.prepare.dataset import PrepareStats, prepare_dataset, tokenizer_fingerprint
+from twin.prepare.dataset import prepare_dataset
+from twin.prepare.files import PrepareStats, read_stats, tokenizer_fingerprint
 from twin.prepare.sessions import (
-    ChatMessage,
     Sample,
     SessionTurn,
     build_samples,
     merge_consecutive,
     split_into_sessions,
 )
+from twin.store import ChatMessage
 
 __all__ = [
     "ChatMessage",
@@ -22,6 +23,7 @@ __all__ = [
     "build_samples",
     "merge_consecutive",
     "prepare_dataset",
+    "read_stats",
     "split_into_sessions",
     "tokenizer_fingerprint",
 ]

@@ -1,23 +1,16 @@
 """``prepare_dataset``: the store's included chats → scrubbed samples → litgpt JSON files.
 
-The output directory holds three files, replaced together::
-
-    train.json   [{"input": …, "instruction": …, "output": …}, …]   litgpt's JSON format
-    val.json     the same, for whole sessions held out (possibly ``[]`` with a single session)
-    stats.json   counts, lengths, the scrub report (counts only) and the tokenizer fingerprint
-
-The same database and options give byte-identical files. The rules live in
-`twin.prepare.sessions`; this module reads, scrubs, times and writes.
+The output directory holds the files of `twin.prepare.files`, replaced together. The same
+database and options give byte-identical files. The rules live in `twin.prepare.sessions`;
+this module reads, scrubs, times and writes.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import math
 import os
 import shutil
-import sqlite3
 import tempfile
 import time
 from array import array
@@ -26,24 +19,34 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from twin.config import Settings
 from twin.db import get_engine
 from twin.errors import PrepareError
+from twin.models import Owner
+from twin.prepare.files import (
+    DATASET_FILES,
+    STATS_FILE,
+    DialogStats,
+    LengthStats,
+    PrepareStats,
+    TokenizerInfo,
+    tokenizer_fingerprint,
+)
 from twin.prepare.format import speaker_names
 from twin.prepare.scrub import Scrubber, ScrubConfig, ScrubReport
 from twin.prepare.sessions import (
     CHARS_PER_TOKEN,
     DAY_SECONDS,
     CharBudget,
-    ChatMessage,
     LengthBudget,
     TokenBudget,
     build_samples,
     iter_sessions,
     merge_consecutive,
+    scrub_session,
 )
 from twin.prepare.split import (
     SplitWriter,
@@ -52,79 +55,12 @@ from twin.prepare.split import (
     swap_in,
     write_json,
 )
+from twin.store import ChatMessage, count_messages, dialog_message_counts, iter_message_batches
 
-DATASET_FILES = ("train.json", "val.json", "stats.json")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
-"""In litgpt's order of precedence: a checkpoint with both uses ``tokenizer.json``."""
 _FAR = 2**62  # stands for "no bound" in the date filter
-# A message is scrubbed after this many messages before it (either speaker).
-_CONTEXT_MESSAGES = 2
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(dialogs_done, dialogs_total)``."""
-
-
-class TokenizerInfo(BaseModel):
-    """Which tokenizer measured the lengths; the trainer refuses a dataset built for another."""
-
-    dir: str
-    sha256: str
-
-
-class LengthStats(BaseModel):
-    """Sample lengths (prompt + output + EOS) in the budget's unit."""
-
-    mean: float
-    p95: int
-    max: int
-
-
-class DialogStats(BaseModel):
-    """What became of one dialog."""
-
-    id: int
-    status: str
-    """``used``, ``excluded``, ``too_few_messages`` or ``no_samples``."""
-    messages: int
-    samples: int = 0
-
-
-class PrepareStats(BaseModel):
-    """The content of ``stats.json`` (plus timings and the output dir, not written)."""
-
-    tokenizer: TokenizerInfo | None
-    """None when lengths were measured in characters."""
-    max_seq_length: int
-    length_unit: str
-    chars_per_token: int | None
-    gap_seconds: int
-    min_messages: int
-    since: datetime | None
-    until: datetime | None
-    """Exclusive bound: a date given as ``until`` is moved to the next midnight, a time to the
-    next second (``until`` itself is inclusive)."""
-    val_fraction: float
-    seed: int
-    dialogs_used: int = 0
-    dialogs_skipped: dict[str, int] = Field(default_factory=dict)
-    dialogs: list[DialogStats] = Field(default_factory=list)
-    messages: int = 0
-    sessions: int = 0
-    sessions_train: int = 0
-    sessions_val: int = 0
-    samples_train: int = 0
-    samples_val: int = 0
-    trimmed: int = 0
-    """Samples whose input left out the oldest turns of their session."""
-    skipped_outputs: dict[str, int] = Field(default_factory=dict)
-    lengths: LengthStats | None = None
-    scrub: dict[str, dict[str, int]] = Field(default_factory=dict)
-    """Dialog id → placeholder type → messages with it."""
-    scrub_totals: dict[str, int] = Field(default_factory=dict)
-    warnings: list[str] = Field(default_factory=list)
-    timings: dict[str, float] = Field(default_factory=dict, exclude=True)
-    """Seconds spent reading, in the rules, scrubbing and writing (varies run to run)."""
-    out_dir: Path | None = Field(default=None, exclude=True)
 
 
 def default_tokenizer_dir(settings: Settings) -> Path | None:
@@ -134,32 +70,11 @@ def default_tokenizer_dir(settings: Settings) -> Path | None:
     Args:
         settings: whose base model.
     """
-    from twin.basemodel.checkpoint import choose_base_model
+    from twin.basemodel.checkpoint import TOKENIZER_FILES, choose_base_model
 
     chosen = choose_base_model(settings)  # the model training will use by default
     base = chosen.path if chosen is not None else settings.base_model_path
     return base if any((base / name).is_file() for name in TOKENIZER_FILES) else None
-
-
-def tokenizer_fingerprint(checkpoint_dir: Path) -> str:
-    """The sha256 of the tokenizer file litgpt would load from ``checkpoint_dir``.
-
-    Args:
-        checkpoint_dir: a litgpt checkpoint (or tokenizer) directory.
-    """
-    for name in TOKENIZER_FILES:
-        path = checkpoint_dir / name
-        if path.is_file():
-            digest = hashlib.sha256()
-            with path.open("rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-            return digest.hexdigest()
-    raise PrepareError(
-        f"{checkpoint_dir} has no tokenizer.json or tokenizer.model.",
-        hint="Point --tokenizer at a litgpt checkpoint dir, or leave it out to use a "
-        "character budget.",
-    )
 
 
 def prepare_dataset(
@@ -224,14 +139,13 @@ def prepare_dataset(
     )
     timings = Counter[str]()
     with Session(get_engine(settings)) as session:
-        # Raw sqlite3: plain tuples stream ~10x faster than ORM rows on a million messages.
-        connection: sqlite3.Connection = session.connection().connection.driver_connection  # type: ignore[assignment]
         bounds = (
             -_FAR if since_unix is None else since_unix,
             _FAR if until_unix is None else until_unix,
         )
-        dialogs = _choose_dialogs(connection, stats, bounds, min_messages)
-        owner = _owner_name(connection)
+        dialogs = _choose_dialogs(session, stats, bounds, min_messages)
+        owner = session.get(Owner, 1)
+        owner_name = owner.display_name if owner is not None else ""
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         remove_abandoned_temp_dirs(out_dir)
         tmp_dir = Path(
@@ -243,9 +157,9 @@ def prepare_dataset(
             lengths = array("I")
             skipped = Counter[str]()
             for done, (dialog_stats, peer_id, peer_name) in enumerate(dialogs, start=1):
-                me, peer = speaker_names(me=owner, peer=peer_name, scrubber=scrubber)
+                me, peer = speaker_names(me=owner_name, peer=peer_name, scrubber=scrubber)
                 dialog_id = dialog_stats.id
-                rows = _read_dialog(connection, dialog_id, bounds, timings)
+                rows = _read_dialog(session, dialog_id, bounds, timings)
                 for messages in iter_sessions(rows, gap_seconds=gap_seconds):
                     stats.sessions += 1
                     if not any(m.out for m in messages):
@@ -262,11 +176,11 @@ def prepare_dataset(
                         continue
                     started = time.perf_counter()
                     score = session_score(seed=seed, peer_id=peer_id, first_tg_id=messages[0].tg_id)
-                    writer.add_session(built.samples, score=score)
+                    kept = writer.add_session(built.samples, score=score)
                     timings["write"] += time.perf_counter() - started
-                    dialog_stats.samples += len(built.samples)
-                    stats.trimmed += sum(s.trimmed for s in built.samples)
-                    lengths.extend(s.length for s in built.samples)
+                    dialog_stats.samples += len(kept)
+                    stats.trimmed += sum(s.trimmed for s in kept)
+                    lengths.extend(s.length for s in kept)
                 dialog_stats.status = "used" if dialog_stats.samples else "no_samples"
                 if progress is not None:
                     progress(done, len(dialogs))
@@ -275,7 +189,7 @@ def prepare_dataset(
             _finish_stats(stats, writer, report, lengths, skipped)
             if not lengths:
                 raise _no_samples_error(skipped)
-            write_json(tmp_dir / "stats.json", stats.model_dump(mode="json"))
+            write_json(tmp_dir / STATS_FILE, stats.model_dump(mode="json"))
             swap_in(tmp_dir, out_dir)
             timings["write"] += time.perf_counter() - started
         except OSError as exc:
@@ -370,24 +284,18 @@ def _check_out_dir(out_dir: Path) -> None:
             )
 
 
-def _owner_name(connection: sqlite3.Connection) -> str:
-    row = connection.execute("SELECT first_name, last_name FROM owner WHERE id = 1").fetchone()
-    name = " ".join(part for part in (row or ()) if part)
-    return name
-
-
 def _choose_dialogs(
-    connection: sqlite3.Connection,
+    session: Session,
     stats: PrepareStats,
     bounds: tuple[int, int],
     min_messages: int,
 ) -> list[tuple[DialogStats, int, str]]:
     """The dialogs to read, as (their stats, peer_id, name); records all in ``stats``."""
     try:
-        total = connection.execute("SELECT count(*) FROM message").fetchone()[0]
-    except sqlite3.OperationalError as exc:  # no such table: a database never migrated
+        total = count_messages(session)
+    except OperationalError as exc:  # no such table: a database never migrated
         raise PrepareError(
-            f"The database cannot be read: {exc}.",
+            f"The database cannot be read: {exc.orig}.",
             hint="Run `twin db upgrade`, then import or harvest your chats.",
         ) from exc
     if total == 0:
@@ -396,20 +304,17 @@ def _choose_dialogs(
             hint="Harvest your chats (`twin harvest`) or import a Telegram Desktop export "
             "(`twin import result.json`) first.",
         )
-    rows = connection.execute(
-        "SELECT d.id, d.peer_id, d.name, d.included, count(m.id) FROM dialog AS d "
-        "LEFT JOIN message AS m ON m.dialog_id = d.id AND m.sent_unix >= ? AND m.sent_unix < ? "
-        "AND m.deleted_unix IS NULL "
-        "GROUP BY d.id ORDER BY d.id",
-        bounds,
-    ).fetchall()
+    since_unix, until_unix = bounds
     chosen = []
-    for dialog_id, peer_id, name, included, count in rows:
-        status = "excluded" if not included else "too_few_messages" if count < min_messages else ""
-        dialog = DialogStats(id=dialog_id, status=status or "used", messages=count)
+    for row in dialog_message_counts(session, since_unix=since_unix, until_unix=until_unix):
+        count = row.messages
+        status = (
+            "excluded" if not row.included else "too_few_messages" if count < min_messages else ""
+        )
+        dialog = DialogStats(id=row.id, status=status or "used", messages=count)
         stats.dialogs.append(dialog)
         if not status:
-            chosen.append((dialog, peer_id, name or ""))
+            chosen.append((dialog, row.peer_id, row.name))
             stats.messages += count
     included = [d for d in stats.dialogs if d.status != "excluded"]
     if not included:
@@ -431,44 +336,22 @@ def _choose_dialogs(
 
 
 def _read_dialog(
-    connection: sqlite3.Connection,
+    session: Session,
     dialog_id: int,
     bounds: tuple[int, int],
     timings: Counter[str],
 ) -> Iterator[ChatMessage]:
-    cursor = connection.execute(
-        "SELECT tg_id, sent_unix, out, coalesce(text, ''), media_kind, service_kind, forwarded "
-        "FROM message WHERE dialog_id = ? AND sent_unix >= ? AND sent_unix < ? "
-        "AND deleted_unix IS NULL "  # deleted in Telegram: a tombstone, never a sample
-        "ORDER BY sent_unix, tg_id",
-        (dialog_id, *bounds),
+    since_unix, until_unix = bounds
+    batches = iter_message_batches(
+        session, dialog_id=dialog_id, since_unix=since_unix, until_unix=until_unix
     )
     while True:
         started = time.perf_counter()
-        rows = cursor.fetchmany(8192)
+        batch = next(batches, None)
         timings["read"] += time.perf_counter() - started
-        if not rows:
+        if batch is None:
             return
-        yield from map(ChatMessage._make, rows)
-
-
-def scrub_session(
-    messages: list[ChatMessage], scrubber: Scrubber, report: ScrubReport, key: str
-) -> list[ChatMessage]:
-    """Scrub each message, reading it after the two before it (either speaker): a secret is
-    often its own message, right after the one that names or asks for it."""
-    scrubbed: list[ChatMessage] = []
-    for i, message in enumerate(messages):
-        if not message.text:
-            scrubbed.append(message)
-            continue
-        context = [m.text for m in messages[max(0, i - _CONTEXT_MESSAGES) : i] if m.text]
-        result = scrubber.scrub(message.text, context=context)
-        if result.found:
-            report.add(key, result.found)
-            message = message._replace(text=result.text)
-        scrubbed.append(message)
-    return scrubbed
+        yield from batch
 
 
 def _finish_stats(
@@ -480,6 +363,7 @@ def _finish_stats(
 ) -> None:
     stats.sessions_train, stats.sessions_val = writer.sessions["train"], writer.sessions["val"]
     stats.samples_train, stats.samples_val = writer.samples["train"], writer.samples["val"]
+    stats.duplicates_removed = writer.duplicates
     stats.skipped_outputs = dict(sorted(skipped.items()))
     for dialog in stats.dialogs:
         if dialog.status != "used":

@@ -18,10 +18,12 @@ Example (``render_context``)::
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pydantic import BaseModel
 
+from twin.errors import PrepareError
 from twin.prepare.scrub import Scrubber
 from twin.prepare.scrub.common import FORMAT_CHARS_RE, PLACEHOLDER_RE
 
@@ -139,6 +141,22 @@ def render_instruction(*, me: str, peer: str) -> str:
         f"You are {clean_name(me)}. Write {clean_name(me)}'s next message "
         f"in this private chat with {clean_name(peer)}."
     )
+
+
+def record_speakers(record: Mapping[str, Any]) -> tuple[str, str]:
+    """``(me, peer)`` of a dataset record: prepare writes the names next to the instruction it
+    renders from them, so nothing has to read them back out of the sentence.
+
+    Args:
+        record: a sample of ``train.json`` or ``val.json``.
+    """
+    me, peer = record.get("me"), record.get("peer")
+    if not (isinstance(me, str) and me and isinstance(peer, str) and peer):
+        raise PrepareError(
+            "A sample of the dataset does not say who speaks in it (no `me` and `peer`).",
+            hint="Rebuild the dataset with `twin prepare` (older versions did not write them).",
+        )
+    return me, peer
 
 
 def render_prompt(*, instruction: str, input: str) -> str:

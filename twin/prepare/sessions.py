@@ -8,9 +8,10 @@ Decisions a reader may look for:
 
 - **Sessions** split wherever two consecutive messages are at least ``gap_seconds`` apart.
 - **Turns** merge one speaker's consecutive messages with ``"\\n"``. Media shows as a typed
-  placeholder (``<photo>``, ``<voice>``, …), followed by its caption on the same line. A
-  forwarded message shows as ``<forwarded> text``: it is context, never my words. Service
-  messages (phone calls, pins) carry no words and are dropped, as are empty texts.
+  placeholder (``<photo>``, ``<voice>``, …: the store's media kind), followed by its caption
+  on the same line. A forwarded message shows as ``<forwarded> text``: it is context, never
+  my words. Service messages (phone calls, pins) carry no words and are dropped, as are
+  empty texts.
 - **Samples**: each of my turns that follows the other person's turn. The first turn of a
   session, when it is mine, is skipped: nothing came before it, and the chat always answers
   something. The output is my turn without its forwarded messages (a turn mixing both keeps
@@ -26,7 +27,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -37,35 +38,16 @@ from twin.prepare.format import (
     render_prompt,
     tag_turn,
 )
+from twin.prepare.scrub import Scrubber, ScrubReport
+from twin.store import ChatMessage
 
 DAY_SECONDS = 86_400
 CHARS_PER_TOKEN = 3
 """Character budget when no tokenizer is at hand: English runs about 4 characters per token in
 common BPE vocabularies, Cyrillic and emoji fewer; 3 keeps most samples inside the real limit."""
 FORWARDED = "<forwarded>"
-# Names Telegram Desktop exports use, mapped to the API's names so both sources read alike.
-_MEDIA_ALIASES = {
-    "voice_message": "voice",
-    "video_file": "video",
-    "audio_file": "audio",
-    "document": "file",
-    "geo": "location",
-    "venue": "location",
-    "gif": "animation",
-}
-
-
-class ChatMessage(NamedTuple):
-    """One stored message, as the rules need it (a row of the ``message`` table)."""
-
-    tg_id: int
-    sent_unix: int
-    out: bool
-    """True when I sent it."""
-    text: str = ""
-    media_kind: str | None = None
-    service_kind: str | None = None
-    forwarded: bool = False
+# A message is scrubbed after this many messages before it (either speaker).
+_CONTEXT_MESSAGES = 2
 
 
 class SessionTurn(Turn):
@@ -83,14 +65,19 @@ class Sample(BaseModel):
     instruction: str
     input: str
     output: str
+    me: str
+    """The speaker tags the instruction and the input were rendered with: whoever replies to a
+    held-out sample later (evaluation, the game) reads them here, not out of the sentence."""
+    peer: str
     length: int
     """Prompt + output + EOS, in the budget's unit."""
     trimmed: bool = False
     """True when older turns of the session were left out to fit the budget."""
 
     def record(self) -> dict[str, str]:
-        """The ``{"instruction", "input", "output"}`` object written to the JSON files."""
-        return {"instruction": self.instruction, "input": self.input, "output": self.output}
+        """The object written to the JSON files: litgpt's ``instruction``, ``input`` and
+        ``output`` (litgpt passes the other keys to the prompt style, which ignores them)."""
+        return self.model_dump(include={"instruction", "input", "output", "me", "peer"})
 
 
 class SessionSamples(BaseModel):
@@ -326,21 +313,6 @@ def split_into_sessions(
     return list(iter_sessions(ordered, gap_seconds=gap_seconds))
 
 
-def media_placeholder(media_kind: str) -> str:
-    """The typed placeholder for a media kind.
-
-    Args:
-        media_kind: `Message.media_kind` as the harvest or the import stored it.
-
-    >>> media_placeholder("voice_message"), media_placeholder("Sticker")
-    ('<voice>', '<sticker>')
-    """
-    kind = media_kind.strip().lower().replace(" ", "_")
-    kind = _MEDIA_ALIASES.get(kind, kind)
-    kind = "".join(c for c in kind if c.isalnum() or c == "_") or "media"
-    return f"<{kind}>"
-
-
 def render_message(message: ChatMessage) -> str | None:
     """A message as it reads in a turn, or None when it carries nothing to read.
 
@@ -353,14 +325,33 @@ def render_message(message: ChatMessage) -> str | None:
     if message.service_kind:
         return None
     parts = [FORWARDED] if message.forwarded else []
-    if message.media_kind:
-        parts.append(media_placeholder(message.media_kind))
+    if message.media_kind:  # one word of the store's vocabulary (`normalize_media_kind`)
+        parts.append(f"<{message.media_kind}>")
     text = message.text.strip()
     if text:
         parts.append(text)
     if not parts or parts == [FORWARDED]:
         return None
     return " ".join(parts)
+
+
+def scrub_session(
+    messages: list[ChatMessage], scrubber: Scrubber, report: ScrubReport, key: str
+) -> list[ChatMessage]:
+    """Scrub each message, reading it after the two before it (either speaker): a secret is
+    often its own message, right after the one that names or asks for it."""
+    scrubbed: list[ChatMessage] = []
+    for i, message in enumerate(messages):
+        if not message.text:
+            scrubbed.append(message)
+            continue
+        context = [m.text for m in messages[max(0, i - _CONTEXT_MESSAGES) : i] if m.text]
+        result = scrubber.scrub(message.text, context=context)
+        if result.found:
+            report.add(key, result.found)
+            message = message._replace(text=result.text)
+        scrubbed.append(message)
+    return scrubbed
 
 
 def merge_consecutive(messages: Sequence[ChatMessage], *, me: str, peer: str) -> list[SessionTurn]:
@@ -463,6 +454,8 @@ def build_samples(
         result.samples.append(
             Sample(
                 instruction=instruction,
+                me=me,
+                peer=peer,
                 # render_context(turns[start:i]), from the tags rendered once above
                 input=TURN_SEPARATOR.join(tagged[start:i]),
                 output=turns[i].reply,

@@ -1,6 +1,10 @@
 """The dataset on disk: the train/validation split (sessions are spooled as they come, then
 validation is chosen by size so that it holds close to ``val_fraction`` of the samples, never
-more than train), and the finished directory swapped in whole."""
+more than train), and the finished directory swapped in whole.
+
+A sample whose context and reply were already written is dropped as it comes: an exchange
+repeated across sessions ("hi" → "hey" every morning) trains once, and since no two kept
+samples are alike, validation never scores a sample that train has learned by heart."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from typing import Any, TextIO
 
 import psutil
 
+from twin.prepare.files import TRAIN_FILE, VAL_FILE
 from twin.prepare.sessions import Sample
 
 # `json.dumps` with options builds a new encoder per call; one shared encoder gives the same text.
@@ -83,6 +88,29 @@ def choose_validation(sessions: Sequence[tuple[float, int]], *, val_fraction: fl
     return chosen
 
 
+def drop_seen(samples: Sequence[Sample], seen: set[bytes]) -> list[Sample]:
+    """The samples whose (context, reply) is not in ``seen`` yet, in order; adds theirs.
+
+    A 16-byte digest stands for each pair: a million samples cost tens of MB, not their text.
+
+    Args:
+        samples: one session's samples.
+        seen: digests of the pairs kept so far (updated).
+
+    >>> seen: set[bytes] = set()
+    >>> hi = Sample(instruction="", input="Anna: hi", output="hey", me="Me", peer="Anna", length=9)
+    >>> len(drop_seen([hi, hi], seen)), len(drop_seen([hi], seen))
+    (1, 0)
+    """
+    kept = []
+    for sample in samples:
+        key = hashlib.blake2b(f"{sample.input}\0{sample.output}".encode(), digest_size=16).digest()
+        if key not in seen:
+            seen.add(key)
+            kept.append(sample)
+    return kept
+
+
 class _JsonArrayWriter:
     """Streams records into a JSON array, one per line, so no split is held in memory."""
 
@@ -120,19 +148,28 @@ class SplitWriter:
         self.entries: list[tuple[float, int]] = []  # (score, samples) in spool order
         self.sessions = Counter[str]()
         self.samples = Counter[str]()
+        self.seen: set[bytes] = set()
+        self.duplicates = 0
+        """Samples dropped because one with the same context and reply was kept before."""
 
-    def add_session(self, samples: list[Sample], *, score: float) -> None:
+    def add_session(self, samples: list[Sample], *, score: float) -> list[Sample]:
+        """Spool a session's samples but those seen before; return the ones kept."""
+        kept = drop_seen(samples, self.seen)
+        self.duplicates += len(samples) - len(kept)
+        if not kept:
+            return kept
         encode = _RECORD_ENCODER.encode
         # JSON escapes line breaks inside strings: one record is one line.
-        self.spool.write("".join(encode(sample.record()) + "\n" for sample in samples))
-        self.entries.append((score, len(samples)))
+        self.spool.write("".join(encode(sample.record()) + "\n" for sample in kept))
+        self.entries.append((score, len(kept)))
+        return kept
 
     def close(self) -> list[str]:
         """Write both splits; return warnings about the split (empty when it went as asked)."""
         val = choose_validation(self.entries, val_fraction=self.val_fraction)
         files = {
-            "train": _JsonArrayWriter(self.directory / "train.json"),
-            "val": _JsonArrayWriter(self.directory / "val.json"),
+            "train": _JsonArrayWriter(self.directory / TRAIN_FILE),
+            "val": _JsonArrayWriter(self.directory / VAL_FILE),
         }
         self.spool.seek(0)
         for i, (_, count) in enumerate(self.entries):

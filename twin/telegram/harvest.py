@@ -31,7 +31,7 @@ from twin.db import session_scope
 from twin.errors import TelegramError
 from twin.models import HarvestState, Source
 from twin.store import (
-    MessageIn,
+    ChatMessage,
     active_wait,
     mark_deleted,
     now_unix,
@@ -306,9 +306,9 @@ class _Run:
         if top_id <= low and not window:
             await self._check_older(client, peer, state.dialog_id, below=low + 1)
             return
-        page: list[MessageIn] = []
+        page: list[ChatMessage] = []
         seen: set[int] = set()
-        rows_in_window: list[MessageIn] = []
+        rows_in_window: list[ChatMessage] = []
         async for message in self._iter(
             client.iter_messages(peer, reverse=True, min_id=low, wait_time=self.pause_seconds)
         ):
@@ -400,7 +400,7 @@ class _Run:
                 db, dialog_id=dialog_id, tg_ids=tg_ids, when=self.server_now
             )
 
-    def _commit_page(self, state: HarvestState, page: Sequence[MessageIn], last_id: int) -> None:
+    def _commit_page(self, state: HarvestState, page: Sequence[ChatMessage], last_id: int) -> None:
         """One transaction: the page's messages and the state that says they are stored."""
         with session_scope(self.settings) as db:
             new = upsert_messages(db, dialog_id=state.dialog_id, messages=page, source=Source.api)

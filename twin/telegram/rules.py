@@ -8,7 +8,7 @@ from typing import Any
 
 from telethon.tl import types
 
-from twin.store import SERVICE_NOTIFICATIONS_ID, MessageIn
+from twin.store import SERVICE_NOTIFICATIONS_ID, ChatMessage
 
 
 def skip_reason(entity: Any) -> str | None:
@@ -65,7 +65,7 @@ def service_kind(action: Any) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() or "unknown"
 
 
-def message_to_row(message: Any) -> MessageIn | None:
+def message_to_row(message: Any) -> ChatMessage | None:
     """Convert a Telethon message of a private chat into a row (None for empty messages).
 
     In private chats incoming messages carry no sender: the sender is the owner when
@@ -73,7 +73,7 @@ def message_to_row(message: Any) -> MessageIn | None:
     messenger (``fwd_from.imported``) is its sender's own words, not a forward.
     """
     if isinstance(message, types.MessageService):
-        return MessageIn(
+        return ChatMessage(
             tg_id=message.id,
             sent_unix=int(message.date.timestamp()),
             out=bool(message.out),
@@ -83,7 +83,7 @@ def message_to_row(message: Any) -> MessageIn | None:
         return None
     reply_to = message.reply_to
     forward = message.fwd_from
-    return MessageIn(
+    return ChatMessage(
         tg_id=message.id,
         sent_unix=int(message.date.timestamp()),
         out=bool(message.out),

@@ -1,7 +1,7 @@
 """Reading a prepared dataset for training: checks, hashing, tokenization with prompt masking.
 
-The files are litgpt's JSON format (``train.json`` / ``val.json``: lists of ``instruction``,
-``input``, ``output``) plus ``stats.json`` from ``twin prepare``. Samples are tokenized with
+The files (`twin.prepare.files`) are litgpt's JSON format (lists of ``instruction``, ``input``,
+``output``) plus the stats ``twin prepare`` wrote. Samples are tokenized with
 litgpt's own `SFTDataset` (prompt built with `render_prompt`, EOS after the reply, labels
 ``-100`` over the prompt so only my replies are learned), once, up front: the lengths are needed
 to group batches by length, and the tiny datasets of chat replies fit in memory easily.
@@ -9,10 +9,8 @@ to group batches by length, and the tiny datasets of chat replies fit in memory 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 import torch
 from litgpt.data import SFTDataset
@@ -20,11 +18,16 @@ from litgpt.prompts import PromptStyle
 from litgpt.tokenizer import Tokenizer
 
 from twin.errors import TrainError
+from twin.prepare.files import (
+    REBUILD_HINT,
+    PrepareStats,
+    dataset_mismatch,
+    has_dataset,
+    read_stats,
+)
 from twin.prepare.format import render_prompt
 
 IGNORE_INDEX = -100
-DATASET_FILES = ("train.json", "val.json", "stats.json")
-PREPARE_HINT = "Run `twin prepare` to (re)build the dataset."
 
 
 class TwinPromptStyle(PromptStyle):
@@ -35,23 +38,8 @@ class TwinPromptStyle(PromptStyle):
         return render_prompt(instruction=prompt, input=kwargs.get("input", ""))
 
 
-Sample = dict[str, torch.Tensor]
+TokenizedSample = dict[str, torch.Tensor]
 """``input_ids`` and ``labels``, both (T,) int64."""
-
-
-def dataset_sha256(dataset_dir: Path) -> str:
-    """One hash over the dataset files that exist (names and bytes), to pin a run to its data.
-
-    Args:
-        dataset_dir: the dataset's directory.
-    """
-    digest = hashlib.sha256()
-    for name in DATASET_FILES:
-        path = dataset_dir / name
-        if path.is_file():
-            digest.update(name.encode() + b"\0")
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def read_records(path: Path) -> list[dict[str, str]]:
@@ -63,67 +51,31 @@ def read_records(path: Path) -> list[dict[str, str]]:
     try:
         records = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise TrainError(f"Cannot read {path}: {exc}", hint=PREPARE_HINT) from exc
+        raise TrainError(f"Cannot read {path}: {exc}", hint=REBUILD_HINT) from exc
     if not isinstance(records, list):
-        raise TrainError(f"{path} is not a JSON list of samples.", hint=PREPARE_HINT)
+        raise TrainError(f"{path} is not a JSON list of samples.", hint=REBUILD_HINT)
     for number, record in enumerate(records):
         if not isinstance(record, dict) or not isinstance(record.get("output"), str):
-            raise TrainError(f"Sample {number} of {path} has no text `output`.", hint=PREPARE_HINT)
+            raise TrainError(f"Sample {number} of {path} has no text `output`.", hint=REBUILD_HINT)
         record.setdefault("instruction", "")
         record.setdefault("input", "")
     return records
 
 
-def read_stats(dataset_dir: Path) -> dict[str, Any]:
-    """``stats.json`` of a dataset, or ``{}`` when absent (hand-made litgpt datasets).
-
-    Args:
-        dataset_dir: the dataset's directory.
-    """
-    path = dataset_dir / "stats.json"
-    if not path.is_file():
-        return {}
-    try:
-        return dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError) as exc:
-        raise TrainError(f"Cannot read {path}: {exc}", hint=PREPARE_HINT) from exc
-
-
-def reprepare_command(*, base_model_dir: Path, dataset_dir: Path, stats: dict[str, Any]) -> str:
+def reprepare_command(
+    *, base_model_dir: Path, dataset_dir: Path, stats: PrepareStats | None
+) -> str:
     """The ``twin prepare`` command that rebuilds a dataset measured in this model's tokens.
 
     Args:
         base_model_dir: the checkpoint dir training will use.
         dataset_dir: the dataset's directory (passed as ``--out``).
-        stats: the dataset's ``stats.json`` (its token budget is kept).
+        stats: the dataset's stats (its token budget is kept).
     """
     command = f"twin prepare --base {base_model_dir} --out {dataset_dir}"
-    if stats.get("max_seq_length"):
-        command += f" --max-seq-length {stats['max_seq_length']}"
+    if stats is not None:
+        command += f" --max-seq-length {stats.max_seq_length}"
     return command
-
-
-def dataset_mismatch(stats: dict[str, Any], base_model_dir: Path) -> str | None:
-    """Why a dataset's lengths were not measured in the tokens of ``base_model_dir``, or None
-    when they were (or when the dataset was not built by ``twin prepare``: nothing was cut).
-
-    A dataset measured in characters or by another tokenizer has samples that the model's
-    tokenizer finds longer than the budget: training would cut their replies or drop them.
-
-    Args:
-        stats: the dataset's ``stats.json`` (``{}`` when absent).
-        base_model_dir: the checkpoint dir training will use.
-    """
-    if "tokenizer" not in stats:
-        return None  # a hand-made litgpt dataset: no budget was applied
-    built_for = stats["tokenizer"]
-    if not built_for:
-        return "its lengths were measured in characters, not in the model's tokens"
-    from twin.prepare.dataset import tokenizer_fingerprint
-
-    if built_for.get("sha256") != tokenizer_fingerprint(base_model_dir):
-        return f"it was built for the tokenizer of {built_for.get('dir')}"
-    return None
 
 
 def dataset_is_current(*, dataset_dir: Path, base_model_dir: Path) -> bool:
@@ -134,16 +86,16 @@ def dataset_is_current(*, dataset_dir: Path, base_model_dir: Path) -> bool:
         dataset_dir: the dataset's directory.
         base_model_dir: the checkpoint dir training will use.
     """
-    if not (dataset_dir / "train.json").is_file():
+    if not has_dataset(dataset_dir):
         return False
     return dataset_mismatch(read_stats(dataset_dir), base_model_dir) is None
 
 
-def check_tokenizer(stats: dict[str, Any], base_model_dir: Path, *, dataset_dir: Path) -> None:
+def check_tokenizer(stats: PrepareStats | None, base_model_dir: Path, *, dataset_dir: Path) -> None:
     """Refuse a dataset whose lengths were not measured with the base model's tokenizer.
 
     Args:
-        stats: the dataset's ``stats.json``.
+        stats: the dataset's stats (None when it has none).
         base_model_dir: the checkpoint dir training will use.
         dataset_dir: the dataset's directory (for the command that rebuilds it).
     """
@@ -162,7 +114,7 @@ def check_tokenizer(stats: dict[str, Any], base_model_dir: Path, *, dataset_dir:
 
 def load_split(
     path: Path, *, tokenizer: Tokenizer, max_seq_length: int
-) -> tuple[list[Sample], int]:
+) -> tuple[list[TokenizedSample], int]:
     """Tokenize one split; leave out samples longer than ``max_seq_length`` (prompt, reply and
     EOS), so that no reply is ever learned cut off. The caller reports how many.
 
@@ -183,7 +135,7 @@ def load_split(
         mask_prompt=True,
         ignore_index=IGNORE_INDEX,
     )
-    samples: list[Sample] = []
+    samples: list[TokenizedSample] = []
     for index in range(len(dataset)):
         item = dataset[index]
         input_ids, labels = item["input_ids"], item["labels"]
@@ -194,7 +146,9 @@ def load_split(
     return samples, len(records) - len(samples)
 
 
-def collate(samples: list[Sample], *, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def collate(
+    samples: list[TokenizedSample], *, pad_id: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad a micro-batch to its longest sample.
 
     Args:

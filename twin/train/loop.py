@@ -36,7 +36,7 @@ from twin.train.checkpoint import (
     rng_states,
     save_training_checkpoint,
 )
-from twin.train.data import IGNORE_INDEX, Sample, collate
+from twin.train.data import IGNORE_INDEX, TokenizedSample, collate
 from twin.train.fabric import make_fabric
 from twin.train.final import save_final
 from twin.train.loss import reply_loss
@@ -388,7 +388,7 @@ class _Fit:
 
 @torch.no_grad()
 def validate(
-    fabric: L.Fabric, model: torch.nn.Module, samples: list[Sample], config: TrainingConfig
+    fabric: L.Fabric, model: torch.nn.Module, samples: list[TokenizedSample], config: TrainingConfig
 ) -> float:
     """Token-weighted validation loss over the first ``eval_max_batches`` length-sorted batches.
 

@@ -5,9 +5,8 @@ a refused run leaves no trace. `prepare_run` returns the checked `RunPlan` that
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from litgpt.config import Config as BaseConfig
@@ -15,6 +14,15 @@ from litgpt.tokenizer import Tokenizer
 
 from twin.config import Settings
 from twin.errors import TrainError
+from twin.prepare.files import (
+    REBUILD_HINT,
+    TRAIN_FILE,
+    VAL_FILE,
+    PrepareStats,
+    dataset_sha256,
+    has_dataset,
+    read_stats,
+)
 from twin.runs import (
     RunRecord,
     TrainingConfig,
@@ -26,14 +34,7 @@ from twin.runs import (
     run_dir_for,
 )
 from twin.train.base_model import check_base_model
-from twin.train.data import (
-    PREPARE_HINT,
-    Sample,
-    check_tokenizer,
-    dataset_sha256,
-    load_split,
-    read_stats,
-)
+from twin.train.data import TokenizedSample, check_tokenizer, load_split
 
 
 @dataclass
@@ -44,13 +45,13 @@ class RunPlan:
     run_dir: Path
     record: RunRecord
     config: TrainingConfig
-    train_samples: list[Sample]
-    val_samples: list[Sample]
+    train_samples: list[TokenizedSample]
+    val_samples: list[TokenizedSample]
     dropped_samples: int
     """Training samples left out: longer than max_seq_length (a reply is never cut)."""
     dropped_val_samples: int = 0
     resume_from: Path | None = None
-    stats: dict[str, Any] = field(default_factory=dict)
+    stats: PrepareStats | None = None
 
 
 def launch_rank() -> int:
@@ -126,8 +127,8 @@ def prepare_run(
 
     base = check_base_model(base_model_dir, settings=settings)
     data_dir = (dataset_dir or settings.dataset_dir).expanduser().resolve()
-    if not (data_dir / "train.json").is_file():
-        raise TrainError(f"No dataset at {data_dir} (train.json is missing).", hint=PREPARE_HINT)
+    if not has_dataset(data_dir):
+        raise TrainError(f"No dataset at {data_dir} ({TRAIN_FILE} is missing).", hint=REBUILD_HINT)
     sha = dataset_sha256(data_dir)
     if previous is not None and sha != previous.dataset_sha256:
         raise TrainError(
@@ -141,11 +142,11 @@ def prepare_run(
     # One source for the sample length: the run's setting, else the dataset's (`twin prepare`
     # measured the samples against it), never more than the model takes.
     max_seq_length = min(
-        config.max_seq_length or stats.get("max_seq_length") or block_size, block_size
+        config.max_seq_length or (stats and stats.max_seq_length) or block_size, block_size
     )
     tokenizer = Tokenizer(base)
     train_samples, dropped = load_split(
-        data_dir / "train.json", tokenizer=tokenizer, max_seq_length=max_seq_length
+        data_dir / TRAIN_FILE, tokenizer=tokenizer, max_seq_length=max_seq_length
     )
     if not train_samples:
         raise TrainError(
@@ -153,7 +154,7 @@ def prepare_run(
             + (
                 f" ({dropped} are longer than max_seq_length={max_seq_length})." if dropped else "."
             ),
-            hint=PREPARE_HINT + " Include more chats, or raise --max-seq-length.",
+            hint=REBUILD_HINT + " Include more chats, or raise --max-seq-length.",
         )
     if count_steps_per_epoch(len(train_samples), config) == 0:
         raise TrainError(
@@ -161,11 +162,11 @@ def prepare_run(
             f"of global_batch_size={config.global_batch_size}.",
             hint="Lower --global-batch-size or include more chats in the dataset.",
         )
-    val_samples: list[Sample] = []
+    val_samples: list[TokenizedSample] = []
     dropped_val = 0
-    if (data_dir / "val.json").is_file():
+    if (data_dir / VAL_FILE).is_file():
         val_samples, dropped_val = load_split(
-            data_dir / "val.json", tokenizer=tokenizer, max_seq_length=max_seq_length
+            data_dir / VAL_FILE, tokenizer=tokenizer, max_seq_length=max_seq_length
         )
 
     record = previous or RunRecord(

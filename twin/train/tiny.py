@@ -35,6 +35,7 @@ from tokenizers import decoders, models, pre_tokenizers, trainers
 from twin.basemodel.checkpoint import DEMO_KEY
 from twin.basemodel.checkpoint import is_demo_model as is_demo_model  # re-exported
 from twin.errors import TrainError
+from twin.prepare.files import TRAIN_FILE, VAL_FILE
 from twin.prepare.format import render_prompt
 
 EOS_TOKEN = "<|endoftext|>"
@@ -109,7 +110,7 @@ def corpus_from_dataset(dataset_dir: Path) -> Iterator[str]:
     Args:
         dataset_dir: dir with ``train.json`` (and optionally ``val.json``) in litgpt's format.
     """
-    for name in ("train.json", "val.json"):
+    for name in (TRAIN_FILE, VAL_FILE):
         path = dataset_dir / name
         if not path.is_file():
             continue

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from twin.config import Settings
 from twin.errors import ChatError, RunError
-from twin.prepare.format import clean_name
+from twin.prepare.format import NEUTRAL_ME, clean_name
 from twin.runs import TRAIN_HINT, resolve_run_dir
 from twin.store import get_owner
 from twin.web.conversations import DEFAULT_PEER
@@ -67,8 +67,7 @@ def get_twin(state: StateDep) -> Twin:
 
 def my_name(db: DbDep) -> str:
     """The owner's display name, as the dataset tags my turns."""
-    owner = get_owner(db)
-    return " ".join(part for part in (owner.first_name, owner.last_name) if part) or "Me"
+    return get_owner(db).display_name or NEUTRAL_ME
 
 
 def api_peer_name(settings: Settings) -> str:

@@ -1,10 +1,9 @@
-"""What the pages show of the dataset: its stats (``stats.json``) and a preview, a few training
+"""What the pages show of the dataset besides its stats: a preview, a few training
 samples streamed from train.json (never read whole), half of them ones where the scrubber left
 a placeholder, with the placeholders marked."""
 
 from __future__ import annotations
 
-import json
 import re
 from functools import cache
 from itertools import islice
@@ -13,6 +12,8 @@ from typing import Any
 
 import ijson
 from markupsafe import Markup, escape
+
+from twin.prepare.files import TRAIN_FILE
 
 PREVIEW_SAMPLES = 8
 PREVIEW_SCAN = 5000
@@ -50,7 +51,7 @@ def read_preview(directory: Path, *, limit: int = PREVIEW_SAMPLES) -> list[dict[
         directory: the dataset dir.
         limit: how many samples.
     """
-    path = directory / "train.json"
+    path = directory / TRAIN_FILE
     if not path.is_file():
         return []
     placeholder = _placeholder_res()[0]
@@ -69,12 +70,3 @@ def read_preview(directory: Path, *, limit: int = PREVIEW_SAMPLES) -> list[dict[
     chosen = scrubbed + plain[: limit - len(scrubbed)]
     return [sample for _, sample in sorted(chosen, key=lambda pair: pair[0])]
 
-
-def read_stats(directory: Path) -> dict[str, Any] | None:
-    """The dataset's stats.json, or None before the first build.
-
-    Args:
-        directory: the dataset dir.
-    """
-    path = directory / "stats.json"
-    return json.loads(path.read_text()) if path.is_file() else None

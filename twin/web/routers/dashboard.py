@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 
 from twin.models import Dialog, Job, JobState, Message
 from twin.pipeline import telegram_connected
+from twin.prepare.files import has_dataset
 from twin.web import tasks
 from twin.web.deps import DbDep, StateDep, render
 from twin.web.forms import optional_steps
@@ -31,7 +32,7 @@ def dashboard(request: Request, db: DbDep, state: StateDep) -> Response:
     dialogs = db.exec(select(func.count()).select_from(Dialog)).one()
     included = db.exec(select(func.count()).select_from(Dialog).where(Dialog.included)).one()
     messages = db.exec(select(func.count()).select_from(Message)).one()
-    has_dataset = (settings.dataset_dir / "train.json").is_file()
+    dataset_built = has_dataset(settings.dataset_dir)
     train_job = latest_job(db, "train")
     views = {
         kind: job_view(job, state.live_progress, settings)
@@ -45,7 +46,7 @@ def dashboard(request: Request, db: DbDep, state: StateDep) -> Response:
             "dialogs": dialogs,
             "included": included,
             "messages": messages,
-            "has_dataset": has_dataset,
+            "has_dataset": dataset_built,
             "connected": telegram_connected(settings),
             "import_job": views.get("import"),
             "harvest_job": views.get("harvest"),

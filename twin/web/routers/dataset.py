@@ -9,10 +9,11 @@ from sqlmodel import select
 
 from twin.jobs import list_jobs
 from twin.models import Dialog
+from twin.prepare.files import read_stats
 from twin.web import tasks
 from twin.web.deps import DbDep, StateDep, render
 from twin.web.jobview import job_redirect, job_view
-from twin.web.preview import read_preview, read_stats
+from twin.web.preview import read_preview
 
 router = APIRouter()
 

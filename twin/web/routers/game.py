@@ -14,6 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 from twin.basemodel.checkpoint import is_demo_model
 from twin.errors import ChatError
 from twin.evaluate.game import Round, load_score, new_round, record_guess
+from twin.prepare.files import VAL_FILE, PrepareStats, dataset_sha256, read_stats
 from twin.runs import list_runs, load_run, loss_points
 from twin.web import tasks
 from twin.web.deps import OwnerDep, StateDep, WebState, render
@@ -34,11 +35,8 @@ def _player(principal: OwnerDep) -> str:
     return principal.session.session_id if principal.session else "token"
 
 
-def _stats_of(record: Any) -> dict[str, Any] | None:
+def _stats_of(record: Any) -> PrepareStats | None:
     """The sample counts of the dataset the run trained on (None once it was rebuilt)."""
-    from twin.train.data import dataset_sha256
-    from twin.web.preview import read_stats
-
     if dataset_sha256(record.dataset_dir) != record.dataset_sha256:
         return None
     return read_stats(record.dataset_dir)
@@ -65,7 +63,7 @@ def run_page(request: Request, run_id: str, state: StateDep) -> Response:
         "score": load_score(run.run_dir),
         "demo": is_demo_model(record.base_model_dir),
         "curve": json.dumps(loss_points(run.run_dir)),
-        "has_val": (record.dataset_dir / "val.json").is_file(),
+        "has_val": (record.dataset_dir / VAL_FILE).is_file(),
         "stats": _stats_of(record),
     }
     return render(request, "run.html", context)
@@ -87,7 +85,7 @@ def game_page(request: Request, run_id: str, state: StateDep, principal: OwnerDe
         raise ChatError(f"The run {run_id} has not finished.", hint="Let it finish first.")
     current = new_round(
         run_id=run_id,
-        val_path=load_run(run.run_dir).dataset_dir / "val.json",
+        val_path=load_run(run.run_dir).dataset_dir / VAL_FILE,
         twin=load_run_twin(state, run.run_dir.resolve()),
         seed=secrets.randbelow(2**31),
     )

@@ -82,7 +82,7 @@ def _page(request: Request, state: WebState, key: str, **extra: Any) -> Response
             {"request": w.request, "retry_after_unix": w.retry_after_unix} for w in waits
         ],
         "failing_chats": [{"name": n, "error": e, "retry_after_unix": r} for n, e, r in failing],
-        "owner_name": " ".join(p for p in (owner.first_name, owner.last_name) if p),
+        "owner_name": owner.display_name,
         "username": owner.username,
         "has_credentials": credentials_settings(state) is not None,
         "step": pending.get("step"),

@@ -17,13 +17,13 @@ from twin.basemodel.checkpoint import is_demo_model
 from twin.basemodel.gemma import PACKAGE_SIZE, TERMS_NOTICE, gemma_installed
 from twin.jobs import list_jobs
 from twin.pipeline import DEMO_PRETRAIN_STEPS, usable_base_model
+from twin.prepare.files import has_dataset, read_stats
 from twin.runs import list_runs, loss_points
 from twin.train.base_model import DEFAULT_REPO_ID
 from twin.web import tasks
 from twin.web.deps import StateDep, render
 from twin.web.forms import optional_steps
 from twin.web.jobview import job_redirect, job_view
-from twin.web.preview import read_stats
 
 router = APIRouter()
 
@@ -44,7 +44,7 @@ def train_page(request: Request, state: StateDep) -> Response:
         "download_command": f"litgpt download {DEFAULT_REPO_ID} --checkpoint_dir "
         f"{settings.data_dir / 'checkpoints'}",
         "demo_steps": DEMO_PRETRAIN_STEPS,
-        "has_dataset": (settings.dataset_dir / "train.json").is_file(),
+        "has_dataset": has_dataset(settings.dataset_dir),
         "runs": runs,
         "stats": read_stats(settings.dataset_dir),
         "job": job_view(recent[0], state.live_progress) if recent else None,
