@@ -44,16 +44,23 @@ MESSAGES: list[dict[str, Any]] = [
 
 
 def finished_run(
-    runs: Path, run_id: str, base_dir: Path, *, seed: int = 0, lora: LoraSettings = LORA
+    runs: Path,
+    run_id: str,
+    base_dir: Path,
+    *,
+    seed: int = 0,
+    lora: LoraSettings = LORA,
+    lora_b_std: float = 0.2,
 ) -> Path:
-    """A finished run whose adapter has random, non-zero LoRA weights (so merging matters)."""
+    """A finished run whose adapter has random, non-zero LoRA weights (so merging matters);
+    a small ``lora_b_std`` keeps a real model's language, as a trained adapter does."""
     run_dir = runs / run_id
     adapter_path(run_dir).parent.mkdir(parents=True)
     torch.manual_seed(seed)
     model = LoraGPT(LoraConfig.from_file(base_dir / "model_config.yaml", **lora.litgpt_kwargs()))
     for name, param in model.named_parameters():
         if "lora_B" in name:
-            torch.nn.init.normal_(param, std=0.2)
+            torch.nn.init.normal_(param, std=lora_b_std)
     torch.save(
         {k: v for k, v in model.state_dict().items() if lora_filter(k, v)}, adapter_path(run_dir)
     )

@@ -11,7 +11,8 @@ Shown without llama.cpp:
 
 Tolerances, max |Δ| of the logits against the fp32 merged twin (measured in brackets): tiny
 model f32 1e-4 (0.0), f16 0.05 (0.029), q8_0 1.0 (0.82); Gemma 3 270M, whose logits span ±28,
-f16 0.25 (0.084), q8_0 3.0 (1.82). The greedy tokens are the same.
+f16 0.25 (0.084), q8_0 3.0 (1.82). The greedy tokens are the same, except for q8_0 on 270M:
+its greedy continuation leaves the twin's at token 12 of 16 (the first token is asserted).
 """
 
 from __future__ import annotations
@@ -234,9 +235,13 @@ def test_real_gemma_gguf_has_llama_cpps_structure_and_reads_back(
 
     # Made by llama.cpp's own converter: the reference for names, shapes and metadata keys.
     reference = gguf.GGUFReader(gguf_dir / GGUF_NAME)
-    # twin's default LoRA: attention only, so the head stays tied to the embedding, as shipped.
+    # twin's default LoRA: attention only, so the head stays tied to the embedding, as shipped;
+    # small enough to keep the model's language (a broken model's near-tied scores would let
+    # q8_0's rounding pick other greedy tokens).
     lora = LoraSettings(r=4, alpha=8, dropout=0.0)
-    run_dir = finished_run(tmp_path / "data" / "runs", "20240101-000000", gemma, lora=lora)
+    run_dir = finished_run(
+        tmp_path / "data" / "runs", "20240101-000000", gemma, lora=lora, lora_b_std=0.02
+    )
     twin = load_twin(run_dir=run_dir)
     prompt = twin_prompt(MESSAGES, me="Me", default_peer="Friend")
     ids = twin.tokenizer.encode(prompt).tolist()
@@ -259,7 +264,10 @@ def test_real_gemma_gguf_has_llama_cpps_structure_and_reads_back(
         with torch.no_grad():
             theirs = model(torch.tensor([ids]))[0]
         assert (ours - theirs).abs().max().item() < REAL_TOLERANCE[quant], quant
-        assert greedy(model, ids, GREEDY_TOKENS) == ours_greedy, quant
+        # q8_0's rounding moves scores by ~0.1 on average: measured, its greedy tokens left
+        # f16's at token 12 of 16; the reply's first token is asserted.
+        steps = GREEDY_TOKENS if quant == "f16" else 1
+        assert greedy(model, ids, steps) == ours_greedy[:steps], quant
         del model
     assert_tokenizer_round_trips(twin, reader)
 
