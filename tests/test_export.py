@@ -44,21 +44,30 @@ MESSAGES: list[dict[str, Any]] = [
 ]  # fmt: skip
 
 
-def finished_run(runs: Path, run_id: str, base_dir: Path, *, seed: int = 0) -> Path:
-    """A finished run whose adapter has random, non-zero LoRA weights (so merging matters)."""
+def finished_run(
+    runs: Path,
+    run_id: str,
+    base_dir: Path,
+    *,
+    seed: int = 0,
+    lora: LoraSettings = LORA,
+    lora_b_std: float = 0.2,
+) -> Path:
+    """A finished run whose adapter has random, non-zero LoRA weights (so merging matters);
+    a small ``lora_b_std`` keeps a real model's language, as a trained adapter does."""
     run_dir = runs / run_id
     adapter_path(run_dir).parent.mkdir(parents=True)
     torch.manual_seed(seed)
-    model = LoraGPT(LoraConfig.from_file(base_dir / "model_config.yaml", **LORA.litgpt_kwargs()))
+    model = LoraGPT(LoraConfig.from_file(base_dir / "model_config.yaml", **lora.litgpt_kwargs()))
     for name, param in model.named_parameters():
         if "lora_B" in name:
-            torch.nn.init.normal_(param, std=0.2)
+            torch.nn.init.normal_(param, std=lora_b_std)
     torch.save(
         {k: v for k, v in model.state_dict().items() if lora_filter(k, v)}, adapter_path(run_dir)
     )
     record = RunRecord(
         run_id=run_id, base_model_dir=base_dir, dataset_dir=runs / "none",
-        dataset_sha256="0" * 64, lora=LORA, max_seq_length=256, metrics={"status": "done"},
+        dataset_sha256="0" * 64, lora=lora, max_seq_length=256, metrics={"status": "done"},
     )  # fmt: skip
     save_run(run_dir, record)
     return run_dir
@@ -162,14 +171,16 @@ def test_chat_template_renders_exactly_twins_prompt(
     )
 
 
-def _tiny_gemma3(out_dir: Path, tokenizer_dir: Path) -> Path:
+def _tiny_gemma3(out_dir: Path, tokenizer_dir: Path, **shape: Any) -> Path:
     """A randomly initialized Gemma-3-shaped litgpt checkpoint (the 270M model's structure,
-    shrunk), with the tiny model's tokenizer."""
+    shrunk), with the tokenizer files of ``tokenizer_dir``; ``shape`` overrides the config."""
     config = Config.from_name(
-        "Gemma-3-1b-it", n_layer=3, n_embd=64, n_head=4, n_query_groups=1, head_size=16,
-        intermediate_size=128, vocab_size=512, padded_vocab_size=512, block_size=512,
-        sliding_window_size=16, sliding_window_indices=[1, 1, 0], rope_indices=[1, 1, 0],
-        attention_scores_scalar=16,
+        "Gemma-3-1b-it", **{
+            "n_layer": 3, "n_embd": 64, "n_head": 4, "n_query_groups": 1, "head_size": 16,
+            "intermediate_size": 128, "vocab_size": 512, "padded_vocab_size": 512,
+            "block_size": 512, "sliding_window_size": 16, "sliding_window_indices": [1, 1, 0],
+            "rope_indices": [1, 1, 0], "attention_scores_scalar": 16, **shape,
+        }
     )  # fmt: skip
     config.name = "Gemma-3-tiny"  # "Gemma" in the name: litgpt's RMSNorm unit offset
     out_dir.mkdir(parents=True)
@@ -235,9 +246,10 @@ def test_cli_exports_and_names_bad_input(settings: Settings, tiny_base: Path) ->
 def test_a_failed_export_leaves_nothing_behind(
     settings: Settings, tiny_base: Path, tmp_path: Path
 ) -> None:
-    # GGUF export supports Falcon only: a Gemma run fails after merging, and cleans up.
-    base = _tiny_gemma3(tmp_path / "gemma", tiny_base)
+    # llama.cpp scales Gemma 3's attention by 1/sqrt(head size) whatever the file says: a model
+    # scaled otherwise fails after merging, with the reason, and cleans up.
+    base = _tiny_gemma3(tmp_path / "gemma", tiny_base, attention_scores_scalar=32)
     run_dir = finished_run(settings.data_dir / "runs", "20240105-000000", base)
-    with pytest.raises(ExportError, match="GGUF export does not support 'Gemma-3-tiny'"):
+    with pytest.raises(ExportError, match=r"attention scaled by 1/sqrt\(32\) where llama.cpp uses"):
         export_run(settings=settings, run=run_dir.name, fmt="gguf")
     assert list((run_dir / "export").iterdir()) == []

@@ -100,7 +100,7 @@ def test_two_processes_train_and_resume_to_the_one_process_adapter(
 
 def test_fsdp_on_cpu_is_refused_with_a_hint(inputs: tuple[Path, Path], settings: Settings) -> None:
     dataset, base = inputs
-    with pytest.raises(TrainError, match="strategy=fsdp is set up for CUDA GPUs only") as refused:
+    with pytest.raises(TrainError, match="Lightning Fabric runs FSDP on GPUs only") as refused:
         train_here(
             settings=settings,
             base_model_dir=base,

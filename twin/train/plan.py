@@ -88,10 +88,13 @@ def _check_hardware(config: TrainingConfig) -> None:
             f"quantize={config.quantize} (QLoRA) needs a CUDA GPU; none is available.",
             hint="Train without --quantize on CPU (the adapter is the same kind of file).",
         )
+    # Fabric refuses FSDP without a GPU (lightning/fabric/connector.py: "FSDP is only available
+    # on GPU"); said here, before any process starts, with what works instead.
     if config.strategy == "fsdp" and not torch.cuda.is_available():
         raise TrainError(
-            "strategy=fsdp is set up for CUDA GPUs only (twin shards with FSDP on GPUs).",
-            hint="Use --strategy ddp (or auto) on CPU.",
+            "strategy=fsdp is set up for CUDA GPUs only: Lightning Fabric runs FSDP on GPUs only.",
+            hint="Use --strategy ddp (or auto: DDP over gloo on CPU) to train in several "
+            "processes on CPU.",
         )
 
 
