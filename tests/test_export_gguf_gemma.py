@@ -30,7 +30,6 @@ from test_export import MESSAGES, _tiny_gemma3, finished_run, twin_prompt
 from test_gemma import CORPUS
 from test_gemma import gguf_dir as gguf_dir  # the fixture: the package's GGUF, joined once
 from tokenizers import Tokenizer, models, normalizers, trainers
-from twin.train.record import LoraSettings
 
 from twin.basemodel.gguf_convert import (
     build_tokenizer,
@@ -43,6 +42,7 @@ from twin.config import Settings
 from twin.export.gguf_file import GGUF_FILE
 from twin.export.run import export_run
 from twin.export.template import chat_template
+from twin.runs import LoraSettings
 
 GREEDY_TOKENS = 16
 TINY_TOLERANCE = {"f32": 1e-4, "f16": 0.05, "q8_0": 1.0}

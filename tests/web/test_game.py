@@ -70,7 +70,10 @@ class EchoTwin:
 
 def _val_split(tmp_path: Path, outputs: dict[str, str]) -> Path:
     instruction = render_instruction(me="Me", peer="Anna")
-    records = [{"instruction": instruction, "input": c, "output": o} for c, o in outputs.items()]
+    records = [
+        {"instruction": instruction, "me": "Me", "peer": "Anna", "input": c, "output": o}
+        for c, o in outputs.items()
+    ]
     path = tmp_path / "val.json"
     path.write_text(json.dumps(records), encoding="utf-8")
     return path
