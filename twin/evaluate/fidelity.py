@@ -18,103 +18,29 @@ from __future__ import annotations
 
 import math
 import random
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel
 
-from twin.chat.generate import (
+from twin.chat.defaults import (
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOP_K,
     DEFAULT_TOP_P,
-    Twin,
 )
+from twin.chat.generate import Twin
 from twin.chat.load import load_twin
 from twin.config import Settings
 from twin.errors import ChatError, TrainError
 from twin.evaluate.discriminator import MIN_PER_CLASS, Discrimination, discriminate
+from twin.evaluate.report import FidelityReport, HumanFigure, SideBySide, names_from_instruction
 from twin.evaluate.style import StyleComparison, compare_styles
-from twin.prepare.format import render_instruction
 from twin.runs import load_run, save_run
 from twin.train.data import IGNORE_INDEX, Sample, collate, dataset_sha256, load_split, read_records
 
 SCORE_BATCH_SIZE = 8
-
-
-class SideBySide(BaseModel):
-    """One held-out moment of a conversation and three replies to it."""
-
-    context: str
-    """The conversation so far, tagged (a sample's ``input``)."""
-    real: str
-    """What I actually wrote."""
-    twin: str
-    base: str
-
-
-class HumanFigure(BaseModel):
-    """The "Which one is me?" game's score: people's judgement."""
-
-    rounds: int
-    fooled: int
-    """Rounds in which the player took the twin's reply for mine."""
-
-    @property
-    def fooled_rate(self) -> float | None:
-        """0.5: people cannot tell the twin from me."""
-        return self.fooled / self.rounds if self.rounds else None
-
-
-class FidelityReport(BaseModel):
-    """How close the twin's replies are to mine, compared with the base model's."""
-
-    run_id: str
-    val_samples: int
-    """Validation samples scored."""
-    scored_tokens: int
-    """Reply tokens scored (prompts are masked out)."""
-    base_perplexity: float
-    twin_perplexity: float
-    samples: list[SideBySide]
-    seed: int
-    dataset_changed: bool
-    """The dataset was rebuilt after training: the split may no longer be held out."""
-    seconds: float
-    replies: int = 0
-    """Held-out contexts the twin and the base model replied to."""
-    style: StyleComparison | None = None
-    twin_vs_me: Discrimination | None = None
-    """Telling my replies from the twin's (None: fewer replies than the test needs)."""
-    base_vs_me: Discrimination | None = None
-    human: HumanFigure | None = None
-
-    @property
-    def improvement(self) -> float:
-        """Base perplexity divided by the twin's (above 1: the twin is closer to me)."""
-        return self.base_perplexity / self.twin_perplexity
-
-
-def names_from_instruction(instruction: str) -> tuple[str, str]:
-    """``(me, peer)`` from a sample's instruction, as written by `render_instruction`.
-
-    Args:
-        instruction: a sample's ``instruction``.
-    """
-    # The pattern comes from the template itself, so the two cannot drift apart.
-    template = re.escape(render_instruction(me="\0me\0", peer="\0peer\0"))
-    pattern = template.replace("\0me\0", "(?P<me>.+?)", 1).replace("\0me\0", "(?P=me)")
-    pattern = pattern.replace("\0peer\0", "(?P<peer>.+)")
-    match = re.fullmatch(pattern, instruction)
-    if match is None:
-        raise ChatError(
-            f"Cannot tell who speaks from the instruction {instruction!r}.",
-            hint="The dataset was built by another version; rebuild it with `twin prepare`.",
-        )
-    return match["me"], match["peer"]
 
 
 @torch.inference_mode()
@@ -409,20 +335,3 @@ def _discriminator_lines(report: FidelityReport) -> list[str]:
 
 def _indent(text: str, prefix: str) -> str:
     return "\n".join(prefix + line for line in text.splitlines())
-
-
-STYLE_RATIO_RANGE = (0.75, 1.25)
-"""A style ratio twin/me inside this range counts as "like me"."""
-
-
-def style_ratios_inside(report: FidelityReport) -> tuple[int, int]:
-    """(style figures whose twin/me ratio is inside `STYLE_RATIO_RANGE`, figures with a ratio).
-
-    Args:
-        report: a fidelity report with style figures.
-    """
-    if report.style is None:
-        return 0, 0
-    low, high = STYLE_RATIO_RANGE
-    ratios = [r.twin_ratio for r in report.style.rows if r.twin_ratio is not None]
-    return sum(low <= r <= high for r in ratios), len(ratios)

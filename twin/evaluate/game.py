@@ -20,9 +20,8 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from twin.errors import ChatError, TrainError
-from twin.evaluate.fidelity import HumanFigure, names_from_instruction
+from twin.evaluate.report import HumanFigure, names_from_instruction
 from twin.prepare.format import Turn
-from twin.train.data import read_records
 
 GAME_FILE = "game.json"
 # The twin's reply is sampled as in the fidelity report: a little randomness, a fixed seed.
@@ -155,6 +154,8 @@ def new_round(*, run_id: str, val_path: Path, twin: Replier, seed: int) -> Round
         twin: the run's model.
         seed: picks the samples, the order and seeds the twin's replies.
     """
+    from twin.train.data import read_records  # loads torch: only once a twin plays
+
     try:
         samples = read_records(val_path)
     except TrainError as exc:

@@ -12,6 +12,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from twin.config import Settings
+from twin.evaluate.game import load_score
+from twin.evaluate.report import FidelityReport, style_ratios_inside
+from twin.runs import list_runs, load_run
 from twin.web.deps import SettingsDep, render
 
 router = APIRouter()
@@ -23,10 +26,6 @@ def comparison_rows(settings: Settings) -> list[dict[str, Any]]:
     Args:
         settings: whose runs.
     """
-    from twin.evaluate.fidelity import FidelityReport, style_ratios_inside
-    from twin.evaluate.game import load_score
-    from twin.runs import list_runs, load_run
-
     rows = []
     for run in list_runs(settings):
         stored = load_run(run.run_dir).fidelity

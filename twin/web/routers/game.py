@@ -14,11 +14,13 @@ from fastapi.responses import RedirectResponse, Response
 from twin.basemodel.checkpoint import is_demo_model
 from twin.errors import ChatError
 from twin.evaluate.game import Round, load_score, new_round, record_guess
+from twin.jobs import list_jobs
 from twin.runs import list_runs, load_run, loss_points
 from twin.web import tasks
 from twin.web.deps import OwnerDep, StateDep, WebState, render
 from twin.web.jobview import job_redirect, job_view
 from twin.web.model import load_run_twin
+from twin.web.preview import read_stats
 
 router = APIRouter()
 
@@ -36,8 +38,8 @@ def _player(principal: OwnerDep) -> str:
 
 def _stats_of(record: Any) -> dict[str, Any] | None:
     """The sample counts of the dataset the run trained on (None once it was rebuilt)."""
+    # Loads torch: the dataset's hash still lives beside the tokenizing code.
     from twin.train.data import dataset_sha256
-    from twin.web.preview import read_stats
 
     if dataset_sha256(record.dataset_dir) != record.dataset_sha256:
         return None
@@ -46,8 +48,6 @@ def _stats_of(record: Any) -> dict[str, Any] | None:
 
 def _fidelity_job(state: WebState, run_id: str) -> dict[str, Any] | None:
     """The newest fidelity job of this run, as the job partial shows it."""
-    from twin.jobs import list_jobs
-
     for job in list_jobs(settings=state.settings, kind=tasks.FIDELITY_JOB, limit=20):
         if json.loads(job.params_json or "{}").get("run_id") == run_id:
             return job_view(job, state.live_progress, state.settings)

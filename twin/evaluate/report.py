@@ -1,0 +1,98 @@
+"""What the fidelity report holds, and the reading of it that needs no model: the stored
+report (``run.json`` → ``fidelity``), the game's figure, who speaks in a sample.
+
+Apart from `twin.evaluate.fidelity`, which loads torch to score and generate, so that the web
+pages and the game show a report without loading a model.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel
+
+from twin.errors import ChatError
+from twin.evaluate.discriminator import Discrimination
+from twin.evaluate.style import StyleComparison
+from twin.prepare.format import render_instruction
+
+
+class SideBySide(BaseModel):
+    """One held-out moment of a conversation and three replies to it."""
+
+    context: str
+    """The conversation so far, tagged (a sample's ``input``)."""
+    real: str
+    """What I actually wrote."""
+    twin: str
+    base: str
+
+
+class HumanFigure(BaseModel):
+    """The "Which one is me?" game's score: people's judgement."""
+
+    rounds: int
+    fooled: int
+    """Rounds in which the player took the twin's reply for mine."""
+
+    @property
+    def fooled_rate(self) -> float | None:
+        """0.5: people cannot tell the twin from me."""
+        return self.fooled / self.rounds if self.rounds else None
+
+
+class FidelityReport(BaseModel):
+    """How close the twin's replies are to mine, compared with the base model's."""
+
+    run_id: str
+    val_samples: int
+    """Validation samples scored."""
+    scored_tokens: int
+    """Reply tokens scored (prompts are masked out)."""
+    base_perplexity: float
+    twin_perplexity: float
+    samples: list[SideBySide]
+    seed: int
+    dataset_changed: bool
+    """The dataset was rebuilt after training: the split may no longer be held out."""
+    seconds: float
+    replies: int = 0
+    """Held-out contexts the twin and the base model replied to."""
+    style: StyleComparison | None = None
+    twin_vs_me: Discrimination | None = None
+    """Telling my replies from the twin's (None: fewer replies than the test needs)."""
+    base_vs_me: Discrimination | None = None
+    human: HumanFigure | None = None
+
+    @property
+    def improvement(self) -> float:
+        """Base perplexity divided by the twin's (above 1: the twin is closer to me)."""
+        return self.base_perplexity / self.twin_perplexity
+
+
+def names_from_instruction(instruction: str) -> tuple[str, str]:
+    """``(me, peer)`` from a sample's instruction, as written by `render_instruction`."""
+    # The pattern comes from the template itself, so the two cannot drift apart.
+    template = re.escape(render_instruction(me="\0me\0", peer="\0peer\0"))
+    pattern = template.replace("\0me\0", "(?P<me>.+?)", 1).replace("\0me\0", "(?P=me)")
+    pattern = pattern.replace("\0peer\0", "(?P<peer>.+)")
+    match = re.fullmatch(pattern, instruction)
+    if match is None:
+        raise ChatError(
+            f"Cannot tell who speaks from the instruction {instruction!r}.",
+            hint="The dataset was built by another version; rebuild it with `twin prepare`.",
+        )
+    return match["me"], match["peer"]
+
+
+STYLE_RATIO_RANGE = (0.75, 1.25)
+"""A style ratio twin/me inside this range counts as "like me"."""
+
+
+def style_ratios_inside(report: FidelityReport) -> tuple[int, int]:
+    """(style figures whose twin/me ratio is inside `STYLE_RATIO_RANGE`, figures with a ratio)."""
+    if report.style is None:
+        return 0, 0
+    low, high = STYLE_RATIO_RANGE
+    ratios = [r.twin_ratio for r in report.style.rows if r.twin_ratio is not None]
+    return sum(low <= r <= high for r in ratios), len(ratios)
