@@ -28,9 +28,11 @@ from twin.jobs import (
     request_cancel,
 )
 from twin.models import Dialog, JobState, Message
+from twin.prepare.dataset import prepare_dataset, tokenizer_fingerprint
 from twin.runs import TRAIN_JOB_KIND, TrainingConfig, list_runs, load_run
 from twin.store import get_owner
-from twin.telegram.harvest import HarvestProgress, HarvestSummary
+from twin.telegram.client import connect_owner, default_factory, with_telegram_credentials
+from twin.telegram.harvest import HarvestProgress, HarvestSummary, harvest
 
 Report = Callable[..., None]
 """``report(done, total, **details)``, as `twin.web.background` passes it."""
@@ -152,8 +154,7 @@ def dataset_staleness(settings: Settings, base_model: Path | None) -> str | None
         settings: whose dataset and database.
         base_model: the model it will train; None before one exists.
     """
-    from twin.prepare.dataset import tokenizer_fingerprint
-    from twin.train.data import dataset_sha256
+    from twin.train.data import dataset_sha256  # loads torch
 
     directory = settings.dataset_dir
     stats_path, source_path = directory / "stats.json", directory.with_name(SOURCE_FILE)
@@ -192,9 +193,6 @@ def run_harvest(
         progress: called after each page and each dialog.
         should_cancel: polled after each page.
     """
-    from twin.telegram.client import connect_owner, default_factory, with_telegram_credentials
-    from twin.telegram.harvest import harvest
-
     credentials = with_telegram_credentials(settings)
     if credentials is None:
         raise TelegramError(
@@ -238,8 +236,6 @@ def build_dataset(*, settings: Settings, tokenizer_dir: Path | None, report: Rep
         tokenizer_dir: the base model whose tokens measure lengths (None: characters).
         report: called with (chats done, chats total).
     """
-    from twin.prepare.dataset import prepare_dataset
-
     store = store_fingerprint(settings)
     stats = prepare_dataset(
         settings=settings,

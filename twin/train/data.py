@@ -20,6 +20,7 @@ from litgpt.prompts import PromptStyle
 from litgpt.tokenizer import Tokenizer
 
 from twin.errors import TrainError
+from twin.prepare.dataset import tokenizer_fingerprint
 from twin.prepare.format import render_prompt
 
 IGNORE_INDEX = -100
@@ -119,8 +120,6 @@ def dataset_mismatch(stats: dict[str, Any], base_model_dir: Path) -> str | None:
     built_for = stats["tokenizer"]
     if not built_for:
         return "its lengths were measured in characters, not in the model's tokens"
-    from twin.prepare.dataset import tokenizer_fingerprint
-
     if built_for.get("sha256") != tokenizer_fingerprint(base_model_dir):
         return f"it was built for the tokenizer of {built_for.get('dir')}"
     return None
