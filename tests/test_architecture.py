@@ -21,7 +21,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "twin"
 
-HEAVY_PACKAGES = ("torch", "litgpt", "transformers", "lightning")
+HEAVY_PACKAGES = ("torch", "litgpt", "transformers", "lightning", "sklearn", "scipy")
 """Seconds to import on every start: loaded only where a model is loaded, trained or exported."""
 
 LIGHT_ENTRY_POINTS = ("twin.web.app", "twin.cli")

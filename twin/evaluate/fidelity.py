@@ -34,8 +34,14 @@ from twin.chat.generate import Twin
 from twin.chat.load import load_twin
 from twin.config import Settings
 from twin.errors import ChatError, TrainError
-from twin.evaluate.discriminator import MIN_PER_CLASS, Discrimination, discriminate
-from twin.evaluate.report import FidelityReport, HumanFigure, SideBySide, names_from_instruction
+from twin.evaluate.discriminator import MIN_PER_CLASS, discriminate
+from twin.evaluate.report import (
+    Discrimination,
+    FidelityReport,
+    HumanFigure,
+    SideBySide,
+    names_from_instruction,
+)
 from twin.evaluate.style import StyleComparison, compare_styles
 from twin.runs import load_run, save_run
 from twin.train.data import IGNORE_INDEX, Sample, collate, dataset_sha256, load_split, read_records

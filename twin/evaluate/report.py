@@ -1,8 +1,8 @@
 """What the fidelity report holds, and the reading of it that needs no model: the stored
 report (``run.json`` → ``fidelity``), the game's figure, who speaks in a sample.
 
-Apart from `twin.evaluate.fidelity`, which loads torch to score and generate, so that the web
-pages and the game show a report without loading a model.
+Apart from `twin.evaluate.fidelity` (torch) and `twin.evaluate.discriminator` (scikit-learn),
+so that the web pages and the game show a report without loading those libraries.
 """
 
 from __future__ import annotations
@@ -12,9 +12,21 @@ import re
 from pydantic import BaseModel
 
 from twin.errors import ChatError
-from twin.evaluate.discriminator import Discrimination
 from twin.evaluate.style import StyleComparison
 from twin.prepare.format import render_instruction
+
+
+class Discrimination(BaseModel):
+    """How well my replies can be told from others' (cross-validated)."""
+
+    per_class: int
+    """Replies on each side."""
+    accuracy: float
+    accuracy_low: float
+    accuracy_high: float
+    auc: float
+    auc_low: float
+    auc_high: float
 
 
 class SideBySide(BaseModel):
