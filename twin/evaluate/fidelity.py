@@ -85,7 +85,7 @@ def generate_replies(
     """The model's reply to each record's context, with the chat's default sampling settings.
 
     Args:
-        twin: the model.
+        twin: the model that replies.
         records: samples in litgpt's JSON shape (``instruction``, ``input``, ``output``).
         seed: the i-th reply is seeded with ``seed + i``.
         max_new_tokens: the longest reply, in tokens.
@@ -167,7 +167,7 @@ def evaluate_run(
     Args:
         settings: twin's settings (unused for now: the run dir names the base model and the
             dataset).
-        run_dir: the run's directory (see `twin.chat.resolve_run_dir`).
+        run_dir: the run's directory (see `twin.runs.resolve_run_dir`).
         samples: side-by-side samples to include (0: none; at most ``replies``).
         max_samples: validation samples to score at most (the first ones, in file order).
         replies: held-out contexts to generate replies to (a seeded pick) for the style

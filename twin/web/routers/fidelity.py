@@ -21,11 +21,7 @@ router = APIRouter()
 
 
 def comparison_rows(settings: Settings) -> list[dict[str, Any]]:
-    """A row per run, newest first: its summary, fidelity report (or None) and game score.
-
-    Args:
-        settings: whose runs.
-    """
+    """A row per run, newest first: its summary, fidelity report (or None) and game score."""
     rows = []
     for run in list_runs(settings):
         stored = load_run(run.run_dir).fidelity
