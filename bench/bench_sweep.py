@@ -39,7 +39,8 @@ from make_persona_export import build_persona_export  # noqa: E402
 
 from twin.config import Settings  # noqa: E402
 from twin.db import upgrade_database  # noqa: E402
-from twin.evaluate.fidelity import FidelityReport, evaluate_run, style_ratios_inside  # noqa: E402
+from twin.evaluate.fidelity import evaluate_run  # noqa: E402
+from twin.evaluate.report import FidelityReport, style_ratios_inside  # noqa: E402
 from twin.importer import import_export  # noqa: E402
 from twin.prepare.dataset import prepare_dataset  # noqa: E402
 from twin.runs import (  # noqa: E402

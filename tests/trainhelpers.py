@@ -171,6 +171,8 @@ def train_here(*, settings: Any, **request: Any) -> Any:
     hooks = {key: request.pop(key) for key in ("progress", "should_stop") if key in request}
     fields = {key: value for key, value in request.items() if value is not None}
     return train(TrainingRequest(**fields), settings=settings, **hooks).record
+
+
 def training_config(
     *, r: int = 4, wide: bool = False, lora_dropout: float = 0.05, **changes: Any
 ) -> TrainingConfig:

@@ -93,7 +93,7 @@ def choose_base_model(settings: Settings) -> BaseModelChoice | None:
     Args:
         settings: the configured base model dir and the data dir.
     """
-    from twin.basemodel.gemma import gemma_dir
+    from twin.basemodel.gemma import gemma_dir  # a cycle: gemma builds on this module
 
     if settings.base_model_dir is not None:
         return describe_base_model(settings.base_model_dir)

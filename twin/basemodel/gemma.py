@@ -20,7 +20,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from twin.basemodel.checkpoint import missing_files
-from twin.config import Settings
+from twin.config import Settings, get_settings
 from twin.errors import TrainError
 
 GEMMA_NAME = "gemma-3-270m"
@@ -140,8 +140,6 @@ def get_gemma(
     """
     if checkpoint_dir is None:
         if settings is None:
-            from twin.config import get_settings
-
             settings = get_settings()
         checkpoint_dir = gemma_dir(settings)
     target = checkpoint_dir.expanduser().resolve()

@@ -1,6 +1,5 @@
-"""Chat: talk to the twin (a base model with a run's adapter), replies streamed token by token."""
+"""Chat: talk to the twin (a base model with a run's adapter), replies streamed token by token.
 
-from twin.chat.generate import Twin
-from twin.chat.load import load_twin
-
-__all__ = ["Twin", "load_twin"]
+`twin.chat.load.load_twin` loads a model, `twin.chat.generate.Twin` replies. The package itself
+imports nothing, so that its light modules (`twin.chat.defaults`) do not load torch.
+"""

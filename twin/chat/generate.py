@@ -18,6 +18,12 @@ from litgpt.config import Config as BaseConfig
 from litgpt.model import GPT
 from litgpt.tokenizer import Tokenizer
 
+from twin.chat.defaults import (
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TOP_K,
+    DEFAULT_TOP_P,
+)
 from twin.chat.prefill import last_position_logits
 from twin.chat.sampling import incremental_decoder, sample_token
 from twin.chat.stops import StopScanner, reply_stops
@@ -33,10 +39,6 @@ from twin.prepare.format import (
     without_broken_chars,
 )
 
-DEFAULT_TEMPERATURE = 0.8
-DEFAULT_TOP_K: int | None = 50
-DEFAULT_TOP_P = 0.9
-DEFAULT_MAX_NEW_TOKENS = 128
 # The KV cache and the attention mask are allocated for the whole context up front; models
 # advertising huge contexts (128k) would need gigabytes for a mask a chat never fills.
 MAX_CONTEXT_TOKENS = 4096

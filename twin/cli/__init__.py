@@ -7,6 +7,7 @@ import sys
 
 import typer
 
+from twin.cli import assist, chat, db, export, importer, prepare, scrub, telegram, train, web
 from twin.errors import TwinError
 
 app = typer.Typer(
@@ -19,8 +20,6 @@ app = typer.Typer(
 
 
 def _register_all() -> None:
-    from twin.cli import assist, chat, db, export, importer, prepare, scrub, telegram, train, web
-
     for module in (telegram, importer, prepare, scrub, train, chat, export, assist, web, db):
         module.register(app)
 

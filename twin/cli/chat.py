@@ -6,18 +6,20 @@ import sys
 from typing import Annotated
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
-from twin.chat.generate import (
+from twin.chat.defaults import (
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOP_K,
     DEFAULT_TOP_P,
 )
-from twin.chat.load import load_twin
 from twin.config import Settings, get_settings
+from twin.db import session_scope
+from twin.evaluate.game import human_figure
+from twin.models import Owner
 from twin.prepare.format import NEUTRAL_ME, Turn
 from twin.runs import load_run, resolve_run_dir
-from twin.train.tiny import is_demo_model
 
 RunArgument = Annotated[
     str | None,
@@ -30,11 +32,6 @@ def _owner_name(settings: Settings) -> str:
     """My name as the dataset tags my turns: the Telegram account's name, else "Me"."""
     if settings.database_url is None and not (settings.data_dir / "twin.sqlite3").is_file():
         return NEUTRAL_ME  # nothing harvested yet; don't create an empty database just to look
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from twin.db import session_scope
-    from twin.models import Owner
-
     try:
         with session_scope(settings) as session:
             owner = session.get(Owner, 1)
@@ -66,6 +63,9 @@ def chat(
     seed: Annotated[int | None, typer.Option(help="Make replies reproducible.")] = None,
 ) -> None:
     """Talk to your twin in the terminal; its replies appear as they are written."""
+    from twin.chat.load import load_twin  # loads torch and litgpt: only once a twin talks
+    from twin.train.tiny import is_demo_model
+
     settings = get_settings()
     run_dir = resolve_run_dir(settings=settings, run=run)
     me = me or _owner_name(settings)
@@ -128,8 +128,7 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Picks and seeds the held-out replies.")] = 0,
 ) -> None:
     """Fidelity report: perplexity, style figures and a discriminator test, twin vs base."""
-    from twin.evaluate.fidelity import evaluate_run, format_report
-    from twin.evaluate.game import human_figure
+    from twin.evaluate.fidelity import evaluate_run, format_report  # loads torch and litgpt
 
     settings = get_settings()
     run_dir = resolve_run_dir(settings=settings, run=run)

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from twin.config import get_settings
+from twin.export.run import export_run
 
 
 def export_command(
@@ -26,8 +27,6 @@ def export_command(
     peer: Annotated[str, typer.Option(help="The other person's default name.")] = "Friend",
 ) -> None:
     """Merge a run's adapter into its base model and export it (Hugging Face or GGUF)."""
-    from twin.export.run import export_run
-
     start = time.perf_counter()
     path = export_run(
         settings=get_settings(), run=run, fmt=format, quant=quant, out_dir=out, me=me, peer=peer

@@ -26,6 +26,8 @@ def serve(
     port: int | None = typer.Option(None, help="Port to listen on (default: TWIN_PORT, 8765)."),
 ) -> None:
     """Open twin in your browser: migrates the database, then serves the web app."""
+    # The web app's imports (FastAPI, the routers, uvicorn) wait for `twin serve`, so that the
+    # other commands start quickly.
     import uvicorn
 
     from twin.web import create_app

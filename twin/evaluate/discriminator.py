@@ -13,7 +13,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel
 from scipy.stats import rankdata
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -21,24 +20,13 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 
+from twin.evaluate.report import Discrimination
+
 FOLDS = 5
 MIN_PER_CLASS = 4
 """Fewer replies than this on either side cannot be cross-validated meaningfully."""
 BOOTSTRAP_ROUNDS = 1000
 Z_95 = 1.959963984540054
-
-
-class Discrimination(BaseModel):
-    """How well my replies can be told from others' (cross-validated)."""
-
-    per_class: int
-    """Replies on each side."""
-    accuracy: float
-    accuracy_low: float
-    accuracy_high: float
-    auc: float
-    auc_low: float
-    auc_high: float
 
 
 def wilson_interval(successes: int, trials: int, *, z: float = Z_95) -> tuple[float, float]:

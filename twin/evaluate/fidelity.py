@@ -23,19 +23,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel
 
-from twin.chat.generate import (
+from twin.chat.defaults import (
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOP_K,
     DEFAULT_TOP_P,
-    Twin,
 )
+from twin.chat.generate import Twin
 from twin.chat.load import load_twin
 from twin.config import Settings
 from twin.errors import ChatError, TrainError
-from twin.evaluate.discriminator import MIN_PER_CLASS, Discrimination, discriminate
+from twin.evaluate.discriminator import MIN_PER_CLASS, discriminate
+from twin.evaluate.report import (
+    Discrimination,
+    FidelityReport,
+    HumanFigure,
+    SideBySide,
+)
 from twin.evaluate.style import StyleComparison, compare_styles
 from twin.prepare.files import VAL_FILE, dataset_sha256
 from twin.prepare.format import record_speakers
@@ -43,59 +48,6 @@ from twin.runs import load_run, save_run
 from twin.train.data import IGNORE_INDEX, TokenizedSample, collate, load_split, read_records
 
 SCORE_BATCH_SIZE = 8
-
-
-class SideBySide(BaseModel):
-    """One held-out moment of a conversation and three replies to it."""
-
-    context: str
-    """The conversation so far, tagged (a sample's ``input``)."""
-    real: str
-    """What I actually wrote."""
-    twin: str
-    base: str
-
-
-class HumanFigure(BaseModel):
-    """The "Which one is me?" game's score: people's judgement."""
-
-    rounds: int
-    fooled: int
-    """Rounds in which the player took the twin's reply for mine."""
-
-    @property
-    def fooled_rate(self) -> float | None:
-        """0.5: people cannot tell the twin from me."""
-        return self.fooled / self.rounds if self.rounds else None
-
-
-class FidelityReport(BaseModel):
-    """How close the twin's replies are to mine, compared with the base model's."""
-
-    run_id: str
-    val_samples: int
-    """Validation samples scored."""
-    scored_tokens: int
-    """Reply tokens scored (prompts are masked out)."""
-    base_perplexity: float
-    twin_perplexity: float
-    samples: list[SideBySide]
-    seed: int
-    dataset_changed: bool
-    """The dataset was rebuilt after training: the split may no longer be held out."""
-    seconds: float
-    replies: int = 0
-    """Held-out contexts the twin and the base model replied to."""
-    style: StyleComparison | None = None
-    twin_vs_me: Discrimination | None = None
-    """Telling my replies from the twin's (None: fewer replies than the test needs)."""
-    base_vs_me: Discrimination | None = None
-    human: HumanFigure | None = None
-
-    @property
-    def improvement(self) -> float:
-        """Base perplexity divided by the twin's (above 1: the twin is closer to me)."""
-        return self.base_perplexity / self.twin_perplexity
 
 
 @torch.inference_mode()
@@ -134,7 +86,7 @@ def generate_replies(
     """The model's reply to each record's context, with the chat's default sampling settings.
 
     Args:
-        twin: the model.
+        twin: the model that replies.
         records: samples in litgpt's JSON shape (``instruction``, ``input``, ``output``).
         seed: the i-th reply is seeded with ``seed + i``.
         max_new_tokens: the longest reply, in tokens.
@@ -216,7 +168,7 @@ def evaluate_run(
     Args:
         settings: twin's settings (unused for now: the run dir names the base model and the
             dataset).
-        run_dir: the run's directory (see `twin.chat.resolve_run_dir`).
+        run_dir: the run's directory (see `twin.runs.resolve_run_dir`).
         samples: side-by-side samples to include (0: none; at most ``replies``).
         max_samples: validation samples to score at most (the first ones, in file order).
         replies: held-out contexts to generate replies to (a seeded pick) for the style
@@ -390,20 +342,3 @@ def _discriminator_lines(report: FidelityReport) -> list[str]:
 
 def _indent(text: str, prefix: str) -> str:
     return "\n".join(prefix + line for line in text.splitlines())
-
-
-STYLE_RATIO_RANGE = (0.75, 1.25)
-"""A style ratio twin/me inside this range counts as "like me"."""
-
-
-def style_ratios_inside(report: FidelityReport) -> tuple[int, int]:
-    """(style figures whose twin/me ratio is inside `STYLE_RATIO_RANGE`, figures with a ratio).
-
-    Args:
-        report: a fidelity report with style figures.
-    """
-    if report.style is None:
-        return 0, 0
-    low, high = STYLE_RATIO_RANGE
-    ratios = [r.twin_ratio for r in report.style.rows if r.twin_ratio is not None]
-    return sum(low <= r <= high for r in ratios), len(ratios)

@@ -20,9 +20,8 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from twin.errors import ChatError, TrainError
-from twin.evaluate.fidelity import HumanFigure
+from twin.evaluate.report import HumanFigure
 from twin.prepare.format import Turn, record_speakers
-from twin.train.data import read_records
 
 GAME_FILE = "game.json"
 # The twin's reply is sampled as in the fidelity report: a little randomness, a fixed seed.
@@ -52,12 +51,8 @@ class GameScore(HumanFigure):
     updated_unix: int = 0
 
     def after_guess(self, *, fooled: bool, now_unix: int) -> GameScore:
-        """The score with one more round.
-
-        Args:
-            fooled: the player picked the twin's reply.
-            now_unix: the time of the guess.
-        """
+        """The score with one more round (``fooled``: the player took the twin's reply for
+        mine)."""
         return GameScore(
             rounds=self.rounds + 1, fooled=self.fooled + int(fooled), updated_unix=now_unix
         )
@@ -74,11 +69,7 @@ class Round(BaseModel):
 
 
 def load_score(run_dir: Path) -> GameScore:
-    """The run's game score (zero when nobody played yet).
-
-    Args:
-        run_dir: the run's directory.
-    """
+    """The run's game score (zero when nobody played yet)."""
     try:
         return GameScore.model_validate_json((run_dir / GAME_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -86,12 +77,7 @@ def load_score(run_dir: Path) -> GameScore:
 
 
 def save_score(run_dir: Path, score: GameScore) -> None:
-    """Write ``game.json`` atomically (owner-only: it says how the owner's chats read).
-
-    Args:
-        run_dir: the run's directory.
-        score: the score.
-    """
+    """Write ``game.json`` atomically (owner-only: it says how the owner's chats read)."""
     path = run_dir / GAME_FILE
     tmp = path.with_name(f".{GAME_FILE}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
@@ -101,25 +87,14 @@ def save_score(run_dir: Path, score: GameScore) -> None:
 
 
 def human_figure(run_dir: Path) -> HumanFigure | None:
-    """The score as the fidelity report stores it (None before the first round).
-
-    Args:
-        run_dir: the run's directory.
-    """
+    """The score as the fidelity report stores it (None before the first round)."""
     score = load_score(run_dir)
     return HumanFigure(rounds=score.rounds, fooled=score.fooled) if score.rounds else None
 
 
 def record_guess(run_dir: Path, current: Round, *, choice: int, now_unix: int) -> GameScore:
     """Score one guess (``choice``: the index of the reply the player took for mine) and keep
-    the new score with the run.
-
-    Args:
-        run_dir: the run's directory.
-        current: the round guessed.
-        choice: 0 or 1.
-        now_unix: the time of the guess.
-    """
+    the new score with the run."""
     fooled = choice != current.real_index
     score = load_score(run_dir).after_guess(fooled=fooled, now_unix=now_unix)
     save_score(run_dir, score)
@@ -127,15 +102,8 @@ def record_guess(run_dir: Path, current: Round, *, choice: int, now_unix: int) -
 
 
 def arrange_round(*, run_id: str, context: str, real: str, twin: str, rng: random.Random) -> Round:
-    """Put the two replies in random order.
-
-    Args:
-        run_id: the run being tested.
-        context: the conversation so far (a sample's ``input``).
-        real: my real reply.
-        twin: the twin's reply.
-        rng: decides the order.
-    """
+    """Put my real reply and the twin's in an order ``rng`` decides (``context``: a sample's
+    ``input``)."""
     real_index = rng.randrange(2)
     replies = (real, twin) if real_index == 0 else (twin, real)
     return Round(run_id=run_id, context=context, replies=replies, real_index=real_index)
@@ -149,12 +117,10 @@ def same_reply(a: str, b: str) -> bool:
 def new_round(*, run_id: str, val_path: Path, twin: Replier, seed: int) -> Round:
     """A round from a held-out sample, skipping samples the twin answers word for word as I did.
 
-    Args:
-        run_id: the run being tested.
-        val_path: the run's validation split.
-        twin: the run's model.
-        seed: picks the samples, the order and seeds the twin's replies.
+    ``seed`` picks the samples and the order, and seeds the twin's replies.
     """
+    from twin.train.data import read_records  # loads torch: only once a twin plays
+
     try:
         samples = read_records(val_path)
     except TrainError as exc:

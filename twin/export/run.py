@@ -12,12 +12,9 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-import torch
-
 from twin.config import Settings
 from twin.errors import ExportError, RunError
 from twin.runs import adapter_path, load_run, resolve_run_dir
-from twin.train.merge import MERGED_FILE, merge_adapter
 
 ExportFormat = Literal["hf", "gguf"]
 Quant = Literal["f16", "q8_0", "f32"]
@@ -70,6 +67,11 @@ def export_run(
         run_dir = resolve_run_dir(settings=settings, run=run)
     except RunError as exc:
         raise ExportError(exc.message, hint=exc.hint) from exc
+    # Loads torch and litgpt: here, where a model is exported, so that listing exports stays light.
+    import torch
+
+    from twin.train.merge import MERGED_FILE, merge_adapter
+
     record = load_run(run_dir)
     target = (out_dir or run_dir / EXPORT_DIR / export_name(fmt, quant)).expanduser().resolve()
     target.parent.mkdir(parents=True, exist_ok=True)

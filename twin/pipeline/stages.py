@@ -28,10 +28,12 @@ from twin.jobs import (
     request_cancel,
 )
 from twin.models import Dialog, JobState, Message
+from twin.prepare.dataset import prepare_dataset
 from twin.prepare.files import dataset_mismatch, dataset_sha256, has_dataset, read_stats
 from twin.runs import TRAIN_JOB_KIND, TrainingConfig, list_runs, load_run
 from twin.store import get_owner
-from twin.telegram.harvest import HarvestProgress, HarvestSummary
+from twin.telegram.client import connect_owner, default_factory, with_telegram_credentials
+from twin.telegram.harvest import HarvestProgress, HarvestSummary, harvest
 
 Report = Callable[..., None]
 """``report(done, total, **details)``, as `twin.web.background` passes it."""
@@ -188,9 +190,6 @@ def run_harvest(
         progress: called after each page and each dialog.
         should_cancel: polled after each page.
     """
-    from twin.telegram.client import connect_owner, default_factory, with_telegram_credentials
-    from twin.telegram.harvest import harvest
-
     credentials = with_telegram_credentials(settings)
     if credentials is None:
         raise TelegramError(
@@ -234,8 +233,6 @@ def build_dataset(*, settings: Settings, tokenizer_dir: Path | None, report: Rep
         tokenizer_dir: the base model whose tokens measure lengths (None: characters).
         report: called with (chats done, chats total).
     """
-    from twin.prepare.dataset import prepare_dataset
-
     store = store_fingerprint(settings)
     stats = prepare_dataset(
         settings=settings,

@@ -22,6 +22,7 @@ from pathlib import Path
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
+from twin.basemodel.checkpoint import TOKENIZER_FILES, choose_base_model
 from twin.config import Settings
 from twin.db import get_engine
 from twin.errors import PrepareError
@@ -70,8 +71,6 @@ def default_tokenizer_dir(settings: Settings) -> Path | None:
     Args:
         settings: whose base model.
     """
-    from twin.basemodel.checkpoint import TOKENIZER_FILES, choose_base_model
-
     chosen = choose_base_model(settings)  # the model training will use by default
     base = chosen.path if chosen is not None else settings.base_model_path
     return base if any((base / name).is_file() for name in TOKENIZER_FILES) else None

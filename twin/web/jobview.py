@@ -17,6 +17,7 @@ from fastapi.responses import RedirectResponse
 from twin.config import Settings
 from twin.jobs import cancel_requested, is_resumable, start_or_join
 from twin.models import Job, JobState
+from twin.telegram.client import format_wait
 from twin.web.deps import WebState
 
 FINISHED = {JobState.done, JobState.failed, JobState.cancelled}
@@ -73,8 +74,6 @@ def job_redirect(start: Callable[[], int]) -> RedirectResponse:
 
 def duration(seconds: float) -> str:
     """``75`` → ``"1 min 15 s"``: a time left, in the two units that matter."""
-    from twin.telegram.client import format_wait
-
     return format_wait(max(0, round(seconds)))
 
 

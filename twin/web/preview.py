@@ -14,17 +14,15 @@ import ijson
 from markupsafe import Markup, escape
 
 from twin.prepare.files import TRAIN_FILE
+from twin.prepare.scrub import PLACEHOLDER_TYPES
 
 PREVIEW_SAMPLES = 8
 PREVIEW_SCAN = 5000
 """Samples read at most when looking for ones that show placeholders."""
 
 
-# twin.prepare pulls in litgpt and torch (seconds): imported on first use, not at server start.
 @cache
 def _placeholder_res() -> tuple[re.Pattern[str], re.Pattern[str]]:
-    from twin.prepare.scrub import PLACEHOLDER_TYPES
-
     alternatives = "|".join(PLACEHOLDER_TYPES)
     # The escaped one runs on HTML, so a user's literal "&lt;EMAIL&gt;" can never match.
     return re.compile(f"<(?:{alternatives})>"), re.compile(f"&lt;({alternatives})&gt;")
@@ -69,4 +67,3 @@ def read_preview(directory: Path, *, limit: int = PREVIEW_SAMPLES) -> list[dict[
                 break
     chosen = scrubbed + plain[: limit - len(scrubbed)]
     return [sample for _, sample in sorted(chosen, key=lambda pair: pair[0])]
-

@@ -20,6 +20,7 @@ from twin import pipeline
 from twin.basemodel.gemma import BuildProgress, get_gemma
 from twin.db import get_engine
 from twin.errors import TrainError
+from twin.evaluate.game import human_figure
 from twin.jobs import JobCancelled
 from twin.models import Job, JobState
 from twin.pipeline import (
@@ -95,7 +96,7 @@ def start_training(state: WebState, *, max_steps: int | None = None) -> int:
         state: the app's state.
         max_steps: cap on the run's optimizer steps; None: the default of three epochs.
     """
-    from twin.train.data import dataset_is_current
+    from twin.train.data import dataset_is_current  # loads torch: only when training starts
 
     settings = state.settings
     base = usable_base_model(settings)
@@ -236,8 +237,7 @@ def start_fidelity(state: WebState, *, run_dir: Path) -> int:
         state: the app's state.
         run_dir: the finished run.
     """
-    from twin.evaluate.fidelity import evaluate_run
-    from twin.evaluate.game import human_figure
+    from twin.evaluate.fidelity import evaluate_run  # loads torch: only when a report is made
 
     settings = state.settings
 

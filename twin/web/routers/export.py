@@ -13,17 +13,14 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse
 
 from twin.export.run import EXPORT_DIR, list_exports
+from twin.runs import list_runs
 from twin.web.deps import StateDep
 
 router = APIRouter()
 
 
 def run_exports(run_dir: Path) -> list[dict[str, object]]:
-    """The run page's list: each export with its files and their sizes in bytes.
-
-    Args:
-        run_dir: the run's directory.
-    """
+    """The run page's list: each export with its files and their sizes in bytes."""
     return [
         {"name": name, "files": [{"name": f, "size": size} for f, size in files]}
         for name, files in list_exports(run_dir)
@@ -33,8 +30,6 @@ def run_exports(run_dir: Path) -> list[dict[str, object]]:
 @router.get("/runs/{run_id}/exports/{name}/{filename}")
 def download_export(run_id: str, name: str, filename: str, state: StateDep) -> FileResponse:
     """One file of one export of a run, as an attachment."""
-    from twin.runs import list_runs
-
     runs = {run.run_id: run.run_dir for run in list_runs(state.settings)}
     if run_id not in runs:
         raise HTTPException(status_code=404, detail=f"There is no training run {run_id!r}.")

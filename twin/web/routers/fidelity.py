@@ -12,21 +12,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from twin.config import Settings
+from twin.evaluate.game import load_score
+from twin.evaluate.report import FidelityReport, style_ratios_inside
+from twin.runs import list_runs, load_run
 from twin.web.deps import SettingsDep, render
 
 router = APIRouter()
 
 
 def comparison_rows(settings: Settings) -> list[dict[str, Any]]:
-    """A row per run, newest first: its summary, fidelity report (or None) and game score.
-
-    Args:
-        settings: whose runs.
-    """
-    from twin.evaluate.fidelity import FidelityReport, style_ratios_inside
-    from twin.evaluate.game import load_score
-    from twin.runs import list_runs, load_run
-
+    """A row per run, newest first: its summary, fidelity report (or None) and game score."""
     rows = []
     for run in list_runs(settings):
         stored = load_run(run.run_dir).fidelity

@@ -14,6 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 from twin.basemodel.checkpoint import is_demo_model
 from twin.errors import ChatError
 from twin.evaluate.game import Round, load_score, new_round, record_guess
+from twin.jobs import list_jobs
 from twin.prepare.files import VAL_FILE, PrepareStats, dataset_sha256, read_stats
 from twin.runs import list_runs, load_run, loss_points
 from twin.web import tasks
@@ -44,8 +45,6 @@ def _stats_of(record: Any) -> PrepareStats | None:
 
 def _fidelity_job(state: WebState, run_id: str) -> dict[str, Any] | None:
     """The newest fidelity job of this run, as the job partial shows it."""
-    from twin.jobs import list_jobs
-
     for job in list_jobs(settings=state.settings, kind=tasks.FIDELITY_JOB, limit=20):
         if json.loads(job.params_json or "{}").get("run_id") == run_id:
             return job_view(job, state.live_progress, state.settings)
