@@ -44,6 +44,8 @@ def test_tags_are_one_line_names_and_stop_sequences_match_them() -> None:
 )
 def test_clean_reply_keeps_only_my_words(generated: str, shown: str) -> None:
     assert clean_reply(generated, me="Olga Owner", peer="Anna") == shown
+
+
 def test_a_sample_that_does_not_say_who_speaks_asks_for_a_rebuild() -> None:
     older = {"instruction": render_instruction(me="Ivan", peer="Anna"), "input": "", "output": "x"}
     with pytest.raises(PrepareError, match="who speaks") as raised:
