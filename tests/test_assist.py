@@ -37,22 +37,10 @@ FAST = {"min_interval_seconds": 0, "poll_seconds": 0.02, "seed": 1, "max_new_tok
 @pytest.fixture(scope="module")
 def twin_model(tmp_path_factory: pytest.TempPathFactory) -> Twin:
     """A tiny model with a 2-step LoRA run, loaded once for the module."""
-    from trainhelpers import make_dataset, make_tiny_model, train_here
-
-    from twin.runs import TrainingConfig
+    from trainhelpers import two_step_run
 
     root = tmp_path_factory.mktemp("assist-run")
-    dataset = make_dataset(root / "dataset", train=16, val=4)
-    base = make_tiny_model(root / "base", dataset_dir=dataset, pretrain_steps=30)
-    config = TrainingConfig(max_steps=2, micro_batch_size=4, global_batch_size=4, warmup_steps=1)
-    record = train_here(
-        settings=Settings(data_dir=root / "data"),
-        base_model_dir=base,
-        dataset_dir=dataset,
-        run_id="20240102-030405",
-        config=config,
-    )
-    return load_twin(run_dir=root / "data" / "runs" / record.run_id)
+    return load_twin(run_dir=two_step_run(root, train=16, val=4, pretrain_steps=30))
 
 
 @pytest.fixture

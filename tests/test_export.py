@@ -14,12 +14,9 @@ import pytest
 import torch
 from litgpt.config import Config
 from litgpt.generate.base import generate_fn
-from litgpt.lora import GPT as LoraGPT
-from litgpt.lora import Config as LoraConfig
-from litgpt.lora import lora_filter
 from litgpt.model import GPT
 from litgpt.utils import save_config
-from trainhelpers import make_tiny_model
+from trainhelpers import make_tiny_model, random_lora_run
 from typer.testing import CliRunner
 
 from twin.chat.generate import Twin
@@ -28,7 +25,7 @@ from twin.config import Settings
 from twin.errors import ExportError
 from twin.export.run import export_run, list_exports
 from twin.prepare.format import render_context, render_instruction, render_prompt, stop_sequences
-from twin.runs import LoraSettings, RunRecord, adapter_path, save_run
+from twin.runs import LoraSettings
 
 transformers = pytest.importorskip("transformers", reason="transformers is a test-only extra")
 
@@ -53,24 +50,7 @@ def finished_run(
     lora: LoraSettings = LORA,
     lora_b_std: float = 0.2,
 ) -> Path:
-    """A finished run whose adapter has random, non-zero LoRA weights (so merging matters);
-    a small ``lora_b_std`` keeps a real model's language, as a trained adapter does."""
-    run_dir = runs / run_id
-    adapter_path(run_dir).parent.mkdir(parents=True)
-    torch.manual_seed(seed)
-    model = LoraGPT(LoraConfig.from_file(base_dir / "model_config.yaml", **lora.litgpt_kwargs()))
-    for name, param in model.named_parameters():
-        if "lora_B" in name:
-            torch.nn.init.normal_(param, std=lora_b_std)
-    torch.save(
-        {k: v for k, v in model.state_dict().items() if lora_filter(k, v)}, adapter_path(run_dir)
-    )
-    record = RunRecord(
-        run_id=run_id, base_model_dir=base_dir, dataset_dir=runs / "none",
-        dataset_sha256="0" * 64, lora=lora, max_seq_length=256, metrics={"status": "done"},
-    )  # fmt: skip
-    save_run(run_dir, record)
-    return run_dir
+    return random_lora_run(runs, run_id, base_dir, lora, seed=seed, lora_b_std=lora_b_std)
 
 
 @pytest.fixture(scope="module")

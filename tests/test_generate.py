@@ -23,9 +23,9 @@ from litgpt.config import Config
 from litgpt.generate.base import generate_fn
 from litgpt.lora import GPT as LoraGPT
 from litgpt.lora import Config as LoraConfig
-from litgpt.lora import lora_filter
 from litgpt.model import GPT
 from litgpt.tokenizer import Tokenizer
+from trainhelpers import random_lora_run
 from typer.testing import CliRunner
 
 from twin.chat.generate import Twin
@@ -42,7 +42,7 @@ from twin.prepare.format import (
     render_prompt,
     without_broken_chars,
 )
-from twin.runs import LoraSettings, RunRecord, adapter_path, resolve_run_dir, save_run
+from twin.runs import LoraSettings, adapter_path, resolve_run_dir
 from twin.train.tiny import init_tiny_model
 
 MY_REPLY = "да, конечно"
@@ -86,27 +86,7 @@ def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_run(runs: Path, run_id: str, base_dir: Path, *, seed: int = 0) -> Path:
-    """A finished run in the record layout whose adapter has random, non-zero LoRA weights."""
-    run_dir = runs / run_id
-    adapter_path(run_dir).parent.mkdir(parents=True)
-    torch.manual_seed(seed)
-    model = LoraGPT(LoraConfig.from_file(base_dir / "model_config.yaml", **LORA.litgpt_kwargs()))
-    for name, param in model.named_parameters():
-        if "lora_B" in name:
-            torch.nn.init.normal_(param, std=0.2)
-    adapter = {k: v for k, v in model.state_dict().items() if lora_filter(k, v)}
-    torch.save(adapter, adapter_path(run_dir))
-    record = RunRecord(
-        run_id=run_id,
-        base_model_dir=base_dir,
-        dataset_dir=runs / "no-dataset",
-        dataset_sha256="0" * 64,
-        lora=LORA,
-        max_seq_length=256,
-        metrics={"status": "done"},
-    )
-    save_run(run_dir, record)
-    return run_dir
+    return random_lora_run(runs, run_id, base_dir, LORA, seed=seed)
 
 
 @pytest.fixture(scope="module")

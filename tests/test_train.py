@@ -113,13 +113,15 @@ def test_merged_weights_give_the_same_outputs(
     torch.testing.assert_close(merged(tokens), lora_model(tokens), atol=1e-5, rtol=1e-5)
 
 
+def _request(inputs: tuple[Path, Path], run_id: str) -> TrainingRequest:
+    model, dataset = inputs
+    return TrainingRequest(base_model_dir=model, dataset_dir=dataset, run_id=run_id, config=CONFIG)
+
+
 def test_sigkilled_run_resumes_to_the_same_adapter(
     inputs: tuple[Path, Path], reference: tuple[Path, dict[str, torch.Tensor]], db: Settings
 ) -> None:
-    model, dataset = inputs
-    request = TrainingRequest(
-        base_model_dir=model, dataset_dir=dataset, run_id="killed", config=CONFIG
-    )
+    request = _request(inputs, "killed")
     job_id = train(request, settings=db, detach=True).job_id
     run_dir = runs_dir(db) / "killed"
     deadline = time.monotonic() + 180
@@ -144,10 +146,7 @@ def test_sigkilled_run_resumes_to_the_same_adapter(
 def test_cancel_stops_with_a_resumable_checkpoint(
     inputs: tuple[Path, Path], reference: tuple[Path, dict[str, torch.Tensor]], db: Settings
 ) -> None:
-    model, dataset = inputs
-    request = TrainingRequest(
-        base_model_dir=model, dataset_dir=dataset, run_id="cancelled", config=CONFIG
-    )
+    request = _request(inputs, "cancelled")
 
     def cancel_at_step_3(progress: RunProgress) -> None:
         if progress.step == 3:  # as `twin train --cancel` from another terminal would

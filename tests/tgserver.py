@@ -90,6 +90,21 @@ class World:
         chat = self.chats[-key]
         return types.PeerChannel(-key) if isinstance(chat, types.Channel) else types.PeerChat(-key)
 
+    def dialog(self, key: int, **extra: Any) -> types.Dialog:
+        """The dialog row of a chat: everything read, topped by its newest message."""
+        return types.Dialog(
+            peer=self.peer_of(key),
+            top_message=self.history[key][-1].id,
+            read_inbox_max_id=0,
+            read_outbox_max_id=0,
+            unread_count=0,
+            unread_mentions_count=0,
+            unread_reactions_count=0,
+            unread_poll_votes_count=0,
+            notify_settings=types.PeerNotifySettings(),
+            **extra,
+        )
+
     def add_message(self, key: int, *, date: int, out: bool, text: str, **extra: Any) -> int:
         """Append a message to a chat; returns its id (ids grow across all chats, as for users)."""
         msg_id, self.next_id = self.next_id, self.next_id + 1
@@ -621,17 +636,8 @@ class TelegramServer:
             keyed = [k for k in keyed if world.history[k][-1].id < request.offset_id]
         page = keyed[: request.limit]
         dialogs = [
-            types.Dialog(
-                peer=world.peer_of(key),
-                top_message=world.history[key][-1].id,
-                read_inbox_max_id=0,
-                read_outbox_max_id=0,
-                unread_count=0,
-                unread_mentions_count=0,
-                unread_reactions_count=0,
-                unread_poll_votes_count=0,
-                notify_settings=types.PeerNotifySettings(),
-                pts=1 if key < 0 and isinstance(world.chats[-key], types.Channel) else None,
+            world.dialog(
+                key, pts=1 if key < 0 and isinstance(world.chats[-key], types.Channel) else None
             )
             for key in page
         ]

@@ -103,20 +103,7 @@ class UpdatesServer(TelegramServer):
             key = self._peer_key(dialog_peer.peer, request)
             top = self.world.history[key][-1]
             messages.append(top)
-            dialogs.append(
-                types.Dialog(
-                    peer=self.world.peer_of(key),
-                    top_message=top.id,
-                    read_inbox_max_id=0,
-                    read_outbox_max_id=0,
-                    unread_count=0,
-                    unread_mentions_count=0,
-                    unread_reactions_count=0,
-                    unread_poll_votes_count=0,
-                    notify_settings=types.PeerNotifySettings(),
-                    draft=self.drafts.get(key),
-                )
-            )
+            dialogs.append(self.world.dialog(key, draft=self.drafts.get(key)))
         return types.messages.PeerDialogs(
             dialogs=dialogs,
             messages=messages,

@@ -190,3 +190,62 @@ def training_config(
         "global_batch_size": 8,
     }
     return TrainingConfig(**{**fields, **changes})
+
+
+def random_lora_run(
+    runs: Path,
+    run_id: str,
+    base_dir: Path,
+    lora: LoraSettings,
+    *,
+    seed: int = 0,
+    lora_b_std: float = 0.2,
+) -> Path:
+    """A finished run in the record layout whose adapter has random, non-zero LoRA weights (so
+    merging matters); no training and no dataset behind it. A small ``lora_b_std`` keeps a real
+    model's language, as a trained adapter does."""
+    import torch
+    from litgpt.lora import GPT as LoraGPT
+    from litgpt.lora import Config as LoraConfig
+    from litgpt.lora import lora_filter
+
+    from twin.runs import RunRecord, adapter_path, save_run
+
+    run_dir = runs / run_id
+    adapter_path(run_dir).parent.mkdir(parents=True)
+    torch.manual_seed(seed)
+    model = LoraGPT(LoraConfig.from_file(base_dir / "model_config.yaml", **lora.litgpt_kwargs()))
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=lora_b_std)
+    adapter = {k: v for k, v in model.state_dict().items() if lora_filter(k, v)}
+    torch.save(adapter, adapter_path(run_dir))
+    record = RunRecord(
+        run_id=run_id,
+        base_model_dir=base_dir,
+        dataset_dir=runs / "none",
+        dataset_sha256="0" * 64,
+        lora=lora,
+        max_seq_length=256,
+        metrics={"status": "done"},
+    )
+    save_run(run_dir, record)
+    return run_dir
+
+
+def two_step_run(root: Path, *, train: int, val: int, pretrain_steps: int = 0) -> Path:
+    """A real finished run (2 LoRA steps, batches of 4) on a tiny base model and a style dataset
+    of ``train``/``val`` records, all under ``root``; returns the run dir."""
+    from twin.config import Settings
+
+    dataset = make_dataset(root / "dataset", train=train, val=val)
+    base = make_tiny_model(root / "base", dataset_dir=dataset, pretrain_steps=pretrain_steps)
+    config = TrainingConfig(max_steps=2, micro_batch_size=4, global_batch_size=4, warmup_steps=1)
+    record = train_here(
+        settings=Settings(data_dir=root / "data"),
+        base_model_dir=base,
+        dataset_dir=dataset,
+        run_id="20240102-030405",
+        config=config,
+    )
+    return root / "data" / "runs" / record.run_id

@@ -63,22 +63,9 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Tests copy it into their own data dir with `finished_run`; the base model and the dataset
     stay here (the run record points at them by absolute path).
     """
-    from trainhelpers import make_dataset, make_tiny_model, train_here
+    from trainhelpers import two_step_run
 
-    from twin.runs import TrainingConfig
-
-    root = tmp_path_factory.mktemp("web-run")
-    dataset = make_dataset(root / "dataset", train=32, val=8)
-    base = make_tiny_model(root / "base", dataset_dir=dataset)
-    config = TrainingConfig(max_steps=2, micro_batch_size=4, global_batch_size=4, warmup_steps=1)
-    record = train_here(
-        settings=Settings(data_dir=root / "data"),
-        base_model_dir=base,
-        dataset_dir=dataset,
-        run_id="20240102-030405",
-        config=config,
-    )
-    return root / "data" / "runs" / record.run_id
+    return two_step_run(tmp_path_factory.mktemp("web-run"), train=32, val=8)
 
 
 @pytest.fixture

@@ -97,19 +97,14 @@ def test_switch_on_in_a_browser_and_see_the_draft_in_the_log(
     served: tuple[str, FastAPI], db: Settings, server: UpdatesServer, finished_run: Path
 ) -> None:
     # Imported here: without Playwright or Chromium only this test is skipped.
-    from .test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, sync_api
+    from .test_browser import ARTIFACTS, CHROMIUM, chromium_page, sync_api
 
     if not CHROMIUM.exists():
         pytest.skip("Chromium is not installed at /usr/bin/chromium")
     base_url, app = served
     app.state.twin.telegram_client_factory = server.client_factory
     ARTIFACTS.mkdir(exist_ok=True)
-    problems: list[str] = []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1100, "height": 900})
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(str(e)))
+    with chromium_page(900) as (page, problems):
         expect = sync_api.expect
         page.goto(base_url + "/setup")
         page.fill('input[name="password"]', PASSWORD)
@@ -134,7 +129,6 @@ def test_switch_on_in_a_browser_and_see_the_draft_in_the_log(
 
         page.locator("#listener").get_by_role("button", name="Switch off").click()
         expect(state).to_have_text("off", timeout=30_000)
-        browser.close()
     assert problems == []
     [(peer, draft)] = server.saved_drafts
     assert peer == ANNA and draft.strip()

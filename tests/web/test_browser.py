@@ -6,7 +6,10 @@ test-artifacts/."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -32,6 +35,20 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@contextmanager
+def chromium_page(height: int) -> Iterator[tuple[Any, list[str]]]:
+    """A page in a fresh headless Chromium, 1100 px wide, and the list its console errors and
+    script errors (CSP violations among them) land in."""
+    problems: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1100, "height": height})
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        yield page, problems
+        browser.close()
+
+
 @pytest.fixture
 def server_url(served: tuple[str, FastAPI]) -> str:
     """The real app under uvicorn on 127.0.0.1 and a free port."""
@@ -40,13 +57,7 @@ def server_url(served: tuple[str, FastAPI]) -> str:
 
 def test_the_whole_flow_in_a_browser(server_url: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    problems: list[str] = []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1100, "height": 800})
-        # CSP violations and script errors show up here; the pages must have none.
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(str(e)))
+    with chromium_page(800) as (page, problems):  # the pages must have no errors
         expect = sync_api.expect
 
         def shot(name: str) -> None:
@@ -172,5 +183,4 @@ def test_the_whole_flow_in_a_browser(server_url: str) -> None:
         page.click("text=Lock")
         expect(page).to_have_url(server_url + "/login")
         shot("22-locked")
-        browser.close()
     assert problems == []

@@ -78,7 +78,6 @@ class FidelityReport(BaseModel):
         return self.base_perplexity / self.twin_perplexity
 
 
-
 STYLE_RATIO_RANGE = (0.75, 1.25)
 """A style ratio twin/me inside this range counts as "like me"."""
 

@@ -58,6 +58,29 @@ def pick(items: list[str]) -> str:
     return rng.choice(items)
 
 
+def pick_opener(ru: bool) -> str:
+    return pick(OPENERS_RU if ru else OPENERS_EN)
+
+
+def pick_tail(ru: bool) -> str:
+    return pick(TAILS_RU if ru else TAILS_EN)
+
+
+def framed(frame: str, value: str, ru: bool) -> str:
+    """A frame with an opener, the value and a tail put in (picked in that order)."""
+    return frame.format(o=pick_opener(ru), v=value, t=pick_tail(ru))
+
+
+def secret_line(text: str, kind: str, value: str, family: str, ru: bool) -> dict[str, str]:
+    return {
+        "text": text,
+        "kind": kind,
+        "value": value,
+        "family": family,
+        "lang": "ru" if ru else "en",
+    }
+
+
 # --- values ---------------------------------------------------------------------------------
 WORDS_RU_LAT = ["solnyshko", "kotenok", "malina", "zvezda", "lapochka", "medved", "rybka"]
 WORDS_EN = ["bluebird", "marigold", "pancake", "thunder", "voyager", "whiskey", "snowfall"]
@@ -189,7 +212,7 @@ def password_line() -> dict[str, str]:
     if family == "pair":
         user = pick(USERS)
         sep = pick([" / ", " ", ":", " | ", "  ", ", пароль ", " pass "])
-        text = f"{pick(OPENERS_RU if ru else OPENERS_EN)}{pick(LOGIN_CUES)} {user}{sep}{value}"
+        text = f"{pick_opener(ru)}{pick(LOGIN_CUES)} {user}{sep}{value}"
     elif family == "before":
         tail = pick(
             [
@@ -202,7 +225,7 @@ def password_line() -> dict[str, str]:
                 " is the new passwd",
             ]
         )
-        text = f"{pick(OPENERS_RU if ru else OPENERS_EN)}{value}{tail}"
+        text = f"{pick_opener(ru)}{value}{tail}"
     else:
         if family == "cross_language":
             ru = not ru
@@ -225,19 +248,13 @@ def password_line() -> dict[str, str]:
         ]
         frame = pick(frame_ru if ru else frame_en)
         text = frame.format(
-            o=pick(OPENERS_RU if ru else OPENERS_EN),
+            o=pick_opener(ru),
             kw=kw,
             c=pick(PW_CONNECT),
             v=value,
-            t=pick(TAILS_RU if ru else TAILS_EN),
+            t=pick_tail(ru),
         )
-    return {
-        "text": text,
-        "kind": "PASSWORD",
-        "value": value,
-        "family": family,
-        "lang": "ru" if ru else "en",
-    }
+    return secret_line(text, "PASSWORD", value, family, ru)
 
 
 def code_line() -> dict[str, str]:
@@ -256,7 +273,7 @@ def code_line() -> dict[str, str]:
                 " — одноразовый пароль",
             ]
         )
-        text = f"{pick(OPENERS_RU if ru else OPENERS_EN)}{value}{tail}"
+        text = f"{pick_opener(ru)}{value}{tail}"
     else:
         if family == "cross_language":
             ru = not ru
@@ -266,15 +283,9 @@ def code_line() -> dict[str, str]:
         else:
             kw = pick(CODE_WORDS_RU) if ru else pick(CODE_WORDS_EN)
         connect = pick([": ", " ", " - ", " — ", " это ", " is ", ":"])
-        opener, tail = pick(OPENERS_RU if ru else OPENERS_EN), pick(TAILS_RU if ru else TAILS_EN)
+        opener, tail = pick_opener(ru), pick_tail(ru)
         text = f"{opener}{kw}{connect}{value}{tail}"
-    return {
-        "text": text,
-        "kind": "CODE",
-        "value": value,
-        "family": family,
-        "lang": "ru" if ru else "en",
-    }
+    return secret_line(text, "CODE", value, family, ru)
 
 
 def token_line() -> dict[str, str]:
@@ -290,9 +301,7 @@ def token_line() -> dict[str, str]:
             "{o}use {v} then{t}",
         ]
     )
-    text = frame.format(
-        o=pick(OPENERS_RU if ru else OPENERS_EN), v=value, t=pick(TAILS_RU if ru else TAILS_EN)
-    )
+    text = framed(frame, value, ru)
     return {
         "text": text,
         "kind": "TOKEN",
@@ -326,16 +335,8 @@ def phone_line() -> dict[str, str]:
             "{o}ring {v} tomorrow{t}",
         ]
     )
-    text = frame.format(
-        o=pick(OPENERS_RU if ru else OPENERS_EN), v=value, t=pick(TAILS_RU if ru else TAILS_EN)
-    )
-    return {
-        "text": text,
-        "kind": "PHONE",
-        "value": value,
-        "family": loc,
-        "lang": "ru" if ru else "en",
-    }
+    text = framed(frame, value, ru)
+    return secret_line(text, "PHONE", value, loc, ru)
 
 
 def structured_line() -> dict[str, str]:
@@ -363,10 +364,8 @@ def structured_line() -> dict[str, str]:
         if ru
         else ["{o}{v}{t}", "{o}send it to {v}{t}", "{o}details: {v}{t}"]
     )
-    text = frame.format(
-        o=pick(OPENERS_RU if ru else OPENERS_EN), v=value, t=pick(TAILS_RU if ru else TAILS_EN)
-    )
-    return {"text": text, "kind": kind, "value": value, "family": loc, "lang": "ru" if ru else "en"}
+    text = framed(frame, value, ru)
+    return secret_line(text, kind, value, loc, ru)
 
 
 # --- clean real text ------------------------------------------------------------------------
