@@ -82,7 +82,7 @@ def test_two_processes_train_and_resume_to_the_one_process_adapter(
     run_dir = settings.data_dir / "runs" / "two"
     stopped = load_run(run_dir)
     assert (stopped.status, stopped.metrics["steps"]) == ("stopped", 3)
-    assert stopped.config["devices"] == 2
+    assert stopped.config.devices == 2
     # Resumed with the CLI, as README shows (`twin train` in every process).
     torchrun("--no-python", TWIN, "train", "--resume", "--run-id", "two")
     resumed = load_run(run_dir)
