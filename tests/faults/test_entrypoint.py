@@ -65,12 +65,20 @@ class Server:
         )
         self.url = f"http://127.0.0.1:{port}"
         self.http = httpx.Client(base_url=self.url, timeout=30)
-        deadline = time.monotonic() + 60
+        try:
+            self._wait_until_up(deadline=time.monotonic() + 120)
+        except BaseException:
+            # A server that never came up is still a process: don't leave it running.
+            if self.process.poll() is None:
+                self.kill()
+            raise
+
+    def _wait_until_up(self, *, deadline: float) -> None:
         while True:
             assert self.process.poll() is None, self.log.read_text()
             try:
                 if self.http.get("/login").status_code in (200, 303):
-                    break
+                    return
             except httpx.TransportError:
                 pass
             assert time.monotonic() < deadline, self.log.read_text()
