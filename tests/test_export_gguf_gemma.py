@@ -37,7 +37,8 @@ from twin.basemodel.gguf_convert import (
     litgpt_state_dict,
     vocabulary,
 )
-from twin.chat.generate import Twin, load_twin
+from twin.chat.generate import Twin
+from twin.chat.load import load_twin
 from twin.config import Settings
 from twin.export.gguf_file import GGUF_FILE
 from twin.export.run import export_run

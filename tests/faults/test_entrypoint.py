@@ -213,9 +213,11 @@ def test_training_worker_survives_a_killed_server(
     server.log_in()
     assert server.http.get(f"/jobs/{job_id}").status_code == 200
     job = get_job(settings=settings, job_id=job_id)
-    assert job.state in (JobState.running, JobState.done), job.error  # the worker lives on
+    # The worker lives on: still starting (queued until it has loaded torch), running or done.
+    working = (JobState.queued, JobState.running)
+    assert job.state in (*working, JobState.done), job.error
     deadline = time.monotonic() + 240
-    while job.state == JobState.running:
+    while job.state in working:
         assert time.monotonic() < deadline, (data_dir / "jobs" / f"{job_id}.log").read_text()
         time.sleep(0.5)
         job = get_job(settings=settings, job_id=job_id)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, func, select
 from tgserver import CODE, PHONE, build_world
+from webhelpers import free_port
 
 from twin.config import Settings
 from twin.db import get_engine
@@ -26,7 +27,7 @@ from twin.models import Message
 
 from .browser_server import PASSWORD_2FA
 from .conftest import PASSWORD
-from .test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _free_port
+from .test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 pytestmark = pytest.mark.skipif(
@@ -44,7 +45,7 @@ class App:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.log = settings.data_dir.parent / "server.log"
