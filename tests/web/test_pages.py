@@ -133,6 +133,9 @@ def test_unknown_job_and_page_give_clear_errors(owner: TestClient) -> None:
 def test_train_without_base_model_says_how_to_get_one(
     owner: TestClient, settings: Settings
 ) -> None:
+    # Before any dataset: both ways on, by hand or the dashboard's one button.
+    page = owner.get("/train").text
+    assert 'href="/dataset"' in page and "Train my twin" in page and 'href="/"' in page
     (settings.data_dir / "dataset").mkdir(parents=True)
     (settings.data_dir / "dataset" / "train.json").write_text("[]")
     page = owner.get("/train").text
