@@ -39,6 +39,7 @@ LAYERS: list[tuple[str, ...]] = [
         "twin.jobs",
         "twin.nesting",
         "twin.export_stream",
+        "twin.files",
     ),
     ("twin.telegram", "twin.importer"),
     ("twin.basemodel",),

@@ -41,3 +41,36 @@ def test_dataset_files_are_private(db: Settings) -> None:
     prepare_dataset(settings=db, out_dir=out_dir, min_messages=1)
     assert len(modes(out_dir)) > 1
     assert modes(out_dir) == private_modes(out_dir)
+
+
+def test_run_files_written_by_many_processes_at_once_stay_whole(tmp_path: Path) -> None:
+    """The ranks of a multi-process run rewrite the same run files at the same moment (a resumed
+    two-process run failed with "No such file or directory: …/metrics.tmp" when both renamed one
+    shared temporary file); every writer finishes and the file is always one whole version."""
+    import multiprocessing
+
+    from twin.runs import append_metrics
+    from twin.runs.metrics import read_metrics
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for step in range(1, 41):
+        append_metrics(run_dir, {"step": step, "train_loss": 1.0})
+    context = multiprocessing.get_context("fork")
+    with context.Pool(4) as pool:
+        results = pool.map(_truncate_many, [str(run_dir)] * 4)
+    assert results == ["ok"] * 4
+    assert [entry["step"] for entry in read_metrics(run_dir)] == list(range(1, 21))
+    assert sorted(p.name for p in run_dir.iterdir()) == ["metrics.jsonl"]  # no temporary left
+    assert (run_dir / "metrics.jsonl").stat().st_mode & 0o777 == 0o600
+
+
+def _truncate_many(run_dir: str) -> str:
+    from twin.runs import truncate_metrics
+
+    try:
+        for _ in range(300):
+            truncate_metrics(Path(run_dir), 20)
+    except OSError as exc:
+        return repr(exc)
+    return "ok"

@@ -111,10 +111,13 @@ def child_prepare(data_dir: str, out_dir: str, seed: int) -> int:
 def child_train(data_dir: str, model_dir: str, dataset_dir: str, run_id: str) -> str:
     from trainhelpers import train_here
 
-    from twin.runs import runs_dir
+    from twin.runs import load_run, runs_dir
 
     settings = child_settings(data_dir)
-    resume = (runs_dir(settings) / run_id / "run.json").is_file()
+    run_dir = runs_dir(settings) / run_id
+    resume = (run_dir / "run.json").is_file()
+    if resume and load_run(run_dir).status == "done":
+        return "done"  # killed after the run finished, before the process ended
     record = train_here(
         settings=settings,
         base_model_dir=Path(model_dir),

@@ -10,9 +10,7 @@ stored with the fidelity report (`human_figure`).
 
 from __future__ import annotations
 
-import os
 import random
-import secrets
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +19,7 @@ from pydantic import BaseModel
 
 from twin.errors import ChatError, TrainError
 from twin.evaluate.report import HumanFigure
+from twin.files import write_private
 from twin.prepare.format import Turn, record_speakers
 
 GAME_FILE = "game.json"
@@ -79,11 +78,7 @@ def load_score(run_dir: Path) -> GameScore:
 def save_score(run_dir: Path, score: GameScore) -> None:
     """Write ``game.json`` atomically (owner-only: it says how the owner's chats read)."""
     path = run_dir / GAME_FILE
-    tmp = path.with_name(f".{GAME_FILE}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(score.model_dump_json())
-    tmp.replace(path)
+    write_private(path, score.model_dump_json())
 
 
 def human_figure(run_dir: Path) -> HumanFigure | None:

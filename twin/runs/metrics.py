@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from twin.files import write_private
+
 METRICS_FILE = "metrics.jsonl"
 MAX_CURVE_POINTS = 400
 """More points than a chart's width only slow the page down."""
@@ -37,10 +39,7 @@ def truncate_metrics(run_dir: Path, step: int) -> None:
     if not path.is_file():
         return
     kept = [entry for entry in read_metrics(run_dir) if entry.get("step", 0) <= step]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(entry) + "\n" for entry in kept), encoding="utf-8")
-    tmp.chmod(0o600)
-    tmp.replace(path)
+    write_private(path, "".join(json.dumps(entry) + "\n" for entry in kept))
 
 
 def loss_points(run_dir: Path) -> dict[str, list[list[float]]]:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from twin.config import Settings
 from twin.errors import RunError
+from twin.files import write_private
 
 RUN_RECORD = "run.json"
 ADAPTER_FILE = "lit_model.pth.lora"
@@ -179,10 +180,7 @@ def load_run(run_dir: Path) -> RunRecord:
 def save_run(run_dir: Path, record: RunRecord) -> None:
     """Write ``run_dir/run.json`` atomically (write a temp file, then rename), owner-only: it
     names the dataset and holds figures learned from private chats."""
-    tmp = run_dir / (RUN_RECORD + ".tmp")
-    tmp.write_text(record.model_dump_json(indent=2), encoding="utf-8")
-    tmp.chmod(0o600)
-    tmp.replace(run_dir / RUN_RECORD)
+    write_private(run_dir / RUN_RECORD, record.model_dump_json(indent=2))
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:

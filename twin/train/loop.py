@@ -224,9 +224,11 @@ class _Fit:
                 self.fabric, checkpoint_dir=self.plan.resume_from, state=self.state
             )
             restore_rng_states(self.state["rng"])
-            truncate_metrics(run_dir, self.state["step"])
+            if self.fabric.global_rank == 0:  # the one process that logs metrics
+                truncate_metrics(run_dir, self.state["step"])
         else:
-            truncate_metrics(run_dir, 0)  # a resumed run killed before its first checkpoint
+            if self.fabric.global_rank == 0:  # a resumed run killed before its first checkpoint
+                truncate_metrics(run_dir, 0)
             if self.plan.val_samples:
                 self.state["totals"]["val_loss_start"] = validate(
                     self.fabric, self.model, self.plan.val_samples, self.config

@@ -8,7 +8,6 @@ regenerate it) are pure functions on `Conversation`; only `save_conversation`,
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 from pathlib import Path
@@ -17,6 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from twin.config import Settings
 from twin.errors import ChatError
+from twin.files import write_private
 from twin.prepare.format import Turn
 
 MAX_TEXT_CHARS = 4000
@@ -141,15 +141,7 @@ def save_conversation(settings: Settings, conversation: Conversation) -> None:
     """
     path = _path(settings, conversation.id)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(conversation.model_dump_json(indent=1))
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_private(path, conversation.model_dump_json(indent=1))
 
 
 def load_conversation(settings: Settings, conversation_id: str) -> Conversation:

@@ -6,7 +6,6 @@ Every router except `twin.web.auth` is mounted behind `require_owner` and `verif
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from sqlmodel import Session
 
 from twin.config import Settings
 from twin.db import get_engine
+from twin.files import write_private
 from twin.models import Owner
 from twin.web import security
 from twin.web.security import LoginThrottle
@@ -93,11 +93,7 @@ def issue_api_token(settings: Settings) -> str:
     token = security.new_token()
     path = api_token_file(settings)
     settings.ensure_data_dir()
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(security.token_digest(token))
-    tmp.replace(path)
+    write_private(path, security.token_digest(token))
     return token
 
 

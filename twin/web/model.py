@@ -8,14 +8,13 @@ requests speak to it as the person named on the Settings page (`api_peer_name`).
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from twin.config import Settings
 from twin.errors import ChatError, RunError
+from twin.files import write_private
 from twin.prepare.format import NEUTRAL_ME, clean_name
 from twin.runs import TRAIN_HINT, resolve_run_dir
 from twin.store import get_owner
@@ -91,8 +90,4 @@ def save_api_peer_name(settings: Settings, peer: str) -> None:
         peer: the name.
     """
     path = settings.ensure_data_dir() / API_SETTINGS_FILE
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"peer": clean_name(peer)}, f)
-    tmp.replace(path)
+    write_private(path, json.dumps({"peer": clean_name(peer)}))
