@@ -44,6 +44,7 @@ class StandIn:
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.output = MODEL_OUTPUT
         self.app = FastAPI()
 
         @self.app.post("/v1/completions")
@@ -55,7 +56,7 @@ class StandIn:
             self.requests.append(body)
 
             def events() -> Iterator[str]:
-                for piece in MODEL_OUTPUT:
+                for piece in self.output:
                     chunk = {"object": "text_completion", "choices": [{"index": 0, "text": piece}]}
                     yield f"data: {json.dumps(chunk)}\n\n"
                 yield "data: [DONE]\n\n"
@@ -149,6 +150,38 @@ def test_v1_answers_from_the_remote_with_twins_prompt(
         if line.startswith("data: {")
     ]
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == REPLY
+
+
+@pytest.mark.parametrize(
+    ("output", "reply"),
+    [
+        # A small model glues the next speaker's tag to its last word, with no line break.
+        (["sure", " thingAnna: see", " you"], "sure thing"),
+        # It repeats my own tag, writes a stray byte and ends on a tag cut after its colon.
+        (["Me: ", "ok\ufffd, 8", " it is", "Anna:"], "ok, 8 it is"),
+        # The prompt's scaffolding after the reply.
+        (["fine\n\n### Response:", " more"], "fine"),
+    ],
+)
+def test_remote_replies_are_cut_like_local_ones(
+    owner_with_remote: TestClient, stand_in: tuple[str, StandIn], output: list[str], reply: str
+) -> None:
+    server = stand_in[1]
+    server.output = output
+    try:
+        message = {"role": "user", "content": "see you at 8?", "name": "Anna"}
+        request = {"messages": [message], "max_tokens": 24}
+        answer = owner_with_remote.post("/v1/chat/completions", json=request)
+        streamed = owner_with_remote.post("/v1/chat/completions", json={**request, "stream": True})
+    finally:
+        server.output = MODEL_OUTPUT
+    assert answer.json()["choices"][0]["message"]["content"] == reply
+    chunks = [
+        json.loads(line.removeprefix("data: "))
+        for line in streamed.text.splitlines()
+        if line.startswith("data: {")
+    ]
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == reply
 
 
 def test_v1_reports_a_remote_failure_in_openai_shape(

@@ -11,7 +11,7 @@ scaffolding ("### Input:", the instruction line); none of that is ever shown
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from litgpt.config import Config as BaseConfig
@@ -26,17 +26,14 @@ from twin.chat.defaults import (
 )
 from twin.chat.prefill import last_position_logits
 from twin.chat.sampling import incremental_decoder, sample_token
-from twin.chat.stops import StopScanner, reply_stops
+from twin.chat.stops import reply_pieces
 from twin.errors import ChatError
 from twin.prepare.format import (
     TURN_SEPARATOR,
     Turn,
-    clean_reply,
     render_context,
     render_instruction,
     render_prompt,
-    tag_turn,
-    without_broken_chars,
 )
 
 # The KV cache and the attention mask are allocated for the whole context up front; models
@@ -175,50 +172,25 @@ class Twin:
             )
         prompt = self.prompt_ids(context=context, me=me, peer=peer, max_new_tokens=max_new_tokens)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        return self._stream_text(
+        ids = self._generate_ids(
             prompt,
-            stops=reply_stops(me=me, peer=peer),
-            own_tag=tag_turn(Turn(speaker=me, text="", mine=True)),
-            finish=lambda rest: clean_reply(rest, me=me, peer=peer),
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             top_k=top_k,
             top_p=top_p,
             generator=generator,
         )
+        return self._locked(reply_pieces(self._decoded(ids), me=me, peer=peer))
 
-    def _stream_text(
-        self,
-        prompt: torch.Tensor,
-        *,
-        stops: list[str],
-        own_tag: str,
-        finish: Callable[[str], str],
-        max_new_tokens: int,
-        temperature: float,
-        top_k: int | None,
-        top_p: float,
-        generator: torch.Generator | None,
-    ) -> Iterator[str]:
-        decode = incremental_decoder(self.tokenizer)
-        scanner = StopScanner(stops, line_start=True, skip_prefix=own_tag)
+    def _locked(self, pieces: Iterator[str]) -> Iterator[str]:
+        # The model is busy from the first piece until the reply ends or is closed.
         with self._lock:
-            for token_id in self._generate_ids(
-                prompt,
-                max_new_tokens=max_new_tokens,
-                temperature=temperature,
-                top_k=top_k,
-                top_p=top_p,
-                generator=generator,
-            ):
-                piece = without_broken_chars(decode(token_id) or "")
-                if piece and (shown := scanner.feed(piece)):
-                    yield shown
-                if scanner.stopped:
-                    return
-            # What was held back may be a tag the length limit cut after its colon.
-            if rest := finish(scanner.flush()):
-                yield rest
+            yield from pieces
+
+    def _decoded(self, ids: Iterator[int]) -> Iterator[str]:
+        decode = incremental_decoder(self.tokenizer)
+        for token_id in ids:
+            yield decode(token_id) or ""
 
     # The decorator (not a `with` block) so that inference mode is on only while the model
     # runs: torch enters and leaves it around each step of a decorated generator.

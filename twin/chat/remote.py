@@ -24,7 +24,7 @@ from litgpt.config import Config
 from litgpt.tokenizer import Tokenizer
 
 from twin.chat.generate import MAX_CONTEXT_TOKENS, Twin
-from twin.chat.stops import StopScanner
+from twin.chat.stops import reply_pieces
 from twin.config import Settings
 from twin.errors import ChatError
 from twin.prepare.format import Turn, stop_sequences
@@ -182,15 +182,10 @@ class RemoteTwin:
         first = next(pieces, "")
 
         def cut() -> Iterator[str]:
-            scanner = StopScanner(stops)
-            for piece in itertools.chain([first], pieces):
-                if shown := scanner.feed(piece):
-                    yield shown
-                if scanner.stopped:
-                    pieces.close()
-                    return
-            if rest := scanner.flush():
-                yield rest
+            try:
+                yield from reply_pieces(itertools.chain([first], pieces), me=me, peer=peer)
+            finally:
+                pieces.close()  # a reply cut at a stop ends the server's stream too
 
         return cut()
 

@@ -3,11 +3,37 @@ them, for the local model (`twin.chat.generate`) and a remote one (`twin.chat.re
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
-from twin.prepare.format import reply_stops
+from twin.prepare.format import Turn, clean_reply, reply_stops, tag_turn, without_broken_chars
 
-__all__ = ["StopScanner", "reply_stops"]
+__all__ = ["StopScanner", "reply_pieces", "reply_stops"]
+
+
+def reply_pieces(pieces: Iterable[str], *, me: str, peer: str) -> Iterator[str]:
+    """What to show of a model's text for my turn, piece by piece: the same text as
+    `clean_reply` of the whole (it ends at any speaker's tag or the prompt's scaffolding, my own
+    opening tag and broken characters dropped), shown as soon as no stop can begin in it.
+
+    Args:
+        pieces: the model's text as it comes (decoded tokens, or a server's stream).
+        me: my display name: the text is my turn.
+        peer: the other person's display name.
+
+    >>> list(reply_pieces(["Olga: ok", ", 8 it", " isAnna:"], me="Olga", peer="Anna"))
+    ['ok', ', 8 it', ' is']
+    """
+    own_tag = tag_turn(Turn(speaker=me, text="", mine=True))
+    scanner = StopScanner(reply_stops(me=me, peer=peer), line_start=True, skip_prefix=own_tag)
+    for piece in pieces:
+        piece = without_broken_chars(piece)
+        if piece and (shown := scanner.feed(piece)):
+            yield shown
+        if scanner.stopped:
+            return
+    # What was held back may be a tag the length limit cut after its colon.
+    if rest := clean_reply(scanner.flush(), me=me, peer=peer):
+        yield rest
 
 
 class StopScanner:
