@@ -127,6 +127,12 @@ def test_look_alike_letters_in_a_keyword_are_folded(text: str, expected: str) ->
         ("пароль?", "сейчас посмотрю", "сейчас посмотрю"),
         ("логин ivanov", "пароль", "пароль"),
         ("привет", "739201", "739201"),
+        # "пас"/"pass" are weak keywords ("я пас": I'm out): a word after them is prose...
+        ("не, я пас\nдавай пораньше", "норм", "норм"),
+        ("I'll pass\nok then", "sounds", "sounds"),
+        # ...and a password-shaped value after them is still taken.
+        ("пас от вайфая?", "Kx7pQ2zRw", "<SECRET>"),
+        ("wifi pass?", "bluebird77", "<PASSWORD>"),
     ],
 )
 def test_a_cue_in_the_messages_before_makes_a_lone_value_a_secret(

@@ -127,6 +127,13 @@ def find_passwords(text: str, positions: list[int], spans: list[Span]) -> None:
 
 
 _PASSWORD_KW_AT = re.compile(rf"(?:{_PW_STRONG_KW}|{_PW_WEAK_KW})(?!\w)", re.IGNORECASE)
+_PASSWORD_STRONG_KW_RE = re.compile(rf"(?<![^\W_])(?:{_PW_STRONG_KW})(?!\w)", re.IGNORECASE)
+
+
+def says_password(text: str) -> bool:
+    """Whether `text` holds a keyword that means "password" and nothing else ("пароль",
+    "passwd"), unlike "пас"/"pass" ("я пас": I'm out; "boarding pass")."""
+    return bool(_PASSWORD_STRONG_KW_RE.search(text))
 
 
 def find_credential_pairs(text: str, positions: list[int], spans: list[Span]) -> None:

@@ -20,6 +20,7 @@ from twin.prepare.scrub.passwords import (
     find_passwords,
     is_credential_word,
     looks_like_password,
+    says_password,
 )
 
 _CODE_KW = (
@@ -171,9 +172,8 @@ def find_answer_to_cue(cue: str, text: str, spans: list[Span]) -> None:
     keywords = _keyword_positions(cue)
     if "code" in keywords and _LONE_CODE_RE.fullmatch(value):
         spans.append(Span(m.start("v"), m.end("v"), "CODE"))
-    elif (
-        ("password" in keywords or "cred" in keywords)
-        and not is_credential_word(value)
-        and looks_like_password(value, strength="linked")
-    ):
-        spans.append(Span(m.start("v"), m.end("v"), "PASSWORD"))
+    elif ("password" in keywords or "cred" in keywords) and not is_credential_word(value):
+        # After "пас"/"pass" alone ("не, я пас" → "норм") only a password-shaped value counts.
+        plain = "cred" in keywords or says_password(cue)
+        if looks_like_password(value, strength="linked" if plain else "shape"):
+            spans.append(Span(m.start("v"), m.end("v"), "PASSWORD"))
