@@ -40,6 +40,7 @@ LAYERS: list[tuple[str, ...]] = [
         "twin.nesting",
         "twin.export_stream",
         "twin.files",
+        "twin.dirs",
     ),
     ("twin.telegram", "twin.importer"),
     ("twin.basemodel",),

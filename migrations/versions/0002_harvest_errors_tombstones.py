@@ -6,8 +6,6 @@ Revises: 0001
 Create Date: 2026-12-01 16:53:21.777415
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
@@ -15,8 +13,6 @@ from alembic import op
 
 revision: str = '0002_harvest'
 down_revision: str | None = '0001'
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -5,8 +5,6 @@ Revises: 0002_harvest
 Create Date: 2026-12-01 16:53:49.512684
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
@@ -14,8 +12,6 @@ from alembic import op
 
 revision: str = "c4e1b7a9d2f0"
 down_revision: str | None = "0002_harvest"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -5,15 +5,11 @@ Revises: c4e1b7a9d2f0
 Create Date: 2026-12-01 17:00:00
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004_assist"
 down_revision: str | None = "c4e1b7a9d2f0"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -1,9 +1,11 @@
 """Generate tests/data/scrub_corpus.jsonl: synthetic chat lines with planted, fake secrets.
 
 Every value is fake but valid in form (Luhn-valid cards, mod-97-valid IBANs, phone numbers
-that libphonenumber accepts), so the scrubber is tested on what it must really catch. Each
-line is {"text", "expected", "lang"}; `expected` lists the placeholder types, empty for clean
-lines. Run from the repository root: python tests/data/make_scrub_corpus.py
+that libphonenumber accepts), so the scrubber is tested on what it must really catch. The lines
+values are planted in, the clean lines and what clean lines are made of are in
+scrub_corpus_phrases.json. Each line is {"text", "expected", "lang"}; `expected` lists the
+placeholder types, empty for clean lines. Run from the repository root:
+python tests/data/make_scrub_corpus.py
 """
 
 from __future__ import annotations
@@ -17,11 +19,25 @@ import phonenumbers
 from mnemonic import Mnemonic
 
 OUT = Path(__file__).with_name("scrub_corpus.jsonl")
+PHRASES = json.loads(
+    Path(__file__).with_name("scrub_corpus_phrases.json").read_text(encoding="utf-8")
+)
 rng = random.Random(20240512)
 
-NAMES = ["ivan", "olga", "petro", "anna", "john", "kasia", "lukas", "marta", "sergey", "oksana"]
-SURNAMES = ["petrov", "smith", "kowalska", "mueller", "shevchenko", "ivanova", "brown", "nowak"]
-DOMAINS = ["gmail.com", "mail.ru", "yandex.ru", "ukr.net", "wp.pl", "gmx.de", "outlook.com"]
+NAMES: list[str] = PHRASES["names"]
+SURNAMES: list[str] = PHRASES["surnames"]
+DOMAINS: list[str] = PHRASES["domains"]
+IBAN_FORMATS: dict[str, str] = PHRASES["iban_formats"]
+PLANTED: dict[str, dict[str, list[str]]] = PHRASES["planted"]
+"""Per kind of secret and language, the lines a value ``{v}`` is planted in."""
+COUNTS: dict[str, int] = PHRASES["counts"]
+"""Lines per kind of secret."""
+CLEAN: list[str] = PHRASES["clean"]
+"""Ordinary lines that look a little like secrets."""
+CLEAN_WORDS: dict[str, list[str]] = PHRASES["clean_words"]
+"""Per language, words that clean lines are strung from."""
+NUMBERY: list[str] = PHRASES["numbery"]
+"""Clean lines full of numbers (prices, times, dates, ids)."""
 
 
 def email() -> str:
@@ -82,17 +98,6 @@ def card() -> str:
     if length == 15:
         return sep.join([number[:4], number[4:10], number[10:]])
     return sep.join(number[i : i + 4] for i in range(0, length, 4))
-
-
-IBAN_FORMATS = {
-    "DE": "8n10n",
-    "GB": "4a14n",
-    "PL": "24n",
-    "UA": "6n19c",
-    "FR": "10n11c2n",
-    "ES": "20n",
-    "NL": "4a10n",
-}
 
 
 def iban() -> str:
@@ -223,79 +228,6 @@ def url_secret() -> str:
     )()
 
 
-PLANTED: dict[str, dict[str, list[str]]] = {
-    "EMAIL": {
-        "ru": ["пиши на {v}", "мой email {v}, жду резюме", "почта: {v}", "скинь на {v} пожалуйста"],
-        "uk": ["пишіть на {v}", "моя пошта {v}"],
-        "en": ["email me at {v}", "my address is {v}.", "contact: {v}"],
-        "pl": ["napisz na {v}", "mój mail to {v}"],
-        "de": ["schreib mir an {v}", "Meine E-Mail: {v}"],
-    },
-    "PHONE": {
-        "ru": ["звони {v}", "мой номер {v}, пиши в любое время", "тел. {v}", "вот номер мамы: {v}"],
-        "uk": ["мій номер {v}", "телефонуй {v} після шостої"],
-        "en": ["call me at {v}", "my number is {v}", "text {v} when you land"],
-        "pl": ["zadzwoń {v}", "mój numer: {v}"],
-        "de": ["ruf mich an: {v}", "Meine Nummer ist {v}"],
-    },
-    "CARD": {
-        "ru": ["кидай на карту {v}", "номер карты {v} сбер", "карта {v}, Иван П."],
-        "uk": ["картка {v} моно", "скинь на картку {v}"],
-        "en": ["my card is {v}", "use card {v} exp 12/27"],
-        "pl": ["numer karty {v}"],
-        "de": ["Kartennummer: {v}"],
-    },
-    "IBAN": {
-        "ru": ["реквизиты: IBAN {v}", "переведи на {v}"],
-        "uk": ["IBAN: {v}, отримувач ФОП"],
-        "en": ["wire it to {v} please", "IBAN {v}"],
-        "pl": ["numer konta {v}", "przelew na {v}"],
-        "de": ["Bitte überweise an {v}", "IBAN: {v} (Sparkasse)"],
-    },
-    "SECRET": {
-        "ru": ["токен бота {v}", "вот ключ {v} не свети", "держи {v}"],
-        "uk": ["ось ключ: {v}"],
-        "en": ["here is the key {v}", "token: {v}", "use {v} for the api"],
-        "pl": ["klucz: {v}"],
-        "de": ["der Schlüssel ist {v}"],
-    },
-    "PASSWORD": {
-        "ru": [
-            "пароль: {v}",
-            "пароль от wifi — {v}",
-            "пароль от почты {v}",
-            "логин: ivan пароль: {v}",
-            "новый пароль {v}, не забудь",
-            "пароль такой: {v}",
-        ],
-        "uk": ["пароль: {v}", "пароль від wifi — {v}", "гасло: {v}"],
-        "en": [
-            "password is {v}",
-            "my pass: {v}",
-            "wifi password: {v}",
-            "the password for the router is {v}",
-            "login admin / {v}",
-        ],
-        "pl": ["hasło: {v}", "hasło to {v}", "hasło do wifi to {v}"],
-        "de": ["Passwort ist {v}", "Kennwort: {v}", "das WLAN-Passwort lautet {v}"],
-    },
-    "CODE": {
-        "ru": ["код {v}", "{v} — код", "код подтверждения: {v}", "код из смс {v}", "ваш код {v}"],
-        "uk": ["код {v}", "код підтвердження: {v}"],
-        "en": ["code: {v}", "your code is {v}", "{v} is your verification code", "Code {v}"],
-        "pl": ["kod {v}", "kod BLIK {v}", "twój kod to {v}"],
-        "de": ["Code {v}", "Dein Bestätigungscode: {v}"],
-    },
-    "SEED": {
-        "en": ["seed: {v}", "{v}", "backup words: {v}"],
-        "ru": ["сид фраза {v}", "вот мнемоника: {v}"],
-    },
-    "URL_SECRET": {
-        "en": ["open {v}", "link: {v}"],
-        "ru": ["заходи {v}", "ссылка {v} работает"],
-        "de": ["hier: {v}"],
-    },
-}
 MAKERS = {
     "EMAIL": email,
     "PHONE": phone,
@@ -307,157 +239,6 @@ MAKERS = {
     "SEED": seed,
     "URL_SECRET": url_secret,
 }
-COUNTS = {
-    "EMAIL": 60,
-    "PHONE": 80,
-    "CARD": 50,
-    "IBAN": 40,
-    "SECRET": 60,
-    "PASSWORD": 80,
-    "CODE": 70,
-    "SEED": 30,
-    "URL_SECRET": 30,
-}
-
-CLEAN = [
-    "привет, как дела?",
-    "ок, буду в 19:30",
-    "цена 1 500 ₽",
-    "это стоило $19.99",
-    "встреча 12.05.2024 в 10:30",
-    "рейс SU 1234 задерживается",
-    "order #123456 shipped",
-    "обнови до v1.2.3",
-    "коммит 3f2a9c1 всё сломал",
-    "uuid 123e4567-e89b-12d3-a456-426614174000",
-    "в 2023 году",
-    "I forgot my password",
-    "забыл пароль",
-    "какой пароль от wifi?",
-    "password is wrong",
-    "пароль неправильный",
-    "hasło jest złe",
-    "Passwort vergessen",
-    "error code 404",
-    "ZIP code 10001",
-    "код ошибки 500",
-    "code review в пятницу",
-    "send me the code please",
-    "напиши код на питоне",
-    "kod źródłowy jest na githubie",
-    "Der Code ist fertig",
-    "скидка 15%",
-    "осталось 3 дня",
-    "купил 2 кг яблок по 120 р.",
-    "встреча с 14:00 до 15:30",
-    "счёт 2:1",
-    "температура +5",
-    "давай в 7",
-    "flight LH 2034 at 18:45",
-    "ISBN 978-3-16-148410-0",
-    "номер заказа 45871236",
-    "трек RA123456789RU",
-    "версия 2.14.3 вышла",
-    "commit a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0",
-    "https://youtu.be/dQw4w9WgXcQ",
-    "https://www.google.com/search?q=погода+москва",
-    "https://example.com/article?utm_source=tg&utm_medium=chat",
-    "@durov посмотри",
-    "#отпуск2024",
-    "😂😂😂",
-    "👨‍👩‍👧 семья в сборе",
-    "позвони мне",
-    "мой номер ты знаешь",
-    "сколько стоит? 2 500 грн",
-    "zapłaciłem 150 zł",
-    "kostet 49,90 €",
-    "1/2 стакана",
-    "в 1999 году",
-    "2024-05-12",
-    "с 01.06 по 15.06",
-    "квартира 42, этаж 7",
-    "дом 15к2",
-    "индекс 101000",
-    "password reset link expired",
-    "reset your password in settings",
-    "пароль нужно сменить",
-    "пароль от wifi у Маши",
-    "what's the wifi password?",
-    "the code is in the repo",
-    "код домофона не помню",
-    "kod rabatowy nie działa",
-    "PIN vergessen",
-    "пин-код от карты забыл",
-    "abandon the ship and swim to the shore",
-    "I have a dream that one day this nation will rise up",
-    "seed the database first",
-]
-TEMPLATES_CLEAN = {
-    "ru": ["{a} {b}", "{a}, {b}!", "{a}?", "ну {a}", "{a} :)"],
-}
-RU_WORDS = [
-    "привет",
-    "пока",
-    "завтра",
-    "сегодня",
-    "в кино",
-    "на работе",
-    "купить молоко",
-    "созвонимся",
-    "ладно",
-    "спасибо",
-    "до встречи",
-    "в 18:00",
-    "у метро",
-    "3 часа",
-    "15 минут",
-]
-EN_WORDS = [
-    "see you",
-    "tomorrow",
-    "at 5",
-    "thanks",
-    "sounds good",
-    "on my way",
-    "5 min",
-    "let's go",
-    "lunch?",
-    "at the office",
-    "in 2 hours",
-    "cool",
-    "lol",
-    "ok",
-]
-PL_WORDS = ["cześć", "jutro", "o 18", "dzięki", "jasne", "w pracy", "za 10 minut", "do zobaczenia"]
-DE_WORDS = ["hallo", "morgen", "um 8", "danke", "klar", "bis später", "im Büro", "in 20 Minuten"]
-UK_WORDS = ["привіт", "завтра", "дякую", "о 18:00", "на роботі", "до зустрічі", "гаразд"]
-NUMBERY = [
-    "итого {n} руб",
-    "{n} ₽",
-    "${d}.{c}",
-    "{d}.{c} €",
-    "в {h}:{m}",
-    "{day}.{mon}.20{y}",
-    "рейс {al} {f}",
-    "order #{o}",
-    "заказ №{o}",
-    "v{d}.{c}.{h}",
-    "сборка {hex7}",
-    "{n} шагов сегодня",
-    "{h}:{m}-{h}:{m}",
-    "{day}/{mon}/20{y}",
-    "ticket {al}{f}",
-    "в 20{y} году",
-    "{d} из {c}",
-    "+{d} к карме",
-    "{day}.{mon} в {h}:{m}",
-    "hash {hex40}",
-    "id {uuid}",
-    "за {n} грн",
-    "{n} zł",
-    "seat {d}A",
-    "room {f}",
-]
 
 
 def clean_line() -> tuple[str, str]:
@@ -486,10 +267,8 @@ def clean_line() -> tuple[str, str]:
             uuid="-".join(rand(hexd, k) for k in (8, 4, 4, 4, 12)),
         )
         return value, "mix"
-    lang, words = rng.choice(
-        [("ru", RU_WORDS), ("en", EN_WORDS), ("pl", PL_WORDS), ("de", DE_WORDS), ("uk", UK_WORDS)]
-    )
-    return " ".join(rng.sample(words, rng.randint(1, 4))), lang
+    lang = rng.choice(list(CLEAN_WORDS))
+    return " ".join(rng.sample(CLEAN_WORDS[lang], rng.randint(1, 4))), lang
 
 
 def main() -> None:

@@ -49,6 +49,18 @@ def chromium_page(height: int) -> Iterator[tuple[Any, list[str]]]:
         browser.close()
 
 
+def send_in_chat(page: Any, text: str, *, timeout: int) -> Any:
+    """Send ``text`` on the chat page, sampling with every word possible (temperature 1, no
+    top-k), and wait up to ``timeout`` ms for the twin's reply to be complete; the reply."""
+    page.fill('input[name="temperature"]', "1")
+    page.fill('input[name="top_k"]', "0")
+    page.fill('input[name="text"]', text)
+    page.click("text=Send")
+    reply = page.locator(".messages li.mine").last
+    sync_api.expect(reply).not_to_have_class("mine pending", timeout=timeout)
+    return reply
+
+
 @pytest.fixture
 def server_url(served: tuple[str, FastAPI]) -> str:
     """The real app under uvicorn on 127.0.0.1 and a free port."""
@@ -142,12 +154,7 @@ def test_the_whole_flow_in_a_browser(server_url: str) -> None:
         page.click("text=Continue")
         expect(page).to_have_url(server_url + "/chat")
         shot("14-chat-empty")
-        page.fill('input[name="temperature"]', "1")
-        page.fill('input[name="top_k"]', "0")
-        page.fill('input[name="text"]', "привет! как дела?")
-        page.click("text=Send")
-        reply = page.locator(".messages li.mine").last
-        expect(reply).not_to_have_class("mine pending", timeout=60_000)
+        reply = send_in_chat(page, "привет! как дела?", timeout=60_000)
         expect(page).to_have_url(re.compile(server_url + "/chat/.+"))
         pieces = int(reply.get_attribute("data-pieces") or 0)
         assert pieces > 1, f"the reply came in {pieces} piece(s): {reply.text_content()!r}"

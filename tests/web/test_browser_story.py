@@ -27,7 +27,7 @@ from twin.models import Message
 
 from .browser_server import PASSWORD_2FA
 from .conftest import PASSWORD
-from .test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from .test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, send_in_chat
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 pytestmark = pytest.mark.skipif(
@@ -205,12 +205,7 @@ def test_the_users_story_with_restarts(app_process: App, db: Settings) -> None:
         expect(page).to_have_url(url + "/chat")
         expect(page.get_by_text("demo model")).to_be_visible()
         expect(page.locator('[data-field="regenerate"]')).to_be_hidden()  # nothing to redo yet
-        page.fill('input[name="temperature"]', "1")
-        page.fill('input[name="top_k"]', "0")
-        page.fill('input[name="text"]', "hi! coffee tomorrow?")
-        page.click("text=Send")
-        reply = page.locator(".messages li.mine").last
-        expect(reply).not_to_have_class("mine pending", timeout=120_000)
+        reply = send_in_chat(page, "hi! coffee tomorrow?", timeout=120_000)
         expect(page.locator(".conversations li")).to_have_count(1)  # listed at once
         shot("11-chat")
         text = reply.text_content() or ""

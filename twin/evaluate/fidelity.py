@@ -28,13 +28,13 @@ from twin.chat.defaults import (
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOP_K,
-    DEFAULT_TOP_P,
 )
 from twin.chat.generate import Twin
 from twin.chat.load import load_twin
 from twin.config import Settings
 from twin.errors import ChatError, TrainError
 from twin.evaluate.discriminator import MIN_PER_CLASS, discriminate
+from twin.evaluate.replies import reply_to_sample
 from twin.evaluate.report import (
     Discrimination,
     FidelityReport,
@@ -43,7 +43,6 @@ from twin.evaluate.report import (
 )
 from twin.evaluate.style import StyleComparison, compare_styles
 from twin.prepare.files import VAL_FILE, dataset_sha256
-from twin.prepare.format import record_speakers
 from twin.runs import load_run, save_run
 from twin.train.data import IGNORE_INDEX, TokenizedSample, collate, load_split, read_records
 
@@ -94,18 +93,15 @@ def generate_replies(
     """
     replies = []
     for number, record in enumerate(records):
-        me, peer = record_speakers(record)
-        pieces = twin.stream_reply(
-            context=record["input"],
-            me=me,
-            peer=peer,
+        reply = reply_to_sample(
+            twin,
+            record,
             temperature=DEFAULT_TEMPERATURE,
             top_k=DEFAULT_TOP_K,
-            top_p=DEFAULT_TOP_P,
             max_new_tokens=max_new_tokens,
             seed=seed + number,
         )
-        replies.append("".join(pieces).strip())
+        replies.append(reply)
         if on_reply is not None:
             on_reply(len(replies))
     return replies

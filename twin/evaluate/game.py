@@ -11,16 +11,14 @@ stored with the fidelity report (`human_figure`).
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
 
 from pydantic import BaseModel
 
 from twin.errors import ChatError, TrainError
+from twin.evaluate.replies import Replier, reply_to_sample
 from twin.evaluate.report import HumanFigure
 from twin.files import write_private
-from twin.prepare.format import Turn, record_speakers
 
 GAME_FILE = "game.json"
 # The twin's reply is sampled as in the fidelity report: a little randomness, a fixed seed.
@@ -30,15 +28,6 @@ GAME_MAX_NEW_TOKENS = 64
 MAX_DRAWS = 8
 """Held-out moments tried for one round before giving up: a round whose two replies are the
 same is no question, so it is skipped."""
-
-
-class Replier(Protocol):
-    """What answers a round: `twin.chat.generate.Twin` or the remote backend."""
-
-    def stream_reply(
-        self, *, context: Sequence[Turn] | str, me: str, peer: str, temperature: float,
-        top_k: int | None, max_new_tokens: int, seed: int | None,
-    ) -> Iterator[str]: ...  # fmt: skip
 
 
 class GameScore(HumanFigure):
@@ -128,17 +117,14 @@ def new_round(*, run_id: str, val_path: Path, twin: Replier, seed: int) -> Round
         )
     rng = random.Random(seed)
     for sample in rng.sample(samples, min(MAX_DRAWS, len(samples))):
-        me, peer = record_speakers(sample)
-        pieces = twin.stream_reply(
-            context=sample["input"],
-            me=me,
-            peer=peer,
+        reply = reply_to_sample(
+            twin,
+            sample,
             temperature=GAME_TEMPERATURE,
             top_k=GAME_TOP_K,
             max_new_tokens=GAME_MAX_NEW_TOKENS,
             seed=seed,
         )
-        reply = "".join(pieces).strip()
         real = sample["output"].strip()
         if not same_reply(real, reply):
             return arrange_round(

@@ -7,12 +7,11 @@ interrupted export leaves nothing half-written; an existing export of the same n
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Literal
 
 from twin.config import Settings
+from twin.dirs import dir_written_whole
 from twin.errors import ExportError, RunError
 from twin.runs import adapter_path, load_run, resolve_run_dir
 
@@ -74,9 +73,7 @@ def export_run(
 
     record = load_run(run_dir)
     target = (out_dir or run_dir / EXPORT_DIR / export_name(fmt, quant)).expanduser().resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with dir_written_whole(target) as tmp:
         merged_file = merge_adapter(
             base_model_dir=record.base_model_dir,
             adapter_file=adapter_path(run_dir),
@@ -104,12 +101,6 @@ def export_run(
             )
         del weights
         merged_file.unlink()
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

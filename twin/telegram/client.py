@@ -208,45 +208,46 @@ def format_wait(seconds: int) -> str:
     return " ".join(parts[:2])
 
 
+_EXPLAINED: dict[type[errors.RPCError], tuple[str, str | None]] = {
+    errors.PhoneNumberInvalidError: (
+        "Telegram rejected the phone number.",
+        "Enter the number of your Telegram account with its country code, e.g. +44 7911 123456.",
+    ),
+    errors.PhoneNumberBannedError: ("This phone number is banned by Telegram.", None),
+    errors.PhoneNumberUnoccupiedError: (
+        "There is no Telegram account with this phone number.",
+        "twin cannot sign up: create the account in an official Telegram app first.",
+    ),
+    errors.PhoneCodeInvalidError: (
+        "The login code is wrong.",
+        "Type the code Telegram just sent you again.",
+    ),
+    errors.PhoneCodeExpiredError: (
+        "The login code has expired.",
+        "Start the login again for a new code. Never send the code to anyone: "
+        "a code pasted into any chat expires at once.",
+    ),
+    errors.PasswordHashInvalidError: (
+        "The two-step verification password is wrong.",
+        "Type your Telegram cloud password again (it is not the login code).",
+    ),
+    errors.UnauthorizedError: ("Telegram says this session is not logged in.", LOGIN_HINT),
+}
+"""Telegram's errors a user can act on: the message and the hint for each kind (and its
+subclasses), checked in this order."""
+
+
 def telegram_error(exc: errors.RPCError) -> TelegramError:
     """The `TelegramError` that explains a Telethon RPC error to the user."""
-    match exc:
-        case errors.FloodWaitError() | errors.FloodPremiumWaitError():
-            return TelegramError(
-                f"Telegram asks to wait {format_wait(exc.seconds)} before this request.",
-                hint="Try again after that; twin resumes where it stopped.",
-                retry_after=exc.seconds,
-            )
-        case errors.PhoneNumberInvalidError():
-            return TelegramError(
-                "Telegram rejected the phone number.",
-                hint="Enter the number of your Telegram account with its country code, "
-                "e.g. +44 7911 123456.",
-            )
-        case errors.PhoneNumberBannedError():
-            return TelegramError("This phone number is banned by Telegram.")
-        case errors.PhoneNumberUnoccupiedError():
-            return TelegramError(
-                "There is no Telegram account with this phone number.",
-                hint="twin cannot sign up: create the account in an official Telegram app first.",
-            )
-        case errors.PhoneCodeInvalidError():
-            return TelegramError(
-                "The login code is wrong.", hint="Type the code Telegram just sent you again."
-            )
-        case errors.PhoneCodeExpiredError():
-            return TelegramError(
-                "The login code has expired.",
-                hint="Start the login again for a new code. Never send the code to anyone: "
-                "a code pasted into any chat expires at once.",
-            )
-        case errors.PasswordHashInvalidError():
-            return TelegramError(
-                "The two-step verification password is wrong.",
-                hint="Type your Telegram cloud password again (it is not the login code).",
-            )
-        case errors.UnauthorizedError():
-            return TelegramError("Telegram says this session is not logged in.", hint=LOGIN_HINT)
+    if isinstance(exc, errors.FloodWaitError | errors.FloodPremiumWaitError):
+        return TelegramError(
+            f"Telegram asks to wait {format_wait(exc.seconds)} before this request.",
+            hint="Try again after that; twin resumes where it stopped.",
+            retry_after=exc.seconds,
+        )
+    for kind, (message, hint) in _EXPLAINED.items():
+        if isinstance(exc, kind):
+            return TelegramError(message, hint=hint)
     return TelegramError(f"Telegram refused the request: {rpc_error_name(exc)}.")
 
 

@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import secrets
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import phonenumbers
@@ -146,18 +147,14 @@ async def submit_code(login_id: str, code: str) -> LoginResult:
         code: the digits from the Telegram message.
     """
     pending = await _get(login_id)
-    try:
-        user = await pending.client.sign_in(
+    return await _sign_in(
+        login_id,
+        pending,
+        pending.client.sign_in(
             pending.phone, code.strip(), phone_code_hash=pending.phone_code_hash
-        )
-    except errors.SessionPasswordNeededError:
-        return await _password_needed(pending)
-    except (errors.PhoneCodeInvalidError, errors.FloodWaitError) as exc:
-        raise telegram_error(exc) from exc
-    except errors.RPCError as exc:
-        await _close(login_id)
-        raise telegram_error(exc) from exc
-    return await _finish(login_id, user)
+        ),
+        retryable=(errors.PhoneCodeInvalidError, errors.FloodWaitError),
+    )
 
 
 async def submit_password(login_id: str, password: str) -> LoginResult:
@@ -168,14 +165,12 @@ async def submit_password(login_id: str, password: str) -> LoginResult:
         password: the account's cloud password (checked with SRP; it never leaves in clear).
     """
     pending = await _get(login_id)
-    try:
-        user = await pending.client.sign_in(password=password)
-    except (errors.PasswordHashInvalidError, errors.FloodWaitError) as exc:
-        raise telegram_error(exc) from exc
-    except errors.RPCError as exc:
-        await _close(login_id)
-        raise telegram_error(exc) from exc
-    return await _finish(login_id, user)
+    return await _sign_in(
+        login_id,
+        pending,
+        pending.client.sign_in(password=password),
+        retryable=(errors.PasswordHashInvalidError, errors.FloodWaitError),
+    )
 
 
 async def start_qr_login(
@@ -321,6 +316,30 @@ async def _drop_expired() -> None:
     now = time.monotonic()
     for login_id in [k for k, p in _pending.items() if p.expires_monotonic <= now]:
         await _close(login_id)
+
+
+async def _sign_in(
+    login_id: str,
+    pending: _Pending,
+    sign_in: Awaitable[User],
+    *,
+    retryable: tuple[type[errors.RPCError], ...],
+) -> LoginResult:
+    """Finish the login ``sign_in`` signs in, or answer that a 2FA password is needed.
+
+    A ``retryable`` error (a mistyped code or password, a flood wait) keeps the login for
+    another try; any other error from Telegram ends it.
+    """
+    try:
+        user = await sign_in
+    except errors.SessionPasswordNeededError:
+        return await _password_needed(pending)
+    except retryable as exc:
+        raise telegram_error(exc) from exc
+    except errors.RPCError as exc:
+        await _close(login_id)
+        raise telegram_error(exc) from exc
+    return await _finish(login_id, user)
 
 
 async def _password_needed(pending: _Pending) -> LoginResult:

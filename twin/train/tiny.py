@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -34,6 +32,7 @@ from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from twin.basemodel.checkpoint import DEMO_KEY
 from twin.basemodel.checkpoint import is_demo_model as is_demo_model  # re-exported
+from twin.dirs import dir_written_whole
 from twin.errors import TrainError
 from twin.prepare.files import TRAIN_FILE, VAL_FILE
 from twin.prepare.format import render_prompt
@@ -247,9 +246,7 @@ def init_tiny_model(
             progress=progress,
         )
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with dir_written_whole(out_dir) as tmp:
         torch.save(model.state_dict(), tmp / "lit_model.pth")
         save_config(config, tmp)
         tokenizer.save(str(tmp / "tokenizer.json"))
@@ -267,12 +264,6 @@ def init_tiny_model(
             tmp / "generation_config.json",
             {"bos_token_id": eos_id, "eos_token_id": eos_id, DEMO_KEY: True},
         )
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

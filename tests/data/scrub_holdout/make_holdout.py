@@ -7,7 +7,8 @@ recall says how the scrubber generalizes:
   cards of every scheme, IBANs of many countries, e-mails), not from libphonenumber examples;
 - passwords, codes and tokens are planted by composing independent parts (a chat opener, a
   cue written in one of several registers, a connector, the value, a tail), with cue lists
-  written separately from the scrubber's keyword lists and never edited to make it pass;
+  written separately from the scrubber's keyword lists and never edited to make it pass (the
+  parts are in phrases.json);
 - clean lines are real human-written text: the Russian translations and English originals of
   the gettext catalogs shipped with the operating system (/usr/share/locale/ru), filtered
   to prose (no format strings, options or markup).
@@ -38,32 +39,26 @@ FAKERS = {loc: Faker(loc) for loc in LOCALES}
 for i, f in enumerate(FAKERS.values()):
     f.seed_instance(1000 + i)
 
-OPENERS_RU = [
-    "",
-    "",
-    "слушай, ",
-    "короче ",
-    "ну вот, ",
-    "напоминаю: ",
-    "держи ",
-    "сорян, ",
-    "кстати ",
-]
-OPENERS_EN = ["", "", "hey, ", "ok so ", "fyi ", "here you go: ", "btw ", "quick one - "]
-TAILS_RU = ["", "", " только никому", ", не потеряй", " ))", " если что", ". запиши"]
-TAILS_EN = ["", "", " thx", ", don't share it", " :)", " asap", ". write it down"]
+PHRASES = json.loads((HERE / "phrases.json").read_text(encoding="utf-8"))
+"""The parts lines are composed of: openers, tails, cues, connectors and frames per language."""
+PASSWORD = PHRASES["password"]
+CODE = PHRASES["code"]
 
 
 def pick(items: list[str]) -> str:
     return rng.choice(items)
 
 
+def lang(ru: bool) -> str:
+    return "ru" if ru else "en"
+
+
 def pick_opener(ru: bool) -> str:
-    return pick(OPENERS_RU if ru else OPENERS_EN)
+    return pick(PHRASES["openers"][lang(ru)])
 
 
 def pick_tail(ru: bool) -> str:
-    return pick(TAILS_RU if ru else TAILS_EN)
+    return pick(PHRASES["tails"][lang(ru)])
 
 
 def framed(frame: str, value: str, ru: bool) -> str:
@@ -71,31 +66,31 @@ def framed(frame: str, value: str, ru: bool) -> str:
     return frame.format(o=pick_opener(ru), v=value, t=pick_tail(ru))
 
 
+def said_after(value: str, ru: bool, tails: list[str]) -> str:
+    """The value first, then what it is (the tail picked before the opener)."""
+    tail = pick(tails)
+    return f"{pick_opener(ru)}{value}{tail}"
+
+
+def cue(
+    family: str, ru: bool, cues: dict[str, list[str]], inflected: list[str]
+) -> tuple[str, bool]:
+    """A cue word for the family, and whether the line is Russian: ``cross_language`` writes
+    the line in the other language with a cue in its own, ``inflected`` picks from
+    ``inflected``."""
+    if family == "cross_language":
+        ru = not ru
+        return pick(cues["en"] if ru else cues["ru"]), ru
+    if family == "inflected":
+        return pick(inflected), ru
+    return pick(cues[lang(ru)]), ru
+
+
 def secret_line(text: str, kind: str, value: str, family: str, ru: bool) -> dict[str, str]:
-    return {
-        "text": text,
-        "kind": kind,
-        "value": value,
-        "family": family,
-        "lang": "ru" if ru else "en",
-    }
+    return {"text": text, "kind": kind, "value": value, "family": family, "lang": lang(ru)}
 
 
 # --- values ---------------------------------------------------------------------------------
-WORDS_RU_LAT = ["solnyshko", "kotenok", "malina", "zvezda", "lapochka", "medved", "rybka"]
-WORDS_EN = ["bluebird", "marigold", "pancake", "thunder", "voyager", "whiskey", "snowfall"]
-PATTERNS = [
-    "qwerty",
-    "1q2w3e4r",
-    "zaq12wsx",
-    "123456789",
-    "asdfgh",
-    "qazwsx",
-    "11111111",
-    "1qaz2wsx",
-]
-
-
 def random_token(n: int) -> str:
     while True:
         s = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(n))
@@ -108,13 +103,14 @@ def random_token(n: int) -> str:
 
 
 def mixed_password() -> str:
-    base = pick(WORDS_EN + WORDS_RU_LAT)
+    base = pick(PASSWORD["words"]["en"] + PASSWORD["words"]["ru_latin"])
     base = base.capitalize() if rng.random() < 0.6 else base
-    return base + pick(["!", "@", "#", "_", ""]) + str(rng.randint(1, 2025))
+    return base + pick(PASSWORD["symbols"]) + str(rng.randint(1, 2025))
 
 
 def dictionary_password() -> str:
-    return pick(WORDS_EN + WORDS_RU_LAT + ["ромашка", "лисичка", "чебурашка"])
+    words = PASSWORD["words"]
+    return pick(words["en"] + words["ru_latin"] + words["ru"])
 
 
 def otp() -> str:
@@ -126,131 +122,28 @@ def otp() -> str:
 
 
 # --- password / code families ---------------------------------------------------------------
-PW_WORDS_RU = [
-    "пароль",
-    "пароли",
-    "пароля",
-    "паролем",
-    "паролик",
-    "парольчик",
-    "пароль-то",
-    "пасс",
-    "пассворд",
-    "пасворд",
-    "пэсворд",
-    "парольку",
-    "паролька",
-    "пароль от вайфая",
-    "пароль от почты",
-    "пароль от инсты",
-    "пароль на вход",
-    "пароль к роутеру",
-]
-PW_WORDS_EN = [
-    "password",
-    "pass",
-    "passwd",
-    "pwd",
-    "pw",
-    "passphrase",
-    "wifi password",
-    "the password",
-    "login password",
-    "pword",
-]
-PW_CONNECT = [": ", " - ", " — ", " ", " = ", ": ", " это ", " is ", ":  ", " -> "]
-CODE_WORDS_RU = [
-    "код",
-    "кодик",
-    "код из смс",
-    "смс-код",
-    "код подтверждения",
-    "одноразовый код",
-    "пин",
-    "пин-код",
-    "код для входа",
-    "проверочный код",
-    "код с смс",
-]
-CODE_WORDS_EN = [
-    "code",
-    "verification code",
-    "OTP",
-    "2FA code",
-    "PIN",
-    "sms code",
-    "one-time code",
-    "login code",
-    "security code",
-]
-LOGIN_CUES = [
-    "вход",
-    "вход:",
-    "логин/пароль",
-    "login",
-    "данные для входа",
-    "для входа",
-    "креды",
-    "доступ к серверу",
-    "sign in",
-    "login details",
-    "credentials",
-]
-USERS = ["ivanov", "olga.k", "admin", "petrov77", "m.sidorova", "alex_2001", "root", "anna.b"]
-
-
 def password_line() -> dict[str, str]:
-    family = pick(
-        ["inflected", "cross_language", "pair", "before", "dictionary", "pattern", "plain"]
-    )
+    family = pick(PASSWORD["families"])
     ru = rng.random() < 0.6
     value = mixed_password()
     if family == "dictionary":
         value = dictionary_password()
     elif family == "pattern":
-        value = pick(PATTERNS)
+        value = pick(PASSWORD["patterns"])
     if family == "pair":
-        user = pick(USERS)
-        sep = pick([" / ", " ", ":", " | ", "  ", ", пароль ", " pass "])
-        text = f"{pick_opener(ru)}{pick(LOGIN_CUES)} {user}{sep}{value}"
+        user = pick(PASSWORD["users"])
+        sep = pick(PASSWORD["pair_separators"])
+        text = f"{pick_opener(ru)}{pick(PASSWORD['login_cues'])} {user}{sep}{value}"
     elif family == "before":
-        tail = pick(
-            [
-                " — это пароль",
-                " это пароль от вайфая",
-                " is the password",
-                " is my wifi pass",
-                " - новый пароль",
-                " (пароль)",
-                " is the new passwd",
-            ]
-        )
-        text = f"{pick_opener(ru)}{value}{tail}"
+        text = said_after(value, ru, PASSWORD["said_after"])
     else:
-        if family == "cross_language":
-            ru = not ru
-            kw = pick(PW_WORDS_EN) if ru else pick(PW_WORDS_RU)
-        elif family == "inflected":
-            kw = pick(PW_WORDS_RU[1:]) if ru else pick(PW_WORDS_EN[1:])
-        else:
-            kw = pick(PW_WORDS_RU) if ru else pick(PW_WORDS_EN)
-        frame_ru = [
-            "{o}{kw}{c}{v}{t}",
-            "{o}вот {kw}{c}{v}{t}",
-            "{o}новый {kw}{c}{v}{t}",
-            "{o}{kw} сменил{c}{v}{t}",
-        ]
-        frame_en = [
-            "{o}{kw}{c}{v}{t}",
-            "{o}my {kw}{c}{v}{t}",
-            "{o}new {kw}{c}{v}{t}",
-            "{o}{kw} for the router{c}{v}{t}",
-        ]
-        frame = pick(frame_ru if ru else frame_en)
-        text = frame.format(
+        cues = PASSWORD["cues"]
+        inflected = cues[lang(ru)][1:]  # any form but the first, the plain word
+        kw, ru = cue(family, ru, cues, inflected)
+        text = pick(PASSWORD["frames"][lang(ru)]).format(
             o=pick_opener(ru),
             kw=kw,
-            c=pick(PW_CONNECT),
+            c=pick(PASSWORD["connectors"]),
             v=value,
             t=pick_tail(ru),
         )
@@ -258,31 +151,14 @@ def password_line() -> dict[str, str]:
 
 
 def code_line() -> dict[str, str]:
-    family = pick(["after", "after", "before", "cross_language", "inflected"])
+    family = pick(CODE["families"])
     ru = rng.random() < 0.6
     value = otp()
     if family == "before":
-        tail = pick(
-            [
-                " is your verification code",
-                " — ваш код для входа",
-                " is your Telegram code",
-                " - код подтверждения",
-                " это код из смс",
-                " is your one-time code. Do not share",
-                " — одноразовый пароль",
-            ]
-        )
-        text = f"{pick_opener(ru)}{value}{tail}"
+        text = said_after(value, ru, CODE["said_after"])
     else:
-        if family == "cross_language":
-            ru = not ru
-            kw = pick(CODE_WORDS_EN) if ru else pick(CODE_WORDS_RU)
-        elif family == "inflected":
-            kw = pick(["кодик", "кодом", "коды", "пинкод", "пин-кодик", "смску с кодом", "codes"])
-        else:
-            kw = pick(CODE_WORDS_RU) if ru else pick(CODE_WORDS_EN)
-        connect = pick([": ", " ", " - ", " — ", " это ", " is ", ":"])
+        kw, ru = cue(family, ru, CODE["cues"], CODE["inflected_cues"])
+        connect = pick(CODE["connectors"])
         opener, tail = pick_opener(ru), pick_tail(ru)
         text = f"{opener}{kw}{connect}{value}{tail}"
     return secret_line(text, "CODE", value, family, ru)
@@ -291,24 +167,8 @@ def code_line() -> dict[str, str]:
 def token_line() -> dict[str, str]:
     value = random_token(rng.randint(8, 14))
     ru = rng.random() < 0.5
-    frame = pick(
-        [
-            "{o}{v}{t}",
-            "{o}вставь вот это {v}{t}",
-            "{o}на, {v}{t}",
-            "{o}try {v}{t}",
-            "{o}{v} — вот{t}",
-            "{o}use {v} then{t}",
-        ]
-    )
-    text = framed(frame, value, ru)
-    return {
-        "text": text,
-        "kind": "TOKEN",
-        "value": value,
-        "family": "random",
-        "lang": "ru" if ru else "en",
-    }
+    text = framed(pick(PHRASES["token_frames"]), value, ru)
+    return secret_line(text, "TOKEN", value, "random", ru)
 
 
 # --- structured values from Faker -----------------------------------------------------------
@@ -325,17 +185,7 @@ def phone_line() -> dict[str, str]:
         if phonenumbers.is_possible_number(number):  # a number someone could have
             break
     ru = loc in ("ru_RU", "uk_UA")
-    frame = pick(
-        ["{o}мой номер {v}{t}", "{o}звони на {v}{t}", "{o}{v}{t}", "{o}тел. {v}{t}"]
-        if ru
-        else [
-            "{o}call me at {v}{t}",
-            "{o}{v}{t}",
-            "{o}my number is {v}{t}",
-            "{o}ring {v} tomorrow{t}",
-        ]
-    )
-    text = framed(frame, value, ru)
+    text = framed(pick(PHRASES["phone_frames"][lang(ru)]), value, ru)
     return secret_line(text, "PHONE", value, loc, ru)
 
 
@@ -359,12 +209,7 @@ def structured_line() -> dict[str, str]:
             value = value[:pos] + pick([c for c in alphabet if c != digit]) + value[pos + 1 :]
         if rng.random() < 0.4:
             value = " ".join(value[i : i + 4] for i in range(0, len(value), 4))
-    frame = pick(
-        ["{o}{v}{t}", "{o}вот: {v}{t}", "{o}кидай на {v}{t}", "{o}реквизиты {v}{t}"]
-        if ru
-        else ["{o}{v}{t}", "{o}send it to {v}{t}", "{o}details: {v}{t}"]
-    )
-    text = framed(frame, value, ru)
+    text = framed(pick(PHRASES["structured_frames"][lang(ru)]), value, ru)
     return secret_line(text, kind, value, loc, ru)
 
 
