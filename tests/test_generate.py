@@ -267,6 +267,8 @@ def test_stop_scanner_shows_exactly_the_text_before_the_first_tag(
         ("see you\nMe: and more", "see you"),
         ("line one\nline two\n", "line one\nline two"),
         ("rrow sure\n### tomorrow sure ok", "rrow sure"),  # a header of the model's own making
+        ("hi sure ok yes\nfile Input: later", "hi sure ok yes\nfile"),  # a header without "###"
+        ("ok Response: sure", "ok"),
     ],
 )
 def test_replies_never_show_prompt_scaffolding_or_another_turn(generated: str, shown: str) -> None:

@@ -189,9 +189,11 @@ def scaffold_markers(*, me: str, peer: str) -> list[str]:
         me: the owner's display name.
         peer: the other person's display name.
     """
-    # "###" opens every section header; a model may also write a header of its own making.
+    # "###" opens every section header; a model may also write a header of its own making, or a
+    # header's name without its "###" ("later Input: later").
     opening = _ALPACA_NO_INPUT.split(". ", 1)[0]  # "Below is an instruction that describes a task"
-    return ["###", opening, render_instruction(me=me, peer=peer)]
+    headers = ["Instruction:", "Input:", "Response:"]
+    return ["###", *headers, opening, render_instruction(me=me, peer=peer)]
 
 
 BROKEN_CHAR = "\ufffd"
