@@ -127,18 +127,20 @@ def test_look_alike_letters_in_a_keyword_are_folded(text: str, expected: str) ->
         ("пароль?", "сейчас посмотрю", "сейчас посмотрю"),
         ("логин ivanov", "пароль", "пароль"),
         ("привет", "739201", "739201"),
-        # "пас"/"pass" are weak keywords ("я пас": I'm out): a word after them is prose...
-        ("не, я пас\nдавай пораньше", "норм", "норм"),
-        ("I'll pass\nok then", "sounds", "sounds"),
-        # ...and a password-shaped value after them is still taken.
-        ("пас от вайфая?", "Kx7pQ2zRw", "<SECRET>"),
-        ("wifi pass?", "bluebird77", "<PASSWORD>"),
     ],
 )
 def test_a_cue_in_the_messages_before_makes_a_lone_value_a_secret(
     context: str, text: str, expected: str
 ) -> None:
     assert scrub(text, context) == expected
+
+
+def test_after_pass_alone_only_a_password_shaped_value_is_a_secret() -> None:
+    """ "пас"/"pass" also mean "I'm out" ("не, я пас"): a word after them is prose."""
+    assert scrub("норм", "не, я пас\nдавай пораньше") == "норм"
+    assert scrub("sounds", "I'll pass\nok then") == "sounds"
+    assert scrub("Kx7pQ2zRw", "пас от вайфая?") == "<SECRET>"
+    assert scrub("bluebird77", "wifi pass?") == "<PASSWORD>"
 
 
 def test_names_are_scrubbed_blocklisted_and_fall_back_to_neutral_tags() -> None:
