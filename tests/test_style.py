@@ -13,6 +13,7 @@ from twin.evaluate.style import (
     count_bracket_smileys,
     count_emoji,
     language_of,
+    same_language,
     style_figures,
     typical_words,
 )
@@ -60,6 +61,19 @@ def test_language_of_chats_and_replies() -> None:
     assert language_of("sure, see you tomorrow then") == "en"
     assert language_of("добре, побачимося завтра ввечері") == "uk"
     assert language_of(")))") is None and language_of("") is None
+
+
+def test_short_russian_replies_count_as_the_russian_chats_language() -> None:
+    """Two-word replies a Russian writes ("ага", "норм)", "да, заходи") read as Ukrainian to a
+    trigram model; placeholders are no language (a scrubbed "<PASSWORD>" came out Italian)."""
+    chat = "Катя: ты где сейчас? наберу тебе через пять минут, хорошо?"
+    replies = ["ага", "норм)", "да, заходи", "давай))", "ну да, давай)", "<PASSWORD>"]
+    figures = style_figures(replies, contexts=[chat] * len(replies), typical=[])
+    assert figures.language_checked == 5 and figures.language_match_share == 1.0
+    assert language_of("так, звісно") == "uk" and language_of("ещё бы") == "ru"
+    assert same_language(language_of("ага") or "", "uk")  # could be either: fits both
+    mixed = style_figures(["так, звісно", "sure thing"], contexts=[chat] * 2, typical=[])
+    assert mixed.language_checked == 2 and mixed.language_match_share == 0.0
 
 
 def test_a_reply_in_another_language_lowers_the_match() -> None:

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING
 import regex
 from pydantic import BaseModel
 
+from twin.prepare.scrub.common import PLACEHOLDER_RE
+
 if TYPE_CHECKING:
     from lingua import LanguageDetector
 
@@ -53,6 +55,11 @@ keeps the guesses honest. Names as in `lingua.Language`."""
 # confidence) before a short text counts as written in a language.
 MIN_LANGUAGE_DISTANCE = 0.1
 
+CYRILLIC_EITHER = "ru|uk"
+"""`language_of` a short Cyrillic text whose letters fit Russian and Ukrainian alike."""
+_SHORT_WORDS = 4
+_RUSSIAN_ONLY = regex.compile(r"[ыэёъ]")
+_UKRAINIAN_ONLY = regex.compile(r"[іїєґ]")
 _WORD = regex.compile(r"[\p{L}\p{M}']+")
 _GRAPHEME = regex.compile(r"\X")
 _PICTOGRAPHIC = regex.compile(r"\p{Extended_Pictographic}|\p{Regional_Indicator}")
@@ -192,13 +199,44 @@ def _detector() -> LanguageDetector:
 def language_of(text: str) -> str | None:
     """ISO 639-1 code of the text's language among `LANGUAGES`, or None when unsure.
 
+    Placeholders (``<PASSWORD>``) are no words of any language. Russian and Ukrainian share
+    most short words ("ага", "давай", "норм"), where the letters can tell them: a text with
+    "ы", "э", "ё" or "ъ" is not Ukrainian, one with "і", "ї", "є" or "ґ" is not Russian; a
+    short text taken for Ukrainian with none of them is `CYRILLIC_EITHER` (see
+    `same_language`).
+
     Args:
         text: a reply or a conversation.
     """
+    text = PLACEHOLDER_RE.sub(" ", text)
     if not words(text):
         return None
     language = _detector().detect_language_of(text)
-    return language.iso_code_639_1.name.lower() if language is not None else None
+    code = language.iso_code_639_1.name.lower() if language is not None else None
+    if code not in ("ru", "uk", None):
+        return code
+    lowered = text.lower()
+    russian, ukrainian = _RUSSIAN_ONLY.search(lowered), _UKRAINIAN_ONLY.search(lowered)
+    if russian and not ukrainian:
+        return "ru"
+    if ukrainian and not russian:
+        return "uk"
+    # The trigram model leans Ukrainian on short Russian ("да без проблем": 0.97 Ukrainian).
+    if code == "uk" and not ukrainian and len(words(text)) <= _SHORT_WORDS:
+        return CYRILLIC_EITHER
+    return code
+
+
+def same_language(reply: str, chat: str) -> bool:
+    """Whether a reply's language (`language_of`) is the chat's: a short Cyrillic reply that
+    could be either Russian or Ukrainian counts as both.
+
+    Args:
+        reply: the reply's language code.
+        chat: the chat's language code.
+    """
+    either = {"ru", "uk", CYRILLIC_EITHER}
+    return reply == chat or (CYRILLIC_EITHER in (reply, chat) and {reply, chat} <= either)
 
 
 def typical_words(
@@ -249,7 +287,7 @@ def style_figures(
         chat_language = language_of(_TAG.sub("", context)) if reply_language else None
         if reply_language and chat_language:
             checked += 1
-            matches += reply_language == chat_language
+            matches += same_language(reply_language, chat_language)
     wanted = set(typical)
     return StyleFigures(
         replies=len(replies),
