@@ -20,8 +20,14 @@ function drawCurve(svg) {
   const train = data.train || [], val = data.val || [];
   svg.replaceChildren();
   const all = train.concat(val);
-  if (!all.length) return;
   const W = 640, H = 240, L = 52, R = 12, T = 10, B = 34;
+  if (!all.length) {
+    const note = document.createElementNS(SVG, "text");
+    Object.entries({ x: W / 2, y: H / 2, "text-anchor": "middle", class: "tick" }).forEach(([k, v]) => note.setAttribute(k, v));
+    note.textContent = "The loss curve appears after the first training step.";
+    svg.appendChild(note);
+    return;
+  }
   const steps = all.map((p) => p[0]), losses = all.map((p) => p[1]);
   const x0 = Math.min(0, ...steps), x1 = Math.max(...steps, 1);
   let y0 = Math.min(...losses), y1 = Math.max(...losses);
@@ -49,7 +55,8 @@ function drawCurve(svg) {
     add("text", { x: L - 6, y: sy(y) + 4, "text-anchor": "end", class: "tick" }, y.toFixed(ys < 0.1 ? 2 : 1));
   }
   const path = (points) => points.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" ");
-  if (train.length) add("polyline", { points: path(train), class: "series-train" });
+  if (train.length > 1) add("polyline", { points: path(train), class: "series-train" });
+  else if (train.length) add("circle", { cx: sx(train[0][0]), cy: sy(train[0][1]), r: 3, class: "dot-train" });
   if (val.length > 1) add("polyline", { points: path(val), class: "series-val" });
   val.forEach(([x, y]) => add("circle", { cx: sx(x), cy: sy(y), r: 3, class: "dot-val" }));
   const caption = svg.parentElement.querySelector('[data-field="curve-caption"]');
