@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from twin.basemodel.checkpoint import missing_files
 from twin.config import Settings, get_settings
+from twin.dirs import replace_dir
 from twin.errors import TrainError
 
 GEMMA_NAME = "gemma-3-270m"
@@ -153,11 +154,7 @@ def get_gemma(
     tmp.mkdir(mode=0o700)
     try:
         _build(tmp, parts=parts, data_dir=data_dir, progress=progress, cancel=should_cancel)
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        if target.exists():
-            target.rename(old)
-        tmp.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

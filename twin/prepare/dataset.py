@@ -25,6 +25,7 @@ from sqlmodel import Session
 from twin.basemodel.checkpoint import TOKENIZER_FILES, choose_base_model
 from twin.config import Settings
 from twin.db import get_engine
+from twin.dirs import swap_in
 from twin.errors import PrepareError
 from twin.models import Owner
 from twin.prepare.files import (
@@ -53,7 +54,6 @@ from twin.prepare.split import (
     SplitWriter,
     remove_abandoned_temp_dirs,
     session_score,
-    swap_in,
     write_json,
 )
 from twin.store import ChatMessage, count_messages, dialog_message_counts, iter_message_batches

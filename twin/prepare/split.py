@@ -8,8 +8,6 @@ samples are alike, validation never scores a sample that train has learned by he
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
 import json
 import os
@@ -217,41 +215,3 @@ def write_json(path: Path, value: Any) -> None:
         f.write(json.dumps(value, ensure_ascii=False, sort_keys=True, indent=2) + "\n")
         f.flush()
         os.fsync(f.fileno())
-
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def swap_in(new_dir: Path, out_dir: Path) -> None:
-    """Put ``new_dir`` at ``out_dir``; afterwards ``new_dir`` holds the old set, if any.
-
-    A new ``out_dir`` is one rename. An existing one is exchanged with ``renameat2``'s
-    ``RENAME_EXCHANGE`` (Linux): both names flip in one step, so a reader sees the old complete
-    set or the new one. Where that is missing, the old set is moved aside first: for a moment
-    ``out_dir`` is absent, but it never holds a mix.
-    """
-    if not out_dir.exists():
-        os.rename(new_dir, out_dir)
-    elif not _exchange(new_dir, out_dir):
-        aside = new_dir.with_name(new_dir.name + ".old")
-        os.rename(out_dir, aside)
-        os.rename(new_dir, out_dir)
-        os.rename(aside, new_dir)
-    directory = os.open(out_dir.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name, use_errno=True) if name else None
-    renameat2 = getattr(libc, "renameat2", None)
-    if renameat2 is None:
-        return False
-    result = renameat2(
-        _AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), ctypes.c_uint(_RENAME_EXCHANGE)
-    )
-    return result == 0

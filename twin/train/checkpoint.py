@@ -18,6 +18,7 @@ import lightning as L
 import torch
 from litgpt.lora import lora_filter
 
+from twin.dirs import replace_dir
 from twin.runs.record import CHECKPOINTS_DIR, STATE_FILE, list_checkpoints
 
 KEEP_CHECKPOINTS = 2
@@ -84,9 +85,7 @@ def save_training_checkpoint(
     fabric.barrier()
     if fabric.global_rank == 0:
         make_private(tmp)
-        if final.exists():  # a checkpoint at the same step from before a resume: same content
-            shutil.rmtree(final)
-        tmp.rename(final)
+        replace_dir(tmp, final)  # a same-step checkpoint from before a resume: same content
         for old in list_checkpoints(run_dir)[:-KEEP_CHECKPOINTS]:
             shutil.rmtree(old, ignore_errors=True)
     fabric.barrier()

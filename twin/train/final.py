@@ -10,6 +10,7 @@ import torch
 import yaml
 from litgpt.lora import lora_filter
 
+from twin.dirs import replace_dir
 from twin.runs import ADAPTER_FILE, RunRecord, adapter_path
 from twin.train.base_model import TOKENIZER_FILES
 from twin.train.checkpoint import make_private
@@ -56,7 +57,5 @@ def save_final(
                 out_file=tmp / "lit_model.pth",
             )
         make_private(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
+        replace_dir(tmp, final)
     fabric.barrier()
