@@ -114,6 +114,26 @@ def test_missing_or_incomplete_base_model_names_the_fix(tmp_path: Path, settings
         check_base_model(checkpoint, settings=settings)
 
 
+def test_a_damaged_tokenizer_is_named_by_every_stage(tmp_path: Path, settings: Settings) -> None:
+    from trainhelpers import make_dataset, train_here, training_config
+
+    from twin.chat.load import load_twin
+    from twin.errors import ChatError, PrepareError
+    from twin.prepare.dataset import _load_budget
+
+    dataset = make_dataset(tmp_path / "dataset", train=4, val=2)
+    checkpoint = make_tiny_model(tmp_path / "tiny", dataset_dir=dataset)
+    (checkpoint / "tokenizer.json").write_text('{"model": {"type": "BPE"', encoding="utf-8")
+    named = rf"The tokenizer in {checkpoint} cannot be loaded"
+    with pytest.raises(PrepareError, match=named):
+        _load_budget(checkpoint, 256)
+    with pytest.raises(TrainError, match=named):
+        config = training_config(max_steps=1)
+        train_here(settings=settings, base_model_dir=checkpoint, dataset_dir=dataset, config=config)
+    with pytest.raises(ChatError, match=named):
+        load_twin(base_model_dir=checkpoint)
+
+
 def test_cli_init_tiny_builds_a_demo_model(tmp_path: Path, settings: Settings) -> None:
     from twin.cli.train import register
 

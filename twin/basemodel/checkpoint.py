@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
 
 from twin.config import Settings
+from twin.errors import TwinError
+
+if TYPE_CHECKING:
+    from litgpt.tokenizer import Tokenizer
 
 REQUIRED_FILES = ("lit_model.pth", "model_config.yaml", "tokenizer_config.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
@@ -45,6 +49,27 @@ def missing_files(checkpoint_dir: Path) -> list[str]:
     if not any((checkpoint_dir / name).is_file() for name in TOKENIZER_FILES):
         missing.append(" or ".join(TOKENIZER_FILES))
     return missing
+
+
+def load_tokenizer(checkpoint_dir: Path, *, error: type[TwinError], hint: str) -> Tokenizer:
+    """The checkpoint's tokenizer as litgpt loads it, or ``error`` naming the dir and the cause.
+
+    Args:
+        checkpoint_dir: a litgpt checkpoint dir.
+        error: the calling stage's error class.
+        hint: what the user can do, in that stage's words.
+    """
+    from litgpt.tokenizer import Tokenizer  # loads torch
+
+    try:
+        tokenizer = Tokenizer(checkpoint_dir)
+    except Exception as exc:  # litgpt raises KeyError, NotImplementedError, JSON errors, …
+        raise error(
+            f"The tokenizer in {checkpoint_dir} cannot be loaded ({exc!r}).", hint=hint
+        ) from exc
+    if tokenizer.eos_id is None:
+        raise error(f"The tokenizer in {checkpoint_dir} has no EOS token.", hint=hint)
+    return tokenizer
 
 
 def is_demo_model(checkpoint_dir: Path) -> bool:

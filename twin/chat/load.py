@@ -10,9 +10,8 @@ from litgpt.lora import GPT as LoraGPT
 from litgpt.lora import Config as LoraConfig
 from litgpt.lora import lora_filter, merge_lora_weights
 from litgpt.model import GPT
-from litgpt.tokenizer import Tokenizer
 
-from twin.basemodel.checkpoint import missing_files
+from twin.basemodel.checkpoint import load_tokenizer, missing_files
 from twin.chat.generate import MAX_CONTEXT_TOKENS, Twin
 from twin.errors import ChatError
 from twin.runs import adapter_path, load_run
@@ -60,14 +59,12 @@ def load_twin(*, base_model_dir: Path | None = None, run_dir: Path | None = None
             "…`), or build the offline demo with `twin model init-tiny`.",
         )
     config_file = base_model_dir / "model_config.yaml"
-    try:
-        tokenizer = Tokenizer(base_model_dir)
-    except (OSError, NotImplementedError, ValueError, KeyError) as exc:
-        raise ChatError(
-            f"The tokenizer in {base_model_dir} cannot be loaded ({exc!r}).",
-            hint="A checkpoint dir needs tokenizer.json (or tokenizer.model) and "
-            "tokenizer_config.json.",
-        ) from exc
+    tokenizer = load_tokenizer(
+        base_model_dir,
+        error=ChatError,
+        hint="A checkpoint dir needs tokenizer.json (or tokenizer.model) and "
+        "tokenizer_config.json.",
+    )
 
     state = _load_weights(base_model_dir / "lit_model.pth", "The base model's weights")
     if run_dir is not None and record is not None:

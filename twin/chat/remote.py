@@ -23,6 +23,7 @@ import torch
 from litgpt.config import Config
 from litgpt.tokenizer import Tokenizer
 
+from twin.basemodel.checkpoint import load_tokenizer
 from twin.chat.generate import MAX_CONTEXT_TOKENS, Twin
 from twin.chat.stops import reply_pieces
 from twin.config import Settings
@@ -200,14 +201,16 @@ def remote_twin(*, settings: Settings, run_dir: Path) -> RemoteTwin | None:
     if not settings.remote_url:
         return None
     record = load_run(run_dir)
+    hint = (
+        "The remote model still needs the run's base model dir here for its tokenizer and "
+        "config (not its weights)."
+    )
+    tokenizer = load_tokenizer(record.base_model_dir, error=ChatError, hint=hint)
     try:
-        tokenizer = Tokenizer(record.base_model_dir)
         block_size = Config.from_file(record.base_model_dir / "model_config.yaml").block_size
-    except (OSError, ValueError, KeyError, NotImplementedError) as exc:
+    except (OSError, ValueError, KeyError) as exc:
         raise ChatError(
-            f"The tokenizer of {record.base_model_dir} cannot be loaded ({exc!r}).",
-            hint="The remote model still needs the run's base model dir here for its "
-            "tokenizer and config (not its weights).",
+            f"The config of {record.base_model_dir} cannot be read ({exc!r}).", hint=hint
         ) from exc
     return RemoteTwin(
         client=RemoteClient(settings.remote_url, api_key=settings.remote_api_key),

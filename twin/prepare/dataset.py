@@ -22,7 +22,7 @@ from pathlib import Path
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from twin.basemodel.checkpoint import TOKENIZER_FILES, choose_base_model
+from twin.basemodel.checkpoint import TOKENIZER_FILES, choose_base_model, load_tokenizer
 from twin.config import Settings
 from twin.db import get_engine
 from twin.dirs import swap_in
@@ -252,19 +252,13 @@ def _load_budget(
 ) -> tuple[LengthBudget, TokenizerInfo | None]:
     if tokenizer_dir is None:
         return CharBudget(max_seq_length=max_seq_length), None
-    from litgpt.tokenizer import Tokenizer
-
     tokenizer_dir = tokenizer_dir.expanduser().resolve()
     fingerprint = tokenizer_fingerprint(tokenizer_dir)
-    hint = "Point --tokenizer at a complete litgpt checkpoint dir (see `litgpt download`)."
-    try:
-        tokenizer = Tokenizer(tokenizer_dir)
-    except Exception as exc:  # litgpt raises KeyError, NotImplementedError, JSON errors, …
-        raise PrepareError(
-            f"Could not load the tokenizer in {tokenizer_dir}: {exc!r}", hint=hint
-        ) from exc
-    if tokenizer.eos_id is None:
-        raise PrepareError(f"The tokenizer in {tokenizer_dir} has no EOS token.", hint=hint)
+    tokenizer = load_tokenizer(
+        tokenizer_dir,
+        error=PrepareError,
+        hint="Point --tokenizer at a complete litgpt checkpoint dir (see `litgpt download`).",
+    )
     info = TokenizerInfo(dir=str(tokenizer_dir), sha256=fingerprint)
     return TokenBudget(tokenizer=tokenizer, max_seq_length=max_seq_length), info
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 from litgpt.config import Config as BaseConfig
-from litgpt.tokenizer import Tokenizer
 
+from twin.basemodel.checkpoint import load_tokenizer
 from twin.config import Settings
 from twin.errors import TrainError
 from twin.prepare.files import (
@@ -147,7 +147,9 @@ def prepare_run(
     max_seq_length = min(
         config.max_seq_length or (stats and stats.max_seq_length) or block_size, block_size
     )
-    tokenizer = Tokenizer(base)
+    tokenizer = load_tokenizer(
+        base, error=TrainError, hint="Put the base model's tokenizer files back (see --base)."
+    )
     train_samples, dropped = load_split(
         data_dir / TRAIN_FILE, tokenizer=tokenizer, max_seq_length=max_seq_length
     )
