@@ -383,14 +383,8 @@ def test_samples_too_long_are_left_out_whole_and_counted(
     whole, _ = load_split(dataset / "train.json", tokenizer=tokenizer, max_seq_length=10**6)
     budget = sorted(len(s["input_ids"]) for s in whole)[len(whole) // 2]  # the median
     config = CONFIG.model_copy(update={"max_seq_length": budget})
-    plan = prepare_run(
-        settings=settings,
-        base_model_dir=model,
-        dataset_dir=dataset,
-        run_id="short",
-        config=config,
-        resume=False,
-    )
+    request = TrainingRequest(base_model_dir=model, dataset_dir=dataset, config=config)
+    plan = prepare_run(request, settings=settings)
     records = json.loads((dataset / "train.json").read_text())
     assert 0 < plan.dropped_samples < len(records)
     assert len(plan.train_samples) + plan.dropped_samples == len(records)

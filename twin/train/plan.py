@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 from litgpt.config import Config as BaseConfig
+from pydantic import BaseModel, Field
 
 from twin.basemodel.checkpoint import load_tokenizer
 from twin.config import Settings
@@ -35,6 +36,26 @@ from twin.runs import (
 )
 from twin.train.base_model import check_base_model
 from twin.train.data import TokenizedSample, check_tokenizer, load_split
+
+
+class TrainingRequest(BaseModel):
+    """What to train; checked before anything is written and kept as the job's params."""
+
+    base_model_dir: Path | None = None
+    """litgpt checkpoint dir; default: `twin.basemodel.choose_base_model`'s. Ignored on resume
+    (the run's own is used)."""
+    dataset_dir: Path | None = None
+    """Dir with ``train.json``/``val.json``/``stats.json``; default: ``<data_dir>/dataset``.
+    Ignored on resume."""
+    run_id: str | None = None
+    """Name of the run dir; default: a new time-stamped id, or on resume the newest run."""
+    config: TrainingConfig = Field(default_factory=TrainingConfig)
+    """Ignored on resume: the run's own config is used, so the continuation is the same
+    computation."""
+    resume: bool = False
+    """Continue ``run_id`` from its newest checkpoint instead of starting a new run."""
+    merge: bool = False
+    """Also write merged weights to ``final/lit_model.pth`` (a standalone model)."""
 
 
 @dataclass
@@ -98,20 +119,13 @@ def _check_hardware(config: TrainingConfig) -> None:
         )
 
 
-def prepare_run(
-    *,
-    settings: Settings,
-    base_model_dir: Path | None,
-    dataset_dir: Path | None,
-    run_id: str | None,
-    config: TrainingConfig,
-    resume: bool,
-) -> RunPlan:
-    """Check everything and load the data; write nothing. Arguments as in
-    `twin.train.trainer.TrainingRequest`."""
+def prepare_run(request: TrainingRequest, *, settings: Settings) -> RunPlan:
+    """Check everything ``request`` asks for and load the data; write nothing."""
+    run_id, config = request.run_id, request.config
+    base_model_dir, dataset_dir = request.base_model_dir, request.dataset_dir
     previous: RunRecord | None = None
     resume_from = None
-    if resume:
+    if request.resume:
         run_id, run_dir, previous = _resumed_record(settings, run_id)
         config = previous.config
         base_model_dir, dataset_dir = previous.base_model_dir, previous.dataset_dir

@@ -30,10 +30,8 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from twin.config import Settings
@@ -51,39 +49,18 @@ from twin.jobs import (
 from twin.runs import (
     TRAIN_JOB_KIND,
     RunRecord,
-    TrainingConfig,
     has_record,
     new_run_id,
     newest_run_id,
     run_dir_for,
 )
 from twin.train.loop import ProgressFn, RunProgress, StopFn, run_training
-from twin.train.plan import launch_rank, prepare_run
+from twin.train.plan import TrainingRequest, launch_rank, prepare_run
 
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_SECONDS = 1.0
 """Throttle for job-row writes: the web polls twice a second, more is wasted I/O."""
-
-
-class TrainingRequest(BaseModel):
-    """What to train; checked before anything is written and kept as the job's params."""
-
-    base_model_dir: Path | None = None
-    """litgpt checkpoint dir; default: `twin.basemodel.choose_base_model`'s. Ignored on resume
-    (the run's own is used)."""
-    dataset_dir: Path | None = None
-    """Dir with ``train.json``/``val.json``/``stats.json``; default: ``<data_dir>/dataset``.
-    Ignored on resume."""
-    run_id: str | None = None
-    """Name of the run dir; default: a new time-stamped id, or on resume the newest run."""
-    config: TrainingConfig = Field(default_factory=TrainingConfig)
-    """Ignored on resume: the run's own config is used, so the continuation is the same
-    computation."""
-    resume: bool = False
-    """Continue ``run_id`` from its newest checkpoint instead of starting a new run."""
-    merge: bool = False
-    """Also write merged weights to ``final/lit_model.pth`` (a standalone model)."""
 
 
 @dataclass
@@ -135,7 +112,7 @@ def train(
         return Training(job_id=None, run_id=record.run_id, record=record)
     run_id = request.run_id or (newest_run_id(settings) if request.resume else new_run_id())
     request = request.model_copy(update={"run_id": run_id})
-    prepare_run(settings=settings, **_plan_args(request))  # refuses bad input, writes nothing
+    prepare_run(request, settings=settings)  # refuses bad input, writes nothing
     upgrade_database(settings)
     _record_unrecorded_failures(settings)
     job = start_job(
@@ -149,16 +126,6 @@ def train(
     return _run_job(settings, job.id, request, progress=progress, should_stop=should_stop)
 
 
-def _plan_args(request: TrainingRequest) -> dict[str, Any]:
-    return {
-        "base_model_dir": request.base_model_dir,
-        "dataset_dir": request.dataset_dir,
-        "run_id": request.run_id,
-        "config": request.config,
-        "resume": request.resume,
-    }
-
-
 def _run(
     settings: Settings,
     request: TrainingRequest,
@@ -166,7 +133,7 @@ def _run(
     progress: ProgressFn | None,
     should_stop: StopFn | None,
 ) -> RunRecord:
-    plan = prepare_run(settings=settings, **_plan_args(request))
+    plan = prepare_run(request, settings=settings)
     return run_training(plan, merge=request.merge, progress=progress, should_stop=should_stop)
 
 
