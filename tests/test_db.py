@@ -7,6 +7,7 @@ import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import Session, SQLModel
@@ -14,7 +15,15 @@ from sqlmodel import Session, SQLModel
 from twin.config import Settings
 from twin.db import get_engine, upgrade_database
 from twin.models import Source
-from twin.store import ChatMessage, list_dialogs, set_included, upsert_dialog, upsert_messages
+from twin.store import (
+    ChatMessage,
+    get_owner,
+    list_dialogs,
+    set_included,
+    update_owner,
+    upsert_dialog,
+    upsert_messages,
+)
 
 
 def test_migrations_produce_exactly_the_models_schema(db: Settings) -> None:
@@ -76,3 +85,26 @@ def test_upsert_messages_is_idempotent_and_applies_edits(db: Settings) -> None:
         assert (public.message_count, public.my_message_count) == (5, 2)
         assert set_included(session, dialog_ids=[dialog.id], included=False) == 1
         assert list_dialogs(session)[0].included is False
+
+
+def test_the_owner_row_is_updated_by_column_and_stamped(db: Settings) -> None:
+    with Session(get_engine(db)) as session:
+        before = get_owner(session).updated_unix
+        owner = update_owner(session, first_name="Olga", last_name="Ivanova", username="olga")
+        session.commit()
+        assert owner.display_name == "Olga Ivanova" and owner.updated_unix >= before
+        with pytest.raises(AttributeError, match="no column 'nmae'"):
+            update_owner(session, nmae="typo")
+    with Session(get_engine(db)) as session:
+        assert get_owner(session).username == "olga"
+
+
+def test_a_dialog_seen_again_keeps_what_the_new_sighting_lacks(db: Settings) -> None:
+    with Session(get_engine(db)) as session:
+        first = upsert_dialog(session, peer_id=5, name="Anna", username="anna", access_hash=77)
+        assert (first.name, first.source) == ("Anna", Source.api)
+        again = upsert_dialog(session, peer_id=5, name="", source=Source.export)
+        assert (again.name, again.username, again.access_hash) == ("Anna", "anna", 77)
+        assert again.source == Source.api and again.id == first.id
+        renamed = upsert_dialog(session, peer_id=5, name="Anna K", username="", access_hash=78)
+        assert (renamed.name, renamed.username, renamed.access_hash) == ("Anna K", "", 78)

@@ -29,14 +29,25 @@ class JobState(enum.StrEnum):
     cancelled = "cancelled"
 
 
-class Owner(SQLModel, table=True):
+class AccountName(SQLModel):
+    """Who a Telegram account is, as Telegram names it (the owner's row, a login, an export)."""
+
+    first_name: str | None = None
+    last_name: str | None = None
+    username: str | None = None
+
+    @property
+    def display_name(self) -> str:
+        """First and last name as Telegram shows them ("" before either is known): the name
+        my turns are tagged with, in the dataset and in every prompt the twin answers."""
+        return " ".join(part for part in (self.first_name, self.last_name) if part)
+
+
+class Owner(AccountName, table=True):
     """The one person whose twin this is (a single row, ``id == 1``)."""
 
     id: int | None = Field(default=None, primary_key=True)
     tg_user_id: int | None = Field(default=None, sa_column=Column(BigInteger, unique=True))
-    first_name: str | None = None
-    last_name: str | None = None
-    username: str | None = None
     phone: str | None = None
     # Telethon StringSession, encrypted with Fernet (the key never lives in this database).
     session_encrypted: str | None = None
@@ -46,12 +57,6 @@ class Owner(SQLModel, table=True):
     password_hash: str | None = None
     created_unix: int = 0
     updated_unix: int = 0
-
-    @property
-    def display_name(self) -> str:
-        """First and last name as Telegram shows them ("" before either is known): the name
-        my turns are tagged with, in the dataset and in every prompt the twin answers."""
-        return " ".join(part for part in (self.first_name, self.last_name) if part)
 
 
 class DialogBase(SQLModel):

@@ -33,7 +33,6 @@ class ChatMessage(NamedTuple):
     tg_id: int
     sent_unix: int
     out: bool
-    """True when the owner sent it."""
     text: str = ""
     reply_to_id: int | None = None
     edited_unix: int | None = None
@@ -90,6 +89,23 @@ def get_owner(session: Session) -> Owner:
     return owner
 
 
+def update_owner(session: Session, **fields: object) -> Owner:
+    """Set ``fields`` of the owner row and stamp ``updated_unix`` (committed by the caller).
+
+    Args:
+        session: the open session.
+        fields: `Owner` columns and their new values.
+    """
+    owner = get_owner(session)
+    for name, value in fields.items():
+        if name not in Owner.model_fields:
+            raise AttributeError(f"Owner has no column {name!r}")
+        setattr(owner, name, value)
+    owner.updated_unix = now_unix()
+    session.add(owner)
+    return owner
+
+
 def upsert_dialog(
     session: Session,
     *,
@@ -113,19 +129,12 @@ def upsert_dialog(
     """
     dialog = session.exec(select(Dialog).where(Dialog.peer_id == peer_id)).first()
     if dialog is None:
-        dialog = Dialog(
-            peer_id=peer_id,
-            name=name,
-            username=username,
-            access_hash=access_hash,
-            source=source,
-            created_unix=now_unix(),
-        )
+        dialog = Dialog(peer_id=peer_id, source=source, created_unix=now_unix())
         session.add(dialog)
-    else:
-        dialog.name = name or dialog.name
-        dialog.username = username if username is not None else dialog.username
-        dialog.access_hash = access_hash if access_hash is not None else dialog.access_hash
+    # What this sighting lacks (an export has no access hash) keeps the value already stored.
+    dialog.name = name or dialog.name
+    dialog.username = username if username is not None else dialog.username
+    dialog.access_hash = access_hash if access_hash is not None else dialog.access_hash
     session.flush()
     return dialog
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import ijson
 import sqlalchemy.exc
-from pydantic import BaseModel
 
 from twin.errors import ImportFailed
 from twin.importer.convert import EXPECTED
 from twin.importer.stream import READ_SIZE, ChatStream
+from twin.models import AccountName
 
 try:  # the C backend is ~10x faster; the pure-Python one still works, slowly
     _ijson: Any = ijson.get_backend("yajl2_c")
@@ -68,14 +68,11 @@ def parse_error(path: Path, stream: ChatStream, exc: Exception) -> ImportFailed:
     )
 
 
-class ExportHead(BaseModel):
+class ExportHead(AccountName):
     """What the top of the file says: its shape and the account it belongs to."""
 
     full: bool
     user_id: int | None = None
-    first_name: str | None = None
-    last_name: str | None = None
-    username: str | None = None
 
 
 def read_head(path: Path, size: int) -> ExportHead:

@@ -26,7 +26,8 @@ from telethon.tl.types import User
 from twin.config import Settings
 from twin.db import session_scope
 from twin.errors import TelegramError
-from twin.store import get_owner, now_unix
+from twin.models import AccountName
+from twin.store import get_owner, now_unix, update_owner
 from twin.telegram.client import (
     ClientFactory,
     connect_owner,
@@ -57,13 +58,10 @@ class QrTicket(BaseModel):
     expires_unix: int
 
 
-class OwnerInfo(BaseModel):
+class OwnerInfo(AccountName):
     """Who logged in."""
 
     tg_user_id: int
-    first_name: str | None = None
-    last_name: str | None = None
-    username: str | None = None
     phone: str | None = None
 
 
@@ -281,9 +279,7 @@ async def logout(settings: Settings, *, client_factory: ClientFactory | None = N
             if client.session is not None:
                 await client.disconnect()
     with session_scope(settings) as db:
-        owner = get_owner(db)
-        owner.session_encrypted = None
-        owner.updated_unix = now_unix()
+        update_owner(db, session_encrypted=None)
     return revoked
 
 
@@ -365,29 +361,26 @@ async def _finish(login_id: str, user: User) -> LoginResult:
                     hint="Log in with that account; a second person needs a twin of their "
                     "own (its own data dir).",
                 )
-            owner.tg_user_id = user.id
-            owner.first_name = user.first_name
-            owner.last_name = user.last_name
-            owner.username = user.username
-            owner.phone = user.phone
-            owner.session_encrypted = encrypt(settings, session)
-            owner.api_id = settings.api_id
-            owner.updated_unix = now_unix()
+            account = OwnerInfo(
+                tg_user_id=user.id,
+                first_name=user.first_name,
+                last_name=user.last_name,
+                username=user.username,
+                phone=user.phone,
+            )
+            update_owner(
+                db,
+                **account.model_dump(),
+                session_encrypted=encrypt(settings, session),
+                api_id=settings.api_id,
+            )
     except TelegramError:
         # A session for the wrong account must not linger at Telegram either.
         await asyncio.shield(client.log_out())
         _pending.pop(login_id, None)
         raise
     await _close(login_id)
-    return LoginResult(
-        owner=OwnerInfo(
-            tg_user_id=user.id,
-            first_name=user.first_name,
-            last_name=user.last_name,
-            username=user.username,
-            phone=user.phone,
-        )
-    )
+    return LoginResult(owner=account)
 
 
 def _qr_ticket(login_id: str, qr: QRLogin) -> QrTicket:

@@ -11,8 +11,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from pydantic import BaseModel
 
-from twin.store import get_owner, now_unix
+from twin.store import get_owner, update_owner
 from twin.web import security
 from twin.web.deps import (
     DbDep,
@@ -88,30 +89,35 @@ def setup_page(request: Request, state: StateDep) -> Response:
     return _prelogin_page(request, "setup.html", {})
 
 
+class SetupForm(BaseModel):
+    password: str = ""
+    confirm: str = ""
+    csrf_token: str = ""
+
+
+class LoginForm(BaseModel):
+    password: str = ""
+    csrf_token: str = ""
+    next: str = "/"
+
+
 @router.post("/setup")
 def setup_submit(
-    request: Request,
-    state: StateDep,
-    db: DbDep,
-    password: Annotated[str, Form()] = "",
-    confirm: Annotated[str, Form()] = "",
-    csrf_token: Annotated[str, Form()] = "",
+    request: Request, state: StateDep, db: DbDep, form: Annotated[SetupForm, Form()]
 ) -> Response:
     if is_setup_done(state):
         return RedirectResponse("/login", status_code=303)
-    if not _prelogin_token_ok(request, csrf_token):
+    if not _prelogin_token_ok(request, form.csrf_token):
         return _prelogin_page(
             request, "setup.html", {"error": "The form expired. Try again."}, status_code=403
         )
-    problem = security.check_new_password(password, confirm)
+    problem = security.check_new_password(form.password, form.confirm)
     if problem:
         return _prelogin_page(request, "setup.html", {"error": problem}, status_code=400)
     owner = get_owner(db)
     if owner.password_hash is not None:  # another tab won the race
         return RedirectResponse("/login", status_code=303)
-    owner.password_hash = security.hash_password(password)
-    owner.updated_unix = now_unix()
-    db.add(owner)
+    update_owner(db, password_hash=security.hash_password(form.password))
     db.commit()
     state.setup_done = True
     return _start_session(request, state, "/")
@@ -126,17 +132,12 @@ def login_page(request: Request, state: StateDep, next: str = "/") -> Response:
 
 @router.post("/login")
 def login_submit(
-    request: Request,
-    state: StateDep,
-    db: DbDep,
-    password: Annotated[str, Form()] = "",
-    csrf_token: Annotated[str, Form()] = "",
-    next: Annotated[str, Form()] = "/",
+    request: Request, state: StateDep, db: DbDep, form: Annotated[LoginForm, Form()]
 ) -> Response:
     if not is_setup_done(state):
         return RedirectResponse("/setup", status_code=303)
-    target = _safe_next(next)
-    if not _prelogin_token_ok(request, csrf_token):
+    target = _safe_next(form.next)
+    if not _prelogin_token_ok(request, form.csrf_token):
         return _prelogin_page(
             request,
             "login.html",
@@ -145,7 +146,7 @@ def login_submit(
         )
     device = state.devices.device_id(request.cookies.get(DEVICE_COOKIE))
     # Without a device cookie, the form's cookie tells browsers apart (it matched the form).
-    client = f"device:{device}" if device else f"form:{csrf_token}"
+    client = f"device:{device}" if device else f"form:{form.csrf_token}"
     wait_s = state.throttle.begin(client, trusted=device is not None)
     if wait_s:
         response = _prelogin_page(
@@ -160,7 +161,7 @@ def login_submit(
     try:
         owner = get_owner(db)
         right = bool(owner.password_hash) and security.verify_password(
-            owner.password_hash or "", password
+            owner.password_hash or "", form.password
         )
     finally:
         if right:

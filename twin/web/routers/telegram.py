@@ -24,7 +24,7 @@ from twin.errors import ConfigError, TelegramError
 from twin.jobs import list_jobs
 from twin.models import Dialog, HarvestState, RequestWait
 from twin.pipeline import UNREACHABLE, telegram_unreachable
-from twin.store import get_owner, now_unix
+from twin.store import get_owner, now_unix, update_owner
 from twin.telegram import login
 from twin.telegram.client import with_telegram_credentials
 from twin.vault import encrypt
@@ -109,8 +109,8 @@ def save_credentials(
     api_hash: Annotated[str, Form()] = "",
 ) -> Response:
     key = _login_key(principal)
-    api_hash = api_hash.strip().lower()
-    if not api_id.strip().isdigit():
+    api_id, api_hash = api_id.strip(), api_hash.strip().lower()
+    if not api_id.isdigit():
         return _page(request, state, key, error="The API id is a number, e.g. 1234567.")
     candidate = state.settings.model_copy(update={"api_id": int(api_id), "api_hash": api_hash})
     try:
@@ -118,11 +118,7 @@ def save_credentials(
     except ConfigError as exc:
         return _page(request, state, key, error=str(exc))
     with Session(get_engine(state.settings)) as db:
-        owner = get_owner(db)
-        owner.api_id = int(api_id)
-        owner.api_hash_encrypted = encrypt(state.settings, api_hash)
-        owner.updated_unix = now_unix()
-        db.add(owner)
+        update_owner(db, api_id=int(api_id), api_hash_encrypted=encrypt(state.settings, api_hash))
         db.commit()
     return RedirectResponse("/telegram", status_code=303)
 
