@@ -11,6 +11,7 @@ previous response). h11 already caps their size (16 KB).
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import h11
 import uvicorn
@@ -62,25 +63,17 @@ class HeaderTimeoutProtocol(H11Protocol):
             self.transport.close()
 
 
-def server_config(app: FastAPI, *, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
-    """The uvicorn configuration twin serves ``app`` with.
+SERVER_OPTIONS: dict[str, Any] = {
+    # One worker: login throttling, live job progress and Telegram clients live in this
+    # process (sessions are in the database).
+    "workers": 1,
+    "http": HeaderTimeoutProtocol,
+    "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+    "server_header": False,
+    "proxy_headers": False,  # a local app: a client's X-Forwarded-* is never trusted
+}
 
-    Args:
-        app: the web app.
-        host: the address to listen on.
-        port: the port to listen on.
-        log_level: uvicorn's log level.
-    """
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        # One worker: login throttling, live job progress and Telegram clients live in this
-        # process (sessions are in the database).
-        workers=1,
-        http=HeaderTimeoutProtocol,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
-        server_header=False,
-        proxy_headers=False,
-        log_level=log_level,
-    )
+
+def server_config(app: FastAPI, *, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
+    """The uvicorn configuration twin serves ``app`` with: `SERVER_OPTIONS` on ``host:port``."""
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, **SERVER_OPTIONS)

@@ -157,13 +157,7 @@ def start_harvest(state: WebState) -> int:
             should_cancel=report.cancelled,
         )
 
-    return _in_thread(
-        state,
-        "harvest",
-        work,
-        unit="chats",
-        resumable=True,
-    )
+    return _in_thread(state, "harvest", work, unit="chats", resumable=True)
 
 
 @resumes("gemma-model")
@@ -185,13 +179,7 @@ def start_gemma_model(state: WebState) -> int:
         path = get_gemma(settings=settings, progress=on_build)
         return {"path": path.name}
 
-    return _in_thread(
-        state,
-        "gemma-model",
-        work,
-        unit="‰",
-        resumable=True,
-    )
+    return _in_thread(state, "gemma-model", work, unit="‰", resumable=True)
 
 
 @resumes("demo-model")
