@@ -10,6 +10,7 @@ import typer
 from trainhelpers import make_dataset, make_tiny_model, train_here, training_config
 from typer.testing import CliRunner
 
+from twin.chat.defaults import Sampling
 from twin.cli.chat import register
 from twin.config import Settings
 from twin.errors import ChatError
@@ -101,14 +102,27 @@ def test_twin_eval_prints_and_stores_the_report(
     app = typer.Typer()
     register(app)
     args = ["eval", "r1", "--samples", "1", "--max-samples", "8", "--replies", "4"]
-    result = CliRunner().invoke(app, [*args, "--max-new-tokens", "12"])
+    sampling = ["--temperature", "1", "--top-k", "0", "--top-p", "1"]
+    result = CliRunner().invoke(app, [*args, "--max-new-tokens", "12", *sampling])
     assert result.exit_code == 0, result.output
     assert "perplexity" in result.output and "sample 1" in result.output
     assert "Discriminator" in result.output and "10 rounds" in result.output
+    assert "drawn at temperature 1, top-k all, top-p 1" in result.output
     stored = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["fidelity"]
     assert stored["val_samples"] == 8 and len(stored["samples"]) == 1
     assert stored["human"] == {"rounds": 10, "fooled": 4}
     assert stored["twin_vs_me"]["per_class"] == 4
+    assert stored["sampling"] == {"temperature": 1.0, "top_k": None, "top_p": 1.0}
+
+
+def test_replies_are_drawn_as_the_chat_draws_them_unless_told(
+    trained: tuple[Settings, Path], report: FidelityReport
+) -> None:
+    settings, run_dir = trained
+    assert report.sampling == Sampling()
+    assert "drawn at temperature 0.8, top-k 50, top-p 0.9" in format_report(report)
+    with pytest.raises(ChatError, match=r"top_p must be in \(0, 1\], got 1.5"):
+        evaluate_run(settings=settings, run_dir=run_dir, sampling=Sampling(top_p=1.5))
 
 
 def test_a_run_without_validation_split_is_refused(trained: tuple[Settings, Path]) -> None:

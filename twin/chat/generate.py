@@ -23,6 +23,7 @@ from twin.chat.defaults import (
     DEFAULT_TEMPERATURE,
     DEFAULT_TOP_K,
     DEFAULT_TOP_P,
+    Sampling,
 )
 from twin.chat.prefill import last_position_logits
 from twin.chat.sampling import incremental_decoder, sample_token
@@ -158,12 +159,7 @@ class Twin:
             max_new_tokens: the longest reply, in tokens.
             seed: makes the reply reproducible (None: a different reply each time).
         """
-        if temperature < 0:
-            raise ChatError(f"temperature must be ≥ 0, got {temperature}.", hint="Try 0.8.")
-        if not 0.0 < top_p <= 1.0:
-            raise ChatError(f"top_p must be in (0, 1], got {top_p}.", hint="Try 0.9.")
-        if top_k is not None and top_k < 1:
-            raise ChatError(f"top_k must be ≥ 1, got {top_k}.", hint="Try 50, or leave it out.")
+        Sampling(temperature=temperature, top_k=top_k, top_p=top_p).check()
         if not 0 < max_new_tokens < self.context_length:
             raise ChatError(
                 f"max_new_tokens must be between 1 and {self.context_length - 1}, "

@@ -13,6 +13,7 @@ from twin.chat.defaults import (
     DEFAULT_TEMPERATURE,
     DEFAULT_TOP_K,
     DEFAULT_TOP_P,
+    Sampling,
 )
 from twin.config import Settings, get_settings
 from twin.db import session_scope
@@ -40,6 +41,18 @@ def _owner_name(settings: Settings) -> str:
     return (owner.display_name if owner else "") or NEUTRAL_ME
 
 
+TemperatureOption = Annotated[
+    float, typer.Option(help="Randomness; 0 always picks the most likely word.")
+]
+TopKOption = Annotated[
+    int, typer.Option(help="Sample among the k most likely tokens (0: no limit).")
+]
+TopPOption = Annotated[
+    float, typer.Option(help="Sample among the likeliest tokens covering this probability.")
+]
+MaxNewTokensOption = Annotated[int, typer.Option(help="The longest reply, in tokens.")]
+
+
 def chat(
     run: RunArgument = None,
     as_name: Annotated[
@@ -48,18 +61,10 @@ def chat(
     me: Annotated[
         str | None, typer.Option(help="The twin's own name (default: your Telegram name).")
     ] = None,
-    temperature: Annotated[
-        float, typer.Option(help="Randomness; 0 always picks the most likely word.")
-    ] = DEFAULT_TEMPERATURE,
-    top_k: Annotated[
-        int, typer.Option(help="Sample among the k most likely tokens (0: no limit).")
-    ] = DEFAULT_TOP_K or 0,
-    top_p: Annotated[
-        float, typer.Option(help="Sample among the likeliest tokens covering this probability.")
-    ] = DEFAULT_TOP_P,
-    max_new_tokens: Annotated[
-        int, typer.Option(help="The longest reply, in tokens.")
-    ] = DEFAULT_MAX_NEW_TOKENS,
+    temperature: TemperatureOption = DEFAULT_TEMPERATURE,
+    top_k: TopKOption = DEFAULT_TOP_K or 0,
+    top_p: TopPOption = DEFAULT_TOP_P,
+    max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
     seed: Annotated[int | None, typer.Option(help="Make replies reproducible.")] = None,
 ) -> None:
     """Talk to your twin in the terminal; its replies appear as they are written."""
@@ -122,12 +127,17 @@ def evaluate(
     replies: Annotated[
         int, typer.Option(help="Held-out contexts to reply to, for style and discriminator.")
     ] = 64,
-    max_new_tokens: Annotated[
-        int, typer.Option(help="Longest generated reply, in tokens.")
-    ] = DEFAULT_MAX_NEW_TOKENS,
+    max_new_tokens: MaxNewTokensOption = DEFAULT_MAX_NEW_TOKENS,
+    temperature: TemperatureOption = DEFAULT_TEMPERATURE,
+    top_k: TopKOption = DEFAULT_TOP_K or 0,
+    top_p: TopPOption = DEFAULT_TOP_P,
     seed: Annotated[int, typer.Option(help="Picks and seeds the held-out replies.")] = 0,
 ) -> None:
-    """Fidelity report: perplexity, style figures and a discriminator test, twin vs base."""
+    """Fidelity report: perplexity, style figures and a discriminator test, twin vs base.
+
+    The replies are drawn with the chat's sampling settings unless told otherwise: the report
+    judges the twin you talk to.
+    """
     from twin.evaluate.fidelity import evaluate_run, format_report  # loads torch and litgpt
 
     settings = get_settings()
@@ -140,6 +150,7 @@ def evaluate(
         max_samples=max_samples,
         replies=replies,
         max_new_tokens=max_new_tokens,
+        sampling=Sampling(temperature=temperature, top_k=top_k or None, top_p=top_p),
         seed=seed,
         human=human_figure(run_dir),
     )

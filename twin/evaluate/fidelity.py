@@ -24,11 +24,7 @@ from pathlib import Path
 
 import torch
 
-from twin.chat.defaults import (
-    DEFAULT_MAX_NEW_TOKENS,
-    DEFAULT_TEMPERATURE,
-    DEFAULT_TOP_K,
-)
+from twin.chat.defaults import DEFAULT_MAX_NEW_TOKENS, Sampling
 from twin.chat.generate import Twin
 from twin.chat.load import load_twin
 from twin.config import Settings
@@ -79,15 +75,17 @@ def generate_replies(
     records: list[dict[str, str]],
     *,
     seed: int,
+    sampling: Sampling,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     on_reply: Callable[[int], None] | None = None,
 ) -> list[str]:
-    """The model's reply to each record's context, with the chat's default sampling settings.
+    """The model's reply to each record's context.
 
     Args:
         twin: the model that replies.
         records: samples in litgpt's JSON shape (``instruction``, ``input``, ``output``).
         seed: the i-th reply is seeded with ``seed + i``.
+        sampling: how tokens are drawn (the chat's defaults, to judge the twin people meet).
         max_new_tokens: the longest reply, in tokens.
         on_reply: called with the number of replies written so far, after each.
     """
@@ -96,8 +94,7 @@ def generate_replies(
         reply = reply_to_sample(
             twin,
             record,
-            temperature=DEFAULT_TEMPERATURE,
-            top_k=DEFAULT_TOP_K,
+            sampling=sampling,
             max_new_tokens=max_new_tokens,
             seed=seed + number,
         )
@@ -153,6 +150,7 @@ def evaluate_run(
     max_samples: int = 200,
     replies: int = 64,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    sampling: Sampling | None = None,
     seed: int = 0,
     human: HumanFigure | None = None,
     progress: Callable[[int, int, str], None] | None = None,
@@ -171,12 +169,15 @@ def evaluate_run(
             figures and the discriminator test; the discriminator needs at least
             `MIN_PER_CLASS`.
         max_new_tokens: the longest generated reply, in tokens (the chat's default).
+        sampling: how the replies' tokens are drawn; default: the chat's.
         seed: picks the contexts and seeds the replies, the folds and the bootstrap.
         human: the "Which one is me?" score to store with the report.
         progress: called as ``(done, total, stage)`` while it works; ``done`` counts replies
             written and perplexities scored (one per model). It may raise to stop the work.
     """
     started = time.perf_counter()
+    sampling = sampling or Sampling()
+    sampling.check()  # before minutes of scoring, not after
     record = load_run(run_dir)
     val_path = record.dataset_dir / VAL_FILE
     if not val_path.is_file():
@@ -223,6 +224,7 @@ def evaluate_run(
             model,
             picked,
             seed=seed,
+            sampling=sampling,
             max_new_tokens=max_new_tokens,
             on_reply=lambda n, first=first, name=name: report(
                 first + 1 + n, f"{name}: replies to held-out chats"
@@ -250,6 +252,7 @@ def evaluate_run(
             for r, m, t, b in zip(picked, real, generated["twin"], generated["base"], strict=True)
         ][:samples],
         seed=seed,
+        sampling=sampling,
         dataset_changed=dataset_changed,
         seconds=round(time.perf_counter() - started, 3),
         replies=len(picked),
@@ -308,9 +311,16 @@ def _number(value: float | None, spec: str = ".2f") -> str:
 def _style_lines(report: FidelityReport) -> list[str]:
     if report.style is None:
         return []
+    drawn = ""
+    if report.sampling is not None:
+        top_k = report.sampling.top_k or "all"
+        drawn = (
+            f"; drawn at temperature {report.sampling.temperature:g}, top-k {top_k}, "
+            f"top-p {report.sampling.top_p:g}"
+        )
     lines = [
         "",
-        f"Style of the replies to {report.replies} held-out contexts (ratio 1.00 = like me)",
+        f"Style of the replies to {report.replies} held-out contexts{drawn} (ratio 1.00 = like me)",
         f"  {'':36} {'me':>8} {'twin':>8} {'base':>8} {'twin/me':>8} {'base/me':>8}",
     ]
     for row in report.style.rows:

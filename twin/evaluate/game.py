@@ -15,15 +15,16 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from twin.chat.defaults import Sampling
 from twin.errors import ChatError, TrainError
 from twin.evaluate.replies import Replier, reply_to_sample
 from twin.evaluate.report import HumanFigure
 from twin.files import write_private
 
 GAME_FILE = "game.json"
-# The twin's reply is sampled as in the fidelity report: a little randomness, a fixed seed.
-GAME_TEMPERATURE = 0.7
-GAME_TOP_K = 50
+GAME_SAMPLING = Sampling()
+"""The twin's reply is sampled as in the chat and the fidelity report (with a fixed seed): the
+game judges the twin people talk to."""
 GAME_MAX_NEW_TOKENS = 64
 MAX_DRAWS = 8
 """Held-out moments tried for one round before giving up: a round whose two replies are the
@@ -120,8 +121,7 @@ def new_round(*, run_id: str, val_path: Path, twin: Replier, seed: int) -> Round
         reply = reply_to_sample(
             twin,
             sample,
-            temperature=GAME_TEMPERATURE,
-            top_k=GAME_TOP_K,
+            sampling=GAME_SAMPLING,
             max_new_tokens=GAME_MAX_NEW_TOKENS,
             seed=seed,
         )

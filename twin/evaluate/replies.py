@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
+from twin.chat.defaults import Sampling
 from twin.prepare.format import Turn, record_speakers
 
 
@@ -16,7 +17,7 @@ class Replier(Protocol):
 
     def stream_reply(
         self, *, context: Sequence[Turn] | str, me: str, peer: str, temperature: float,
-        top_k: int | None, max_new_tokens: int, seed: int | None,
+        top_k: int | None, top_p: float, max_new_tokens: int, seed: int | None,
     ) -> Iterator[str]: ...  # fmt: skip
 
 
@@ -24,8 +25,7 @@ def reply_to_sample(
     twin: Replier,
     sample: Mapping[str, Any],
     *,
-    temperature: float,
-    top_k: int | None,
+    sampling: Sampling,
     max_new_tokens: int,
     seed: int | None,
 ) -> str:
@@ -36,8 +36,9 @@ def reply_to_sample(
         context=sample["input"],
         me=me,
         peer=peer,
-        temperature=temperature,
-        top_k=top_k,
+        temperature=sampling.temperature,
+        top_k=sampling.top_k,
+        top_p=sampling.top_p,
         max_new_tokens=max_new_tokens,
         seed=seed,
     )

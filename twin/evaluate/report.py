@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from twin.chat.defaults import Sampling
 from twin.evaluate.style import StyleComparison
 
 
@@ -61,6 +62,8 @@ class FidelityReport(BaseModel):
     twin_perplexity: float
     samples: list[SideBySide]
     seed: int
+    sampling: Sampling | None = None
+    """How the replies were drawn (None: a report from before this was recorded)."""
     dataset_changed: bool
     """The dataset was rebuilt after training: the split may no longer be held out."""
     seconds: float
