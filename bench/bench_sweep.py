@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from make_persona_export import build_persona_export  # noqa: E402
 
+from twin.chat.defaults import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, Sampling  # noqa: E402
 from twin.config import Settings  # noqa: E402
 from twin.db import upgrade_database  # noqa: E402
 from twin.evaluate.fidelity import evaluate_run  # noqa: E402
@@ -46,6 +47,7 @@ from twin.prepare.dataset import prepare_dataset  # noqa: E402
 from twin.runs import (  # noqa: E402
     LoraSettings,
     TrainingConfig,
+    load_run,
     runs_dir,
 )
 from twin.train.tiny import corpus_from_export, init_tiny_model  # noqa: E402
@@ -94,7 +96,7 @@ def style_distance(report: FidelityReport) -> float | None:
 def sweep_row(
     report: FidelityReport, *, epochs: int, lr: float, rank: int, metrics: dict[str, Any]
 ) -> dict[str, Any]:
-    """One table row: the run's settings and its fidelity figures."""
+    """One table row: the run's settings, the replies' sampling and the fidelity figures."""
     inside, total = style_ratios_inside(report)
     rows = report.style.rows if report.style else []
     language = next((r for r in rows if r.figure == "reply in the chat's language"), None)
@@ -102,6 +104,8 @@ def sweep_row(
         "epochs": epochs,
         "lr": lr,
         "rank": rank,
+        "temperature": report.sampling.temperature if report.sampling else None,
+        "top_p": report.sampling.top_p if report.sampling else None,
         "steps": metrics.get("steps"),
         "val_loss": metrics.get("val_loss"),
         "ppl_ratio": report.twin_perplexity / report.base_perplexity,
@@ -139,14 +143,17 @@ def _fmt(value: Any, spec: str) -> str:
 
 def print_table(rows: list[dict[str, Any]], chosen: dict[str, Any]) -> None:
     print(
-        "| epochs | lr | rank | steps | val loss | ppl twin/base | disc. acc twin vs me (95%) "
-        "| base vs me | style ratios in 0.75–1.25 | style distance | chat language twin (me) | |"
+        "| epochs | lr | rank | temperature / top-p | steps | val loss | ppl twin/base "
+        "| disc. acc twin vs me (95%) | base vs me | style ratios in 0.75–1.25 "
+        "| style distance | chat language twin (me) | |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         ci = row["twin_acc_ci"]
         print(
-            f"| {row['epochs']} | {row['lr']:g} | {row['rank']} | {_fmt(row['steps'], 'd')} "
+            f"| {row['epochs']} | {row['lr']:g} | {row['rank']} "
+            f"| {_fmt(row['temperature'], 'g')} / {_fmt(row['top_p'], 'g')} "
+            f"| {_fmt(row['steps'], 'd')} "
             f"| {_fmt(row['val_loss'], '.3f')} | {row['ppl_ratio']:.3f} "
             f"| {_fmt(row['twin_acc'], '.2f')}"
             + (f" ({ci[0]:.2f}–{ci[1]:.2f})" if ci else "")
@@ -158,9 +165,36 @@ def print_table(rows: list[dict[str, Any]], chosen: dict[str, Any]) -> None:
     by_loss = min(rows, key=lambda r: r["val_loss"] if r["val_loss"] is not None else math.inf)
     print(
         f"\npicked by fidelity: epochs {chosen['epochs']}, lr {chosen['lr']:g}, "
-        f"rank {chosen['rank']}; by val loss it would be: epochs {by_loss['epochs']}, "
-        f"lr {by_loss['lr']:g}, rank {by_loss['rank']}"
+        f"rank {chosen['rank']}, temperature {_fmt(chosen['temperature'], 'g')}, "
+        f"top-p {_fmt(chosen['top_p'], 'g')}; by val loss it would be: "
+        f"epochs {by_loss['epochs']}, lr {by_loss['lr']:g}, rank {by_loss['rank']}"
     )
+
+
+def judge(
+    run_dir: Path, args: argparse.Namespace, *, metrics: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """A finished run's rows: its fidelity report at each sampling setting asked for."""
+    record = load_run(run_dir)
+    config = record.config
+    rows = []
+    for temperature, top_p in itertools.product(args.temperature, args.top_p):
+        report = evaluate_run(
+            settings=Settings(data_dir=run_dir.parent.parent),
+            run_dir=run_dir,
+            samples=0,
+            replies=args.replies,
+            max_new_tokens=args.max_new_tokens,
+            sampling=Sampling(temperature=temperature, top_p=top_p),
+            seed=args.seed,
+        )
+        row = sweep_row(
+            report, epochs=config.epochs, lr=config.learning_rate, rank=config.lora.r,
+            metrics=metrics,
+        )  # fmt: skip
+        rows.append(row)
+        print(f"{run_dir.name}: {json.dumps(row)}", file=sys.stderr)
+    return rows
 
 
 def main() -> None:
@@ -177,6 +211,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, nargs="+", default=[1, 3])
     parser.add_argument("--lr", type=float, nargs="+", default=[3e-4, 1e-3])
     parser.add_argument("--rank", type=int, nargs="+", default=[8, 16])
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        nargs="+",
+        default=[DEFAULT_TEMPERATURE],
+        help="sampling temperatures of the replies (each trained run is judged at each)",
+    )
+    parser.add_argument("--top-p", type=float, nargs="+", default=[DEFAULT_TOP_P])
+    parser.add_argument("--run-dir", type=Path, help="judge this finished run only (no training)")
     parser.add_argument("--max-steps", type=int, help="cap on steps per run (quick trials)")
     parser.add_argument("--global-batch-size", type=int, default=16)
     parser.add_argument("--warmup-steps", type=int, default=10)
@@ -185,9 +228,25 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
+    parser.add_argument(
+        "--keep", type=Path, help="work in this dir and keep it (the runs, for --run-dir later)"
+    )
     args = parser.parse_args()
+    if args.run_dir:
+        run_dir = args.run_dir.resolve()
+        rows = judge(run_dir, args, metrics=load_run(run_dir).metrics)
+    else:
+        rows = sweep(args)
+    chosen = pick(rows)
+    print_table(rows, chosen)
+    if args.out:
+        args.out.write_text(json.dumps({"rows": rows, "picked": chosen}, indent=1))
+
+
+def sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Train every combination of epochs × lr × rank on one dataset and judge each run."""
     with tempfile.TemporaryDirectory(prefix="twin-sweep-") as scratch:
-        work = Path(scratch)
+        work = args.keep.resolve() if args.keep else Path(scratch)
         base = (
             args.base.resolve()
             if args.base
@@ -233,20 +292,8 @@ def main() -> None:
             record = train(request, settings=settings).record
             assert record is not None
             metrics = dict(record.metrics, seconds=round(time.perf_counter() - started, 1))
-            report = evaluate_run(
-                settings=settings,
-                run_dir=runs_dir(settings) / run_id,
-                samples=0,
-                replies=args.replies,
-                max_new_tokens=args.max_new_tokens,
-                seed=args.seed,
-            )
-            rows.append(sweep_row(report, epochs=epochs, lr=lr, rank=rank, metrics=metrics))
-            print(f"{run_id}: {json.dumps(rows[-1])}", file=sys.stderr)
-    chosen = pick(rows)
-    print_table(rows, chosen)
-    if args.out:
-        args.out.write_text(json.dumps({"rows": rows, "picked": chosen}, indent=1))
+            rows += judge(runs_dir(settings) / run_id, args, metrics=metrics)
+    return rows
 
 
 if __name__ == "__main__":
