@@ -88,7 +88,6 @@ def is_dead(job: Job, *, now: int | None = None, stale_seconds: int = STALE_SECO
     """True when an active job has no live process behind it (pure apart from the pid check).
 
     Args:
-        job: the job row.
         now: current unix time (default: the clock).
         stale_seconds: heartbeat age after which a job counts as dead.
     """
@@ -209,7 +208,6 @@ def get_job(*, settings: Settings, job_id: int) -> Job:
 
     Args:
         settings: whose database.
-        job_id: the job's id.
     """
     with Session(get_engine(settings), expire_on_commit=False) as session:
         job = session.get(Job, job_id)
@@ -279,7 +277,6 @@ def set_pid(*, settings: Settings, job_id: int, pid: int) -> Job:
 
     Args:
         settings: whose database.
-        job_id: the job.
         pid: the spawned process.
     """
     return _change(settings, job_id, pid=pid)
@@ -290,7 +287,6 @@ def update_progress(*, settings: Settings, job_id: int, progress: dict[str, Any]
 
     Args:
         settings: whose database.
-        job_id: the job.
         progress: JSON-serializable; ``done`` and ``total`` drive the web progress bar.
     """
     _change(settings, job_id, progress_json=json.dumps(progress))
@@ -301,7 +297,6 @@ def finish_job(*, settings: Settings, job_id: int, result: dict[str, Any] | None
 
     Args:
         settings: whose database.
-        job_id: the job.
         result: what it produced (JSON-serializable).
     """
     cancel_file(settings, job_id).unlink(missing_ok=True)
@@ -317,7 +312,6 @@ def fail_job(
 
     Args:
         settings: whose database.
-        job_id: the job.
         error: the message a user sees.
         result: e.g. ``{"resumable": true}``.
     """
@@ -332,7 +326,6 @@ def cancel_job(*, settings: Settings, job_id: int, result: dict[str, Any] | None
 
     Args:
         settings: whose database.
-        job_id: the job.
         result: e.g. ``{"resumable": true}``.
     """
     cancel_file(settings, job_id).unlink(missing_ok=True)
@@ -344,7 +337,6 @@ def cancel_file(settings: Settings, job_id: int) -> Path:
 
     Args:
         settings: whose data dir.
-        job_id: the job.
     """
     return settings.data_dir / "jobs" / f"{job_id}.cancel"
 
@@ -354,7 +346,6 @@ def request_cancel(*, settings: Settings, job_id: int) -> Job:
 
     Args:
         settings: whose database.
-        job_id: the job.
     """
     job = get_job(settings=settings, job_id=job_id)
     if job.state not in ACTIVE_STATES:
@@ -383,9 +374,6 @@ def start_or_join(start: Callable[[], int]) -> int:
 def is_resumable(job: Job) -> bool:
     """True when a stopped or failed job said it can be resumed (its result carries
     ``resumable``).
-
-    Args:
-        job: the job row.
     """
     return job.state in (JobState.failed, JobState.cancelled) and bool(
         _result(job).get("resumable")
@@ -397,6 +385,5 @@ def cancel_requested(settings: Settings, job_id: int) -> bool:
 
     Args:
         settings: whose data dir.
-        job_id: the job.
     """
     return cancel_file(settings, job_id).exists()

@@ -93,7 +93,6 @@ def update_owner(session: Session, **fields: object) -> Owner:
     """Set ``fields`` of the owner row and stamp ``updated_unix`` (committed by the caller).
 
     Args:
-        session: the open session.
         fields: `Owner` columns and their new values.
     """
     owner = get_owner(session)
@@ -229,7 +228,6 @@ def set_included(session: Session, *, dialog_ids: Iterable[int], included: bool)
     """Include or exclude dialogs from training; return how many rows changed.
 
     Args:
-        session: the open session.
         dialog_ids: `Dialog.id` values.
         included: the new flag.
     """
@@ -271,7 +269,6 @@ def active_wait(session: Session, *, requests: Iterable[str], now: int) -> Reque
     """The longest FLOOD_WAIT still running for any of ``requests``, or None.
 
     Args:
-        session: the open session.
         requests: Telegram method names (``messages.getHistory``).
         now: the local time (unix seconds).
     """
@@ -316,7 +313,6 @@ def dialog_message_counts(
     """Every dialog, by id, with its live messages sent in ``[since_unix, until_unix)``.
 
     Args:
-        session: the open session.
         since_unix: the first second counted.
         until_unix: the first second no longer counted.
     """
@@ -351,8 +347,6 @@ def iter_message_batches(
     are left out: they are never a sample.
 
     Args:
-        session: the open session.
-        dialog_id: the `Dialog.id`.
         since_unix: the first second read.
         until_unix: the first second no longer read.
         batch_size: messages per batch.

@@ -131,7 +131,6 @@ def set_assist(*, settings: Settings, dialog_id: int, on: bool) -> Dialog:
 
     Args:
         settings: whose database.
-        dialog_id: the dialog's row id.
         on: True to let the twin write drafts there.
     """
     with session_scope(settings) as db:

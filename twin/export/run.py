@@ -105,11 +105,7 @@ def export_run(
 
 
 def list_exports(run_dir: Path) -> list[tuple[str, list[tuple[str, int]]]]:
-    """The exports of a run: ``(name, [(file name, size in bytes), …])``, by name.
-
-    Args:
-        run_dir: the run's directory.
-    """
+    """The exports of a run: ``(name, [(file name, size in bytes), …])``, by name."""
     root = run_dir / EXPORT_DIR
     if not root.is_dir():
         return []

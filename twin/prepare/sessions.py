@@ -316,9 +316,6 @@ def split_into_sessions(
 def render_message(message: ChatMessage) -> str | None:
     """A message as it reads in a turn, or None when it carries nothing to read.
 
-    Args:
-        message: the message.
-
     >>> render_message(ChatMessage(1, 0, True, "look!", media_kind="photo", forwarded=True))
     '<forwarded> <photo> look!'
     """

@@ -69,7 +69,6 @@ def save_training_checkpoint(
 
     Args:
         fabric: the run's Fabric (all ranks call this; with FSDP each contributes its shard).
-        run_dir: the run's directory.
         step: the optimizer step just completed.
         state: ``model``, ``optimizer``, ``scheduler`` objects plus plain values; the model is
             saved with LoRA parameters only.
@@ -107,11 +106,7 @@ def load_training_checkpoint(
 
 
 def remove_partial_checkpoints(run_dir: Path) -> None:
-    """Delete temp dirs left by a process killed while writing a checkpoint.
-
-    Args:
-        run_dir: the run's directory.
-    """
+    """Delete temp dirs left by a process killed while writing a checkpoint."""
     root = run_dir / CHECKPOINTS_DIR
     if root.is_dir():
         for tmp in root.glob(".step-*.tmp"):

@@ -83,7 +83,6 @@ def dataset_is_current(*, dataset_dir: Path, base_model_dir: Path) -> bool:
     (what a pipeline checks before training, re-preparing otherwise).
 
     Args:
-        dataset_dir: the dataset's directory.
         base_model_dir: the checkpoint dir training will use.
     """
     if not has_dataset(dataset_dir):

@@ -56,11 +56,7 @@ def merge_adapter(
 
 
 def merge_run(*, run_dir: Path) -> Path:
-    """Write ``final/lit_model.pth`` for a finished run (a standalone litgpt checkpoint dir).
-
-    Args:
-        run_dir: the run's directory.
-    """
+    """Write ``final/lit_model.pth`` for a finished run (a standalone litgpt checkpoint dir)."""
     record = load_run(run_dir)
     adapter = adapter_path(run_dir)
     if not adapter.is_file():

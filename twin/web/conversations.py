@@ -107,7 +107,6 @@ def prompt_turns(conversation: Conversation, *, me: str) -> list[Turn]:
     """The turns in the prompt format, the other person's tagged with the current peer name.
 
     Args:
-        conversation: the conversation.
         me: my display name.
     """
     return [
@@ -149,7 +148,6 @@ def load_conversation(settings: Settings, conversation_id: str) -> Conversation:
 
     Args:
         settings: whose data dir.
-        conversation_id: the conversation's id.
     """
     path = _path(settings, conversation_id)
     try:
@@ -184,6 +182,5 @@ def delete_conversation(settings: Settings, conversation_id: str) -> None:
 
     Args:
         settings: whose data dir.
-        conversation_id: the conversation's id.
     """
     _path(settings, conversation_id).unlink(missing_ok=True)

@@ -216,7 +216,6 @@ def render(
     """Render a page with what every layout needs: the CSRF token and whether logged in.
 
     Args:
-        request: the current request.
         template: the template's file name under web/templates.
         context: the page's own variables.
         status_code: the HTTP status to answer with.

@@ -138,7 +138,6 @@ def job_view(
     """What the browser sees of a job (params may hold paths; they stay server-side).
 
     Args:
-        job: the job's row.
         live: in-memory progress of jobs running in this process (fresher than the row).
         settings: whose data dir holds cancel requests (to show "stopping…").
     """

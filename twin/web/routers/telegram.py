@@ -175,7 +175,6 @@ async def _start(
     """Begin a login (code or QR) for this browser session, replacing any pending one.
 
     Args:
-        request: the request being answered.
         state: the app state holding pending logins.
         principal: the logged-in owner.
         start: starts the login with the credentials' settings and the client factory
