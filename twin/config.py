@@ -97,17 +97,33 @@ class Settings(BaseSettings):
 
     def require_telegram_credentials(self) -> tuple[int, str]:
         """Return ``(api_id, api_hash)`` or raise a `ConfigError` that says how to get them."""
-        hint = (
-            "Create an app at https://my.telegram.org → API development tools, then set "
-            "TWIN_API_ID and TWIN_API_HASH (or import a Telegram Desktop export instead)."
-        )
-        if self.api_id is None or not self.api_hash:
-            raise ConfigError("Telegram API credentials are not set.", hint=hint)
-        if self.api_id in _PLACEHOLDER_API_IDS or self.api_hash in _PLACEHOLDER_API_HASHES:
-            raise ConfigError("Telegram API credentials look like placeholders.", hint=hint)
-        if len(self.api_hash) != 32 or any(c not in "0123456789abcdef" for c in self.api_hash):
-            raise ConfigError("TWIN_API_HASH must be 32 hex characters.", hint=hint)
+        problem = telegram_credentials_problem(self.api_id, self.api_hash)
+        if problem is not None:
+            raise ConfigError(
+                problem,
+                hint="Create an app at https://my.telegram.org → API development tools, then "
+                "set TWIN_API_ID and TWIN_API_HASH (or import a Telegram Desktop export "
+                "instead).",
+            )
+        assert self.api_id is not None and self.api_hash is not None
         return self.api_id, self.api_hash
+
+
+def telegram_credentials_problem(api_id: int | None, api_hash: str | None) -> str | None:
+    """What is wrong with a Telegram API id and hash, in words for any front door (the
+    environment, the web form); None when they look right.
+
+    Args:
+        api_id: the app's id from my.telegram.org.
+        api_hash: the app's hash (32 hex characters).
+    """
+    if api_id is None or not api_hash:
+        return "Telegram API credentials are not set."
+    if api_id in _PLACEHOLDER_API_IDS or api_hash in _PLACEHOLDER_API_HASHES:
+        return "Telegram API credentials look like placeholders (the examples from the docs)."
+    if len(api_hash) != 32 or any(c not in "0123456789abcdef" for c in api_hash):
+        return "The API hash must be 32 hex characters (0–9, a–f)."
+    return None
 
 
 @lru_cache

@@ -37,3 +37,21 @@ def test_saved_credentials_are_used_when_the_environment_has_none(
 def test_no_database_yet_means_no_saved_credentials(settings: Settings) -> None:
     with pytest.raises(ConfigError, match="not set"):
         telegram_credentials(settings)
+
+
+@pytest.mark.parametrize(
+    ("api_id", "api_hash", "problem"),
+    [
+        ("12x", API_HASH, "The API id is a number"),
+        ("1234567", "nope", "The API hash must be 32 hex characters"),
+        ("123456", "0123456789abcdef0123456789abcdef", "look like placeholders"),
+    ],
+)
+def test_refused_credentials_say_what_to_do_in_the_page_and_keep_the_id(
+    owner: TestClient, api_id: str, api_hash: str, problem: str
+) -> None:
+    refused = owner.post("/telegram/credentials", data={"api_id": api_id, "api_hash": api_hash})
+    assert refused.status_code == 400
+    assert problem in refused.text and "my.telegram.org → API development tools" in refused.text
+    assert "TWIN_" not in refused.text  # the page has no environment to set
+    assert f'name="api_id" inputmode="numeric" autocomplete="off" value="{api_id}"' in refused.text

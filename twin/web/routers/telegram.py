@@ -18,7 +18,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from sqlmodel import Session, col, select
 
-from twin.config import Settings
+from twin.config import Settings, telegram_credentials_problem
 from twin.db import get_engine
 from twin.errors import ConfigError, TelegramError
 from twin.jobs import list_jobs
@@ -110,13 +110,19 @@ def save_credentials(
 ) -> Response:
     key = _login_key(principal)
     api_id, api_hash = api_id.strip(), api_hash.strip().lower()
-    if not api_id.isdigit():
-        return _page(request, state, key, error="The API id is a number, e.g. 1234567.")
-    candidate = state.settings.model_copy(update={"api_id": int(api_id), "api_hash": api_hash})
-    try:
-        candidate.require_telegram_credentials()
-    except ConfigError as exc:
-        return _page(request, state, key, error=str(exc))
+    problem = (
+        "The API id is a number, e.g. 1234567."
+        if not api_id.isdigit()
+        else telegram_credentials_problem(int(api_id), api_hash)
+    )
+    if problem is not None:
+        return _page(
+            request,
+            state,
+            key,
+            error=f"{problem} Copy both from your app at my.telegram.org → API development tools.",
+            api_id=api_id,
+        )
     with Session(get_engine(state.settings)) as db:
         update_owner(db, api_id=int(api_id), api_hash_encrypted=encrypt(state.settings, api_hash))
         db.commit()
