@@ -6,6 +6,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from twin.chat.defaults import Sampling
 from twin.config import Settings
 from twin.evaluate.fidelity import FidelityReport, HumanFigure, SideBySide, judge_replies
 from twin.evaluate.game import GameScore, save_score
@@ -39,6 +40,7 @@ def store_report(run_dir: Path) -> FidelityReport:
         twin_vs_me=twin_vs_me,
         base_vs_me=base_vs_me,
         human=HumanFigure(rounds=2, fooled=1),
+        sampling=Sampling(temperature=1.0, top_k=None, top_p=0.95),
     )
     record = load_run(run_dir)
     record.fidelity = report.model_dump(mode="json")
@@ -61,6 +63,7 @@ def test_the_run_page_shows_the_report_side_by_side(owner: TestClient, finished_
     assert "lowercase replies" in page and "yes cats, love it :)" in page
     assert "&lt;b&gt;cats&lt;/b&gt;" in page and "<b>cats</b>" not in page  # replies are text
     assert 'href="/fidelity"' in page
+    assert "drawn at temperature 1.0, top-k all, top-p 0.95" in page
 
 
 def test_runs_are_compared_by_their_figures(owner: TestClient, finished_run: Path) -> None:
@@ -98,6 +101,7 @@ def test_the_run_page_computes_the_report_as_a_job(
     page = owner.get(f"/runs/{run_id}").text
     assert "Not computed yet" not in page and "Perplexity of your replies" in page
     assert "Does it sound like you?" in page  # the whole report, as `twin eval` stores it
+    assert "drawn at temperature 0.8, top-k 50, top-p 0.9" in page  # the chat's sampling
     assert load_run(finished_run).fidelity is not None
     assert "Compute it again" in page
 
