@@ -10,7 +10,7 @@ import typer
 from trainhelpers import make_dataset, make_tiny_model, train_here, training_config
 from typer.testing import CliRunner
 
-from twin.chat.defaults import Sampling
+from twin.chat.defaults import DEFAULT_TEMPERATURE, DEFAULT_TOP_K, DEFAULT_TOP_P, Sampling
 from twin.cli.chat import register
 from twin.config import Settings
 from twin.errors import ChatError
@@ -120,7 +120,8 @@ def test_replies_are_drawn_as_the_chat_draws_them_unless_told(
 ) -> None:
     settings, run_dir = trained
     assert report.sampling == Sampling()
-    assert "drawn at temperature 0.8, top-k 50, top-p 0.9" in format_report(report)
+    drawn = f"temperature {DEFAULT_TEMPERATURE:g}, top-k {DEFAULT_TOP_K}, top-p {DEFAULT_TOP_P:g}"
+    assert f"drawn at {drawn}" in format_report(report)
     with pytest.raises(ChatError, match=r"top_p must be in \(0, 1\], got 1.5"):
         evaluate_run(settings=settings, run_dir=run_dir, sampling=Sampling(top_p=1.5))
 

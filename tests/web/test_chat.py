@@ -165,3 +165,21 @@ def test_a_client_that_leaves_stops_the_generation(served: tuple[str, object]) -
         # The connection is closed: the generator is closed and the model's lock is free.
         assert endless.closed.wait(timeout=10)
         assert endless.lock.acquire(timeout=5)
+
+
+def test_the_chat_samples_with_twins_defaults_until_told(
+    owner: TestClient, finished_run: Path
+) -> None:
+    from twin.chat.defaults import DEFAULT_TEMPERATURE, DEFAULT_TOP_K
+
+    fake = FakeTwin()
+    owner.app.dependency_overrides[get_twin] = lambda: fake  # type: ignore[attr-defined]
+    page = owner.get("/chat").text
+    assert f'name="temperature" min="0" max="2" step="0.1" value="{DEFAULT_TEMPERATURE}"' in page
+    assert f'name="top_k" min="0" max="1000" step="1" value="{DEFAULT_TOP_K}"' in page
+    events = ask(owner, peer="Anna", text="hi")
+    assert (fake.calls[0]["temperature"], fake.calls[0]["top_k"]) == (DEFAULT_TEMPERATURE, 50)
+    reopened = owner.get(f"/chat/{events[0][1]['id']}").text
+    assert f'step="0.1" value="{DEFAULT_TEMPERATURE}"' in reopened
+    ask(owner, conversation_id=events[0][1]["id"], peer="Anna", text="ok?", temperature=0.4)
+    assert 'step="0.1" value="0.4"' in owner.get(f"/chat/{events[0][1]['id']}").text

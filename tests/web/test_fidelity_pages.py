@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from twin.chat.defaults import Sampling
+from twin.chat.defaults import DEFAULT_TEMPERATURE, DEFAULT_TOP_K, DEFAULT_TOP_P, Sampling
 from twin.config import Settings
 from twin.evaluate.fidelity import FidelityReport, HumanFigure, SideBySide, judge_replies
 from twin.evaluate.game import GameScore, save_score
@@ -101,7 +101,8 @@ def test_the_run_page_computes_the_report_as_a_job(
     page = owner.get(f"/runs/{run_id}").text
     assert "Not computed yet" not in page and "Perplexity of your replies" in page
     assert "Does it sound like you?" in page  # the whole report, as `twin eval` stores it
-    assert "drawn at temperature 0.8, top-k 50, top-p 0.9" in page  # the chat's sampling
+    drawn = f"temperature {DEFAULT_TEMPERATURE}, top-k {DEFAULT_TOP_K}, top-p {DEFAULT_TOP_P}"
+    assert f"drawn at {drawn}" in page  # the chat's sampling
     assert load_run(finished_run).fidelity is not None
     assert "Compute it again" in page
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
+from twin.chat.defaults import DEFAULT_TEMPERATURE, DEFAULT_TOP_K
 from twin.config import Settings
 from twin.errors import ChatError
 from twin.files import write_private
@@ -42,8 +43,8 @@ class Conversation(BaseModel):
     title: str = ""
     created_unix: int
     updated_unix: int
-    temperature: float = 0.8
-    top_k: int | None = 50
+    temperature: float = DEFAULT_TEMPERATURE
+    top_k: int | None = DEFAULT_TOP_K
     run_id: str | None = None
     """The run that wrote the latest reply."""
     turns: list[ChatTurn] = Field(default_factory=list)

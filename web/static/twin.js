@@ -275,7 +275,7 @@ function setupChat(box) {
           ...payload,
           conversation_id: box.dataset.conversation || null,
           peer: setup.peer.value.trim() || "Friend",
-          temperature: Number(setup.temperature.value || 0.8),
+          temperature: Number(setup.temperature.value || setup.temperature.defaultValue),
           top_k: Number(setup.top_k.value || 0),
         }),
       });

@@ -17,6 +17,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from twin.basemodel.checkpoint import is_demo_model
+from twin.chat.defaults import DEFAULT_TEMPERATURE, DEFAULT_TOP_K, Sampling
 from twin.errors import ChatError
 from twin.runs import load_run
 from twin.store import list_dialogs, now_unix
@@ -42,8 +43,8 @@ class ReplyRequest(BaseModel):
     """The other person's new message; None with ``regenerate``."""
     regenerate: bool = False
     """Write my last reply again instead of answering a new message."""
-    temperature: float = Field(default=0.8, ge=0, le=2)
-    top_k: int | None = Field(default=50, ge=0, le=100_000)
+    temperature: float = Field(default=DEFAULT_TEMPERATURE, ge=0, le=2)
+    top_k: int | None = Field(default=DEFAULT_TOP_K, ge=0, le=100_000)
     """0 or None: no top-k cut."""
 
 
@@ -79,6 +80,7 @@ def _page(
         "peers": peers,
         "conversations": conv.list_conversations(state.settings),
         "current": current,
+        "sampling": current or Sampling(),
         "peer": current.peer if current else (peers[0] if peers else conv.DEFAULT_PEER),
     }
     return render(request, "chat.html", context)
