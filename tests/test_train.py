@@ -23,6 +23,7 @@ from twin.errors import TrainError
 from twin.jobs import active_job, get_job, reap_dead_jobs, request_cancel
 from twin.models import JobState
 from twin.runs import (
+    TrainingConfig,
     adapter_path,
     latest_checkpoint,
     list_runs,
@@ -390,3 +391,35 @@ def test_samples_too_long_are_left_out_whole_and_counted(
     assert len(plan.train_samples) + plan.dropped_samples == len(records)
     for sample in plan.train_samples:
         assert len(sample["input_ids"]) <= budget and int(sample["labels"][-1]) == tokenizer.eos_id
+
+
+def test_a_small_dataset_is_passed_over_until_the_run_has_enough_steps(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """Three passes over 8 samples in batches of 8 are 3 steps, too few to learn anything: the
+    run goes on to ``min_steps``; ``max_steps`` still caps it; ``epochs`` alone decide on a
+    dataset large enough."""
+    from twin.runs import MIN_STEPS
+
+    dataset = make_dataset(tmp_path / "dataset", train=8, val=4)
+    model = make_tiny_model(tmp_path / "model", dataset_dir=dataset)
+    base = {"eval_interval": 1000, "checkpoint_interval": 1000}
+    cases = [({"min_steps": 10}, 10), ({"min_steps": 10, "max_steps": 6}, 6), ({"min_steps": 0}, 3)]
+    for number, (changes, steps) in enumerate(cases):
+        record = train_here(
+            settings=settings, base_model_dir=model, dataset_dir=dataset, run_id=f"r{number}",
+            config=training_config(**base, **changes),
+        )  # fmt: skip
+        assert record.metrics["steps"] == steps, changes
+    assert TrainingConfig().min_steps == MIN_STEPS == 40
+
+
+def test_a_run_recorded_before_min_steps_resumes_on_its_own_schedule(tmp_path: Path) -> None:
+    run_dir = tmp_path / "old"
+    run_dir.mkdir()
+    record = {
+        "run_id": "old", "base_model_dir": "/m", "dataset_dir": "/d", "dataset_sha256": "x",
+        "max_seq_length": 64, "config": {"epochs": 3}, "status": "stopped",
+    }  # fmt: skip
+    (run_dir / "run.json").write_text(json.dumps(record))
+    assert load_run(run_dir).config.min_steps == 0

@@ -216,6 +216,9 @@ def train_command(
     ] = False,
     detach: Annotated[bool, typer.Option(help="Run in a background process.")] = False,
     epochs: Annotated[int, typer.Option(help="Passes over the data.")] = CONFIG.epochs,
+    min_steps: Annotated[
+        int, typer.Option(help="Passes are added until the run has this many steps.")
+    ] = CONFIG.min_steps,
     max_steps: Annotated[int | None, typer.Option(help="Cap on optimizer steps.")] = (
         CONFIG.max_steps
     ),
@@ -284,6 +287,7 @@ def train_command(
             learning_rate=lr,
             warmup_steps=warmup_steps,
             epochs=epochs,
+            min_steps=min_steps,
             max_steps=max_steps,
             micro_batch_size=micro_batch_size,
             global_batch_size=global_batch_size,

@@ -164,7 +164,7 @@ def run_pipeline(
         report: receives the stage list and progress (``report(done, total, **details)``).
         should_cancel: polled by every stage.
         client_factory: makes Telethon client factories (None: the real Telegram).
-        max_steps: cap on training's optimizer steps; None: the default of three epochs.
+        max_steps: cap on training's optimizer steps; None: the default length.
         durations: seconds each stage took last time, for the overall ETA.
     """
     run = _Run(report, dict(durations or {}))

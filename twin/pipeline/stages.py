@@ -380,7 +380,7 @@ def start_training(
         settings: whose data dir.
         base_model: the base model (ignored when resuming: the run knows it).
         resume: continue the newest run from its last checkpoint.
-        max_steps: cap on optimizer steps; None: the default of three epochs.
+        max_steps: cap on optimizer steps; None: the default length.
     """
     # Imported here: training loads torch and litgpt, which the pages never need otherwise.
     from twin.train.trainer import TrainingRequest, train

@@ -18,6 +18,7 @@ from twin.runs.listing import (
 from twin.runs.metrics import METRICS_FILE, append_metrics, loss_points, truncate_metrics
 from twin.runs.record import (
     ADAPTER_FILE,
+    MIN_STEPS,
     RUN_RECORD,
     STATE_FILE,
     TRAIN_HINT,
@@ -38,6 +39,7 @@ from twin.runs.record import (
 __all__ = [
     "ADAPTER_FILE",
     "METRICS_FILE",
+    "MIN_STEPS",
     "RUN_RECORD",
     "STATE_FILE",
     "TRAIN_HINT",

@@ -156,7 +156,7 @@ class _Fit:
         self.lengths = [len(s["input_ids"]) for s in plan.train_samples]
         self.per_step = self.config.accumulation_steps * self.config.world_size
         self.steps_per_epoch = count_steps_per_epoch(len(self.lengths), self.config)
-        total = self.config.epochs * self.steps_per_epoch
+        total = max(self.config.epochs * self.steps_per_epoch, self.config.min_steps)
         self.max_steps = min(self.config.max_steps or total, total)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,

@@ -58,7 +58,7 @@ def start_pipeline(state: WebState, *, max_steps: int | None = None) -> int:
 
     Args:
         state: the app's state (settings, live progress, the Telegram client factory).
-        max_steps: cap on training's optimizer steps; None: the default of three epochs.
+        max_steps: cap on training's optimizer steps; None: the default length.
     """
     settings = state.settings
     with Session(get_engine(settings)) as db:
@@ -94,7 +94,7 @@ def start_training(state: WebState, *, max_steps: int | None = None) -> int:
 
     Args:
         state: the app's state.
-        max_steps: cap on the run's optimizer steps; None: the default of three epochs.
+        max_steps: cap on the run's optimizer steps; None: the default length.
     """
     from twin.train.data import dataset_is_current  # loads torch: only when training starts
 

@@ -18,7 +18,7 @@ from twin.basemodel.gemma import PACKAGE_SIZE, TERMS_NOTICE, gemma_installed
 from twin.jobs import list_jobs
 from twin.pipeline import DEMO_PRETRAIN_STEPS, usable_base_model
 from twin.prepare.files import has_dataset, read_stats
-from twin.runs import list_runs, loss_points
+from twin.runs import MIN_STEPS, list_runs, loss_points
 from twin.train.base_model import DEFAULT_REPO_ID
 from twin.web import tasks
 from twin.web.deps import StateDep, render
@@ -44,6 +44,7 @@ def train_page(request: Request, state: StateDep) -> Response:
         "download_command": f"litgpt download {DEFAULT_REPO_ID} --checkpoint_dir "
         f"{settings.data_dir / 'checkpoints'}",
         "demo_steps": DEMO_PRETRAIN_STEPS,
+        "min_steps": MIN_STEPS,
         "has_dataset": has_dataset(settings.dataset_dir),
         "runs": runs,
         "stats": read_stats(settings.dataset_dir),
@@ -63,7 +64,7 @@ def train_page(request: Request, state: StateDep) -> Response:
 def start_training_page(
     state: StateDep, max_steps: Annotated[str, Form(max_length=10)] = ""
 ) -> Response:
-    """Start a run; ``max_steps`` (blank: the default of three epochs) caps its length."""
+    """Start a run; ``max_steps`` (blank: the default length) caps its length."""
     steps = optional_steps(max_steps, name="The number of steps", upper=1_000_000)
     return job_redirect(lambda: tasks.start_training(state, max_steps=steps))
 
