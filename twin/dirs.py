@@ -10,7 +10,9 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -45,10 +47,16 @@ def replace_dir(new_dir: Path, out_dir: Path) -> None:
     shutil.rmtree(new_dir, ignore_errors=True)
 
 
-def _exchange(a: Path, b: Path) -> bool:
+@cache
+def _renameat2() -> Any:
+    """libc's ``renameat2``, looked up once per process (None where libc has none)."""
     name = ctypes.util.find_library("c")
     libc = ctypes.CDLL(name, use_errno=True) if name else None
-    renameat2 = getattr(libc, "renameat2", None)
+    return getattr(libc, "renameat2", None)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    renameat2 = _renameat2()
     if renameat2 is None:
         return False
     result = renameat2(

@@ -34,9 +34,14 @@ class Sampling(BaseModel):
     def check(self) -> None:
         """Raise `ChatError` naming the first setting out of range."""
         if self.temperature < 0:
-            raise ChatError(f"temperature must be ≥ 0, got {self.temperature}.", hint="Try 0.8.")
+            raise ChatError(
+                f"temperature must be ≥ 0, got {self.temperature}.",
+                hint=f"Try {DEFAULT_TEMPERATURE}.",
+            )
         if not 0.0 < self.top_p <= 1.0:
-            raise ChatError(f"top_p must be in (0, 1], got {self.top_p}.", hint="Try 0.9.")
+            raise ChatError(
+                f"top_p must be in (0, 1], got {self.top_p}.", hint=f"Try {DEFAULT_TOP_P}."
+            )
         if self.top_k is not None and self.top_k < 1:
             raise ChatError(
                 f"top_k must be ≥ 1, got {self.top_k}.", hint="Try 50, or leave it out."
