@@ -184,3 +184,15 @@ def test_train_my_twin_without_telegram_uses_the_imported_chats(
     assert states["sync"]["state"] == "skipped" and "not connected" in states["sync"]["note"]
     assert states["train"]["state"] == "waiting"
     assert f'action="/jobs/{job_id}/resume"' in owner.get(f"/jobs/{job_id}").text
+
+
+def test_a_stopped_pipeline_still_names_its_run_for_the_loss_curve() -> None:
+    """Stopping "Train my twin" mid-training kept the stage list but lost the run's id, so the
+    job page drew "The loss curve appears after the first training step" after 5 steps."""
+    reports: list[dict[str, object]] = []
+    run = pipeline._Run(lambda done, total, **extra: reports.append(extra), {})
+    run.begin("train", "a new run")
+    run.progress(5, 40, unit="steps", train={"run_id": "r1", "step": 5})
+    run.fail("cancelled")
+    assert reports[-1]["train"] == {"run_id": "r1", "step": 5}
+    assert reports[-1]["stages"][-1]["state"] == "cancelled"  # type: ignore[index]

@@ -80,6 +80,10 @@ class _Run:
         self.durations = durations
         self.current: StageView | None = None
         self.started = 0.0
+        self.details: dict[str, Any] = {}
+        """The latest figures a stage reported (``train``: the run's id and losses): kept in
+        every later report, so a stopped or failed pipeline still names its run and draws
+        its loss curve."""
 
     def stage(self, name: str) -> StageView:
         return next(s for s in self.stages if s.name == name)
@@ -115,6 +119,7 @@ class _Run:
         """The running stage's progress; its ETA from ``eta`` or from its pace so far."""
         assert self.current is not None
         stage = self.current
+        self.details.update(extra)
         stage.done, stage.total, stage.unit = done, total, unit
         elapsed = time.monotonic() - self.started
         if eta is None and total and 0 < done < total and elapsed > 1:
@@ -141,7 +146,7 @@ class _Run:
             stages=[s.model_dump() for s in self.stages],
             eta_seconds=self.overall_eta(),
             durations=self.durations,
-            **extra,
+            **{**self.details, **extra},
         )
 
 
