@@ -13,9 +13,12 @@ from twin.evaluate.style import (
     count_bracket_smileys,
     count_emoji,
     language_of,
+    others_lines,
+    ratio_interval,
     same_language,
     style_figures,
     typical_words,
+    typical_words_of,
 )
 
 CONTEXTS = [
@@ -92,6 +95,32 @@ def test_typical_words_are_mine_not_theirs() -> None:
     assert "ладно" not in top  # once only
 
 
+def test_typical_words_of_training_samples_leave_my_own_context_lines_out() -> None:
+    """A word I use all the time is mine even though my earlier lines sit in the contexts the
+    replies answer: only the other people's lines count against it."""
+    records = [
+        {"me": "Артём", "input": "Мама: ты где?\nАртём: щас\nАртём: ахах", "output": "щас буду"},
+        {"me": "Артём", "input": "Мама: купи хлеба\nок?\nАртём: щас", "output": "щас куплю"},
+        {"me": "Артём", "input": "Мама: ок", "output": "ахах щас"},
+    ]
+    assert others_lines(records[1]["input"], "Артём") == ["купи хлеба", "ок?"]
+    top = typical_words_of(records)
+    assert top[0] == "щас"  # mine 3 times, never Mum's: my own lines in contexts don't count
+    assert "ок" not in top  # Mum's word
+
+
+def test_short_english_replies_in_an_english_chat_are_english() -> None:
+    """Short replies in a chat with a German or a Spanish friend who writes English: the
+    trigram-only detector took "thanks" for Turkish and "Merry Christmas!" for German."""
+    contexts = ["Jonas: Merry Christmas!", "Priya: How are you doing?"]
+    figures = style_figures(["thanks", "alive haha"], contexts=contexts, typical=[])
+    assert figures.language_checked == 2 and figures.language_match_share == 1.0
+    assert language_of("Merry Christmas!") == "en" and language_of("thanks") == "en"
+    # Too short to tell a Cyrillic reply's language from the detector: Russian or Ukrainian.
+    assert language_of("норм") == "ru|uk" and language_of("ок") == "ru|uk"
+    assert language_of("ok") is None  # Latin letters: could be many languages
+
+
 def test_ratios_compare_the_twin_and_the_base_with_me() -> None:
     comparison = compare_styles(
         contexts=CONTEXTS, me=ME, twin=ME, base=[r.upper() + "." for r in ME]
@@ -100,6 +129,27 @@ def test_ratios_compare_the_twin_and_the_base_with_me() -> None:
     assert all(r.twin_ratio == pytest.approx(1.0) for r in comparison.rows if r.twin_ratio)
     assert rows["lowercase replies"].base == 0 and rows["lowercase replies"].base_ratio == 0
     assert rows["final period"].base_ratio == pytest.approx(3.0)  # "ОК.." is no period
+
+
+def test_a_ratio_has_an_interval_that_says_how_sure_it_is() -> None:
+    """The same contexts resampled for both: a twin that writes twice my length in every reply
+    has the ratio 2 and nothing else; a habit in 3 of my 90 replies has a wide interval; one I
+    never show has none."""
+    mine = [float(n % 7 + 1) for n in range(90)]
+    assert ratio_interval([2 * v for v in mine], mine, "mean", seed=0) == pytest.approx((2, 2))
+    rare = [1.0 if n % 30 == 0 else 0.0 for n in range(90)]  # my emoji: 3 replies of 90
+    low, high = ratio_interval(rare[::-1], rare, "mean", seed=0) or (0, 0)
+    assert low <= 0.5 and high >= 2  # equal counts, yet the interval spans 0.5–2
+    assert ratio_interval(rare, [0.0] * 90, "mean", seed=0) is None
+
+    twice = ["да да", "ок ок", "ну ну"]
+    comparison = compare_styles(
+        contexts=["Мама: ?"] * 30, me=["да", "ок", "ну"] * 10, twin=twice * 10, base=twice * 10
+    )
+    rows = {row.figure: row for row in comparison.rows}
+    length = rows["reply length, characters (mean)"]
+    assert length.twin_ratio == length.twin_ratio_low == length.twin_ratio_high == 2.5
+    assert rows["emoji per reply"].twin_ratio_low is None  # I wrote none: nothing to compare
 
 
 def test_wilson_interval_by_hand() -> None:

@@ -12,15 +12,18 @@ the twin's habits are to mine: 1 is the same.
 - **bracket smileys**: ``)``/``(`` runs per reply that close or open nothing ("да)))", ":(");
 - **language**: share of replies in the chat's language (`lingua`, restricted to `LANGUAGES`;
   replies too short to tell are left out, for everyone alike);
-- **typical words**: the words I use most, more than the people I talk to, and how often
-  each set of replies uses them (per reply).
+- **typical words**: the words I use most, more than the people I talk to (`typical_words`,
+  chosen from my training replies: words picked from the judged replies themselves would be
+  the ones that happen to be frequent there, and favour me), and how often each set of
+  replies uses them (per reply).
 """
 
 from __future__ import annotations
 
 import math
+import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -61,6 +64,7 @@ _SHORT_WORDS = 4
 _RUSSIAN_ONLY = regex.compile(r"[ыэёъ]")
 _UKRAINIAN_ONLY = regex.compile(r"[іїєґ]")
 _WORD = regex.compile(r"[\p{L}\p{M}']+")
+_CYRILLIC_WORD = regex.compile(r"[\p{Cyrillic}\p{M}']+")
 _GRAPHEME = regex.compile(r"\X")
 _PICTOGRAPHIC = regex.compile(r"\p{Extended_Pictographic}|\p{Regional_Indicator}")
 # A parenthesis hugs its words: "(really)". A bracket next to another bracket, or one with a
@@ -99,6 +103,10 @@ class StyleRow(BaseModel):
     base: float | None
     twin_ratio: float | None
     """twin / me (None when mine is 0 or unknown)."""
+    twin_ratio_low: float | None = None
+    """95% interval of twin / me (`ratio_interval`; None: too rare in my replies to tell, or a
+    report from before intervals were computed)."""
+    twin_ratio_high: float | None = None
     base_ratio: float | None
 
 
@@ -191,7 +199,9 @@ def _detector() -> LanguageDetector:
     return (
         LanguageDetectorBuilder.from_languages(*languages)
         .with_minimum_relative_distance(MIN_LANGUAGE_DISTANCE)
-        .with_low_accuracy_mode()  # trigrams only: loads in a second instead of tens
+        # All n-gram models, loaded at once (~2 s for these languages): the trigram-only mode
+        # took "thanks" for Turkish and "Merry Christmas!" for German.
+        .with_preloaded_language_models()
         .build()
     )
 
@@ -221,7 +231,12 @@ def language_of(text: str) -> str | None:
         return "ru"
     if ukrainian and not russian:
         return "uk"
-    # The trigram model leans Ukrainian on short Russian ("да без проблем": 0.97 Ukrainian).
+    if code is None:
+        # Too short to tell ("норм", "ну да"): among `LANGUAGES`, Cyrillic words are Russian or
+        # Ukrainian, and with no letter to tell them apart, either.
+        cyrillic = all(_CYRILLIC_WORD.fullmatch(w) for w in words(text))
+        return CYRILLIC_EITHER if cyrillic else None
+    # The models lean Ukrainian on short Russian ("да без проблем": 0.97 Ukrainian).
     if code == "uk" and not ukrainian and len(words(text)) <= _SHORT_WORDS:
         return CYRILLIC_EITHER
     return code
@@ -265,6 +280,109 @@ def typical_words(
     return candidates[:top]
 
 
+def others_lines(context: str, me: str) -> list[str]:
+    """What the other people wrote in a tagged conversation (``"Name: text"`` lines; an
+    untagged line continues the message above it), without my own lines.
+
+    Args:
+        context: a sample's ``input``.
+        me: my name as it tags my lines.
+
+    >>> others_lines("Anna: hi\\nMe: yo\\nAnna: ok\\nsee you", "Me")
+    ['hi', 'ok', 'see you']
+    """
+    lines, speaker = [], None
+    for line in context.split("\n"):
+        tag = _TAG.match(line)
+        if tag is not None:
+            speaker, line = tag.group(0)[:-2], line[tag.end() :]
+        if speaker != me:
+            lines.append(line)
+    return lines
+
+
+def typical_words_of(records: Sequence[Mapping[str, str]]) -> list[str]:
+    """`typical_words` of dataset samples: my replies (``output``) against what the people
+    I talk to wrote in their contexts (``input`` without my own lines, ``me``).
+
+    Args:
+        records: samples in the dataset's JSON shape (the training split).
+    """
+    mine = [r.get("output", "") for r in records]
+    theirs = [line for r in records for line in others_lines(r.get("input", ""), r.get("me", ""))]
+    return typical_words(mine, theirs)
+
+
+def reply_values(
+    replies: Sequence[str], *, contexts: Sequence[str], typical: Sequence[str]
+) -> dict[str, list[float | None]]:
+    """Each reply's own value of every figure, by the name `MEASURES` gives it (None: the
+    reply's or its chat's language could not be told).
+
+    Args:
+        replies: one reply per context.
+        contexts: the conversation each reply answers (its language is the chat's).
+        typical: the words to count (`typical_words` of my real replies).
+    """
+    if len(replies) != len(contexts):
+        raise ValueError(f"{len(replies)} replies for {len(contexts)} contexts.")
+    language: list[float | None] = []
+    for reply, context in zip(replies, contexts, strict=True):
+        reply_language = language_of(reply)
+        # The speakers' names would count as words of the chat: leave the tags out.
+        chat_language = language_of(_TAG.sub("", context)) if reply_language else None
+        if reply_language is None or chat_language is None:
+            language.append(None)
+        else:
+            language.append(float(same_language(reply_language, chat_language)))
+    wanted = set(typical)
+    return {
+        "chars": [len(r.strip()) for r in replies],
+        "messages": [len(messages(r)) for r in replies],
+        "lowercase": [float(is_lowercase(r)) for r in replies],
+        "period": [float(ends_with_period(r)) for r in replies],
+        "emoji": [count_emoji(r) for r in replies],
+        "smileys": [count_bracket_smileys(r) for r in replies],
+        "language": language,
+        "typical": [sum(w in wanted for w in words(r)) for r in replies],
+    }
+
+
+MEASURES: dict[str, tuple[str, str]] = {
+    "length_chars_mean": ("chars", "mean"),
+    "length_chars_std": ("chars", "std"),
+    "messages_per_reply_mean": ("messages", "mean"),
+    "messages_per_reply_std": ("messages", "std"),
+    "lowercase_share": ("lowercase", "mean"),
+    "final_period_share": ("period", "mean"),
+    "emoji_per_reply": ("emoji", "mean"),
+    "smileys_per_reply": ("smileys", "mean"),
+    "language_match_share": ("language", "mean"),
+    "typical_words_per_reply": ("typical", "mean"),
+}
+"""`StyleFigures` field → (`reply_values` key, the mean or the spread of those values)."""
+
+
+def _measure(values: Sequence[float | None], how: str) -> float | None:
+    known = [v for v in values if v is not None]
+    if not known:
+        return None
+    mean, std = _mean_std(known)
+    return mean if how == "mean" else std
+
+
+def _figures(values: dict[str, list[float | None]]) -> StyleFigures:
+    measured = {field: _measure(values[key], how) for field, (key, how) in MEASURES.items()}
+    for field, value in measured.items():  # no replies: 0, except the unknown language
+        if value is None and field != "language_match_share":
+            measured[field] = 0.0
+    return StyleFigures(
+        replies=len(values["chars"]),
+        language_checked=sum(v is not None for v in values["language"]),
+        **measured,
+    )
+
+
 def style_figures(
     replies: Sequence[str], *, contexts: Sequence[str], typical: Sequence[str]
 ) -> StyleFigures:
@@ -275,34 +393,47 @@ def style_figures(
         contexts: the conversation each reply answers (its language is the chat's).
         typical: the words to count (`typical_words` of my real replies).
     """
-    if len(replies) != len(contexts):
-        raise ValueError(f"{len(replies)} replies for {len(contexts)} contexts.")
-    count = len(replies) or 1
-    chars = _mean_std([len(r.strip()) for r in replies])
-    per_reply = _mean_std([len(messages(r)) for r in replies])
-    matches = checked = 0
-    for reply, context in zip(replies, contexts, strict=True):
-        reply_language = language_of(reply)
-        # The speakers' names would count as words of the chat: leave the tags out.
-        chat_language = language_of(_TAG.sub("", context)) if reply_language else None
-        if reply_language and chat_language:
-            checked += 1
-            matches += same_language(reply_language, chat_language)
-    wanted = set(typical)
-    return StyleFigures(
-        replies=len(replies),
-        length_chars_mean=chars[0],
-        length_chars_std=chars[1],
-        messages_per_reply_mean=per_reply[0],
-        messages_per_reply_std=per_reply[1],
-        lowercase_share=sum(map(is_lowercase, replies)) / count,
-        final_period_share=sum(map(ends_with_period, replies)) / count,
-        emoji_per_reply=sum(map(count_emoji, replies)) / count,
-        smileys_per_reply=sum(map(count_bracket_smileys, replies)) / count,
-        language_match_share=matches / checked if checked else None,
-        language_checked=checked,
-        typical_words_per_reply=sum(w in wanted for r in replies for w in words(r)) / count,
-    )
+    return _figures(reply_values(replies, contexts=contexts, typical=typical))
+
+
+BOOTSTRAP_ROUNDS = 1000
+"""Resamples of the contexts for a ratio's interval."""
+
+
+def ratio_interval(
+    twin: Sequence[float | None],
+    me: Sequence[float | None],
+    how: str,
+    *,
+    seed: int,
+    rounds: int = BOOTSTRAP_ROUNDS,
+) -> tuple[float, float] | None:
+    """95% interval of the ratio twin/me of one figure, by resampling the contexts (the same
+    resample for both, as both replied to the same contexts).
+
+    Resamples in which my figure is 0 or unknown give no ratio and are left out. None when
+    fewer than half of them give one (a figure too rare in my replies to measure).
+
+    Args:
+        twin: the twin's (or the base model's) per-reply values (`reply_values`).
+        me: mine, to the same contexts.
+        how: ``"mean"`` or ``"std"``.
+        seed: fixes the resamples.
+        rounds: how many resamples.
+    """
+    rng = random.Random(seed)
+    count = len(me)
+    ratios = []
+    for _ in range(rounds):
+        picked = [rng.randrange(count) for _ in range(count)]
+        mine = _measure([me[i] for i in picked], how)
+        theirs = _measure([twin[i] for i in picked], how)
+        if mine and theirs is not None:
+            ratios.append(theirs / mine)
+    if len(ratios) < rounds / 2:
+        return None
+    ratios.sort()
+    return ratios[int(0.025 * (len(ratios) - 1))], ratios[int(0.975 * (len(ratios) - 1))]
 
 
 FIGURES = (
@@ -327,24 +458,37 @@ def _ratio(value: float | None, mine: float | None) -> float | None:
 
 
 def compare_styles(
-    *, contexts: Sequence[str], me: Sequence[str], twin: Sequence[str], base: Sequence[str]
+    *,
+    contexts: Sequence[str],
+    me: Sequence[str],
+    twin: Sequence[str],
+    base: Sequence[str],
+    typical: Sequence[str] | None = None,
+    seed: int = 0,
 ) -> StyleComparison:
-    """Style figures of my replies, the twin's and the base model's to the same contexts.
+    """Style figures of my replies, the twin's and the base model's to the same contexts, with
+    a 95% interval for each ratio twin/me (`ratio_interval`).
 
     Args:
         contexts: the conversations replied to.
         me: my real replies.
         twin: the twin's replies.
         base: the base model's replies.
+        typical: my typical words (`typical_words_of` the training split); default: those of
+            ``me`` against ``contexts``, when no other replies of mine are at hand.
+        seed: fixes the resamples of the intervals.
     """
-    typical = typical_words(me, contexts)
-    figures = {
-        who: style_figures(replies, contexts=contexts, typical=typical)
+    typical = list(typical) if typical is not None else typical_words(me, contexts)
+    values = {
+        who: reply_values(replies, contexts=contexts, typical=typical)
         for who, replies in (("me", me), ("twin", twin), ("base", base))
     }
+    figures = {who: _figures(v) for who, v in values.items()}
     rows = []
     for label, field in FIGURES:
         mine, theirs, base_value = (getattr(figures[w], field) for w in ("me", "twin", "base"))
+        key, how = MEASURES[field]
+        interval = ratio_interval(values["twin"][key], values["me"][key], how, seed=seed)
         rows.append(
             StyleRow(
                 figure=label,
@@ -352,6 +496,8 @@ def compare_styles(
                 twin=theirs,
                 base=base_value,
                 twin_ratio=_ratio(theirs, mine),
+                twin_ratio_low=interval[0] if interval else None,
+                twin_ratio_high=interval[1] if interval else None,
                 base_ratio=_ratio(base_value, mine),
             )
         )
