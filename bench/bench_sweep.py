@@ -40,7 +40,7 @@ from make_persona_export import build_persona_export  # noqa: E402
 from twin.chat.defaults import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, Sampling  # noqa: E402
 from twin.config import Settings  # noqa: E402
 from twin.db import upgrade_database  # noqa: E402
-from twin.evaluate.fidelity import evaluate_run  # noqa: E402
+from twin.evaluate.fidelity import evaluate_run, rejudge_run  # noqa: E402
 from twin.evaluate.report import FidelityReport, style_ratios_inside  # noqa: E402
 from twin.importer import import_export  # noqa: E402
 from twin.prepare.dataset import prepare_dataset  # noqa: E402
@@ -54,6 +54,11 @@ from twin.train.tiny import corpus_from_export, init_tiny_model  # noqa: E402
 from twin.train.trainer import TrainingRequest, train  # noqa: E402
 
 SAMPLE_EXPORT = ROOT / "samples" / "sample_export" / "result.json"
+TARGETS: dict[str, dict[str, bool]] = {
+    "qv": {},  # LoraSettings' defaults: query and value
+    "all": {"key": True, "projection": True, "mlp": True},
+}
+"""The layers LoRA adapts, by the name ``--targets`` takes."""
 
 
 def sample_dataset(
@@ -94,16 +99,18 @@ def style_distance(report: FidelityReport) -> float | None:
 
 
 def sweep_row(
-    report: FidelityReport, *, epochs: int, lr: float, rank: int, metrics: dict[str, Any]
+    report: FidelityReport, *, config: TrainingConfig, metrics: dict[str, Any]
 ) -> dict[str, Any]:
     """One table row: the run's settings, the replies' sampling and the fidelity figures."""
     inside, total = style_ratios_inside(report)
     rows = report.style.rows if report.style else []
     language = next((r for r in rows if r.figure == "reply in the chat's language"), None)
+    lora = config.lora
     return {
-        "epochs": epochs,
-        "lr": lr,
-        "rank": rank,
+        "epochs": config.epochs,
+        "lr": config.learning_rate,
+        "rank": lora.r,
+        "targets": "all" if lora.mlp and lora.projection else "qv",
         "temperature": report.sampling.temperature if report.sampling else None,
         "top_p": report.sampling.top_p if report.sampling else None,
         "steps": metrics.get("steps"),
@@ -141,6 +148,10 @@ def _fmt(value: Any, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
+def _rank(row: dict[str, Any]) -> str:
+    return f"{row['rank']}" + (" (all layers)" if row.get("targets") == "all" else "")
+
+
 def print_table(rows: list[dict[str, Any]], chosen: dict[str, Any]) -> None:
     print(
         "| epochs | lr | rank | temperature / top-p | steps | val loss | ppl twin/base "
@@ -151,7 +162,7 @@ def print_table(rows: list[dict[str, Any]], chosen: dict[str, Any]) -> None:
     for row in rows:
         ci = row["twin_acc_ci"]
         print(
-            f"| {row['epochs']} | {row['lr']:g} | {row['rank']} "
+            f"| {row['epochs']} | {row['lr']:g} | {_rank(row)} "
             f"| {_fmt(row['temperature'], 'g')} / {_fmt(row['top_p'], 'g')} "
             f"| {_fmt(row['steps'], 'd')} "
             f"| {_fmt(row['val_loss'], '.3f')} | {row['ppl_ratio']:.3f} "
@@ -165,9 +176,9 @@ def print_table(rows: list[dict[str, Any]], chosen: dict[str, Any]) -> None:
     by_loss = min(rows, key=lambda r: r["val_loss"] if r["val_loss"] is not None else math.inf)
     print(
         f"\npicked by fidelity: epochs {chosen['epochs']}, lr {chosen['lr']:g}, "
-        f"rank {chosen['rank']}, temperature {_fmt(chosen['temperature'], 'g')}, "
+        f"rank {_rank(chosen)}, temperature {_fmt(chosen['temperature'], 'g')}, "
         f"top-p {_fmt(chosen['top_p'], 'g')}; by val loss it would be: "
-        f"epochs {by_loss['epochs']}, lr {by_loss['lr']:g}, rank {by_loss['rank']}"
+        f"epochs {by_loss['epochs']}, lr {by_loss['lr']:g}, rank {_rank(by_loss)}"
     )
 
 
@@ -188,10 +199,7 @@ def judge(
             sampling=Sampling(temperature=temperature, top_p=top_p),
             seed=args.seed,
         )
-        row = sweep_row(
-            report, epochs=config.epochs, lr=config.learning_rate, rank=config.lora.r,
-            metrics=metrics,
-        )  # fmt: skip
+        row = sweep_row(report, config=config, metrics=metrics)
         rows.append(row)
         print(f"{run_dir.name}: {json.dumps(row)}", file=sys.stderr)
     return rows
@@ -219,7 +227,20 @@ def main() -> None:
         help="sampling temperatures of the replies (each trained run is judged at each)",
     )
     parser.add_argument("--top-p", type=float, nargs="+", default=[DEFAULT_TOP_P])
+    parser.add_argument(
+        "--targets",
+        nargs="+",
+        choices=sorted(TARGETS),
+        default=["qv"],
+        help="the layers LoRA adapts: qv (query and value, the default), all (every linear layer)",
+    )
     parser.add_argument("--run-dir", type=Path, help="judge this finished run only (no training)")
+    parser.add_argument(
+        "--rejudge",
+        action="store_true",
+        help="with --run-dir: compute the figures again from the replies its last report "
+        "judged (no generation)",
+    )
     parser.add_argument("--max-steps", type=int, help="cap on steps per run (quick trials)")
     parser.add_argument("--global-batch-size", type=int, default=16)
     parser.add_argument("--warmup-steps", type=int, default=10)
@@ -232,7 +253,11 @@ def main() -> None:
         "--keep", type=Path, help="work in this dir and keep it (the runs, for --run-dir later)"
     )
     args = parser.parse_args()
-    if args.run_dir:
+    if args.run_dir and args.rejudge:
+        run_dir = args.run_dir.resolve()
+        record = load_run(run_dir)
+        rows = [sweep_row(rejudge_run(run_dir), config=record.config, metrics=record.metrics)]
+    elif args.run_dir:
         run_dir = args.run_dir.resolve()
         rows = judge(run_dir, args, metrics=load_run(run_dir).metrics)
     else:
@@ -273,10 +298,12 @@ def sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
         print(f"dataset {data}: {held_out} held-out samples; base {base}", file=sys.stderr)
         settings = Settings(data_dir=work / "data")
         rows = []
-        for epochs, lr, rank in itertools.product(args.epochs, args.lr, args.rank):
-            run_id = f"e{epochs}-lr{lr:g}-r{rank}"
+        for epochs, lr, rank, targets in itertools.product(
+            args.epochs, args.lr, args.rank, args.targets
+        ):
+            run_id = f"e{epochs}-lr{lr:g}-r{rank}" + ("" if targets == "qv" else f"-{targets}")
             config = TrainingConfig(
-                lora=LoraSettings(r=rank, alpha=2 * rank),
+                lora=LoraSettings(r=rank, alpha=2 * rank, **TARGETS[targets]),
                 learning_rate=lr,
                 epochs=epochs,
                 max_steps=args.max_steps,

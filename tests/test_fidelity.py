@@ -14,9 +14,19 @@ from twin.chat.defaults import DEFAULT_TEMPERATURE, DEFAULT_TOP_K, DEFAULT_TOP_P
 from twin.cli.chat import register
 from twin.config import Settings
 from twin.errors import ChatError
-from twin.evaluate.fidelity import FidelityReport, HumanFigure, evaluate_run, format_report
+from twin.evaluate.fidelity import (
+    REPLIES_FILE,
+    FidelityReport,
+    HumanFigure,
+    SideBySide,
+    evaluate_run,
+    format_report,
+    rejudge_run,
+)
 from twin.evaluate.game import GameScore, save_score
-from twin.runs import load_run, runs_dir
+from twin.evaluate.style import typical_words_of
+from twin.runs import load_run, runs_dir, save_run
+from twin.train.data import read_records
 
 CONFIG = training_config(
     r=8, wide=True, lora_dropout=0.0, warmup_steps=2, max_steps=16, eval_interval=16,
@@ -88,6 +98,36 @@ def test_the_report_has_style_figures_and_a_discriminator(report: FidelityReport
     assert "base model" in text and "twin" in text and "sample 2" in text
     assert "lowercase replies" in text and "twin vs me: accuracy" in text
     assert "4 rounds" in text
+
+
+def test_the_judged_replies_are_kept_and_judged_again_without_a_model(
+    trained: tuple[Settings, Path],
+) -> None:
+    """Every judged reply stays with the run (owner-only), so the figures can be computed
+    again without generating for minutes; my typical words come from my training replies."""
+    settings, run_dir = trained
+    report = evaluate_run(settings=settings, run_dir=run_dir, **QUICK)
+    path = run_dir / REPLIES_FILE
+    kept = [SideBySide.model_validate(r) for r in json.loads(path.read_text(encoding="utf-8"))]
+    assert len(kept) == report.replies == 6 and kept[:2] == report.samples
+    assert path.stat().st_mode & 0o777 == 0o600
+    record = load_run(run_dir)
+    assert report.style is not None
+    assert report.style.typical_words == typical_words_of(
+        read_records(record.dataset_dir / "train.json")
+    )
+
+    record.fidelity = None
+    save_run(run_dir, record)
+    with pytest.raises(ChatError, match="twin eval r1"):
+        rejudge_run(run_dir)
+    record.fidelity = report.model_dump(mode="json")
+    save_run(run_dir, record)
+    again = rejudge_run(run_dir)
+    assert again == report and load_run(run_dir).fidelity == record.fidelity
+    path.unlink()
+    with pytest.raises(ChatError, match="fidelity-replies.json is missing"):
+        rejudge_run(run_dir)
 
 
 def test_twin_eval_prints_and_stores_the_report(

@@ -16,6 +16,7 @@ The report is stored with the run (``run.json`` → ``fidelity``) and printed by
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -37,12 +38,16 @@ from twin.evaluate.report import (
     HumanFigure,
     SideBySide,
 )
-from twin.evaluate.style import StyleComparison, compare_styles
-from twin.prepare.files import VAL_FILE, dataset_sha256
+from twin.evaluate.style import StyleComparison, compare_styles, typical_words_of
+from twin.files import write_private
+from twin.prepare.files import TRAIN_FILE, VAL_FILE, dataset_sha256
 from twin.runs import load_run, save_run
 from twin.train.data import IGNORE_INDEX, TokenizedSample, collate, load_split, read_records
 
 SCORE_BATCH_SIZE = 8
+REPLIES_FILE = "fidelity-replies.json"
+"""Every reply the last report judged (context, mine, the twin's, the base model's), kept in
+the run dir so that the figures can be computed again without generating (`rejudge_run`)."""
 
 
 @torch.inference_mode()
@@ -105,7 +110,13 @@ def generate_replies(
 
 
 def judge_replies(
-    *, contexts: list[str], me: list[str], twin: list[str], base: list[str], seed: int
+    *,
+    contexts: list[str],
+    me: list[str],
+    twin: list[str],
+    base: list[str],
+    seed: int,
+    typical: list[str] | None = None,
 ) -> tuple[StyleComparison, Discrimination | None, Discrimination | None]:
     """Style figures and the two discriminator tests (twin vs me, base vs me).
 
@@ -115,8 +126,11 @@ def judge_replies(
         twin: the twin's reply to each.
         base: the base model's reply to each.
         seed: fixes the cross-validation folds and the bootstrap.
+        typical: my typical words (see `compare_styles`).
     """
-    style = compare_styles(contexts=contexts, me=me, twin=twin, base=base)
+    style = compare_styles(
+        contexts=contexts, me=me, twin=twin, base=base, typical=typical, seed=seed
+    )
     if len(me) < MIN_PER_CLASS:
         return style, None, None
     return style, discriminate(me, twin, seed=seed), discriminate(me, base, seed=seed)
@@ -233,12 +247,18 @@ def evaluate_run(
         del model  # free it before loading the other one
 
     real = [r["output"].strip() for r in picked]
+    replies_judged = [
+        SideBySide(context=r["input"], real=m, twin=t, base=b)
+        for r, m, t, b in zip(picked, real, generated["twin"], generated["base"], strict=True)
+    ]
+    typical = _typical_words(record.dataset_dir)
     style, twin_vs_me, base_vs_me = judge_replies(
         contexts=[r["input"] for r in picked],
         me=real,
         twin=generated["twin"],
         base=generated["base"],
         seed=seed,
+        typical=typical,
     )
     base_ppl, scored, tokens = figures["base"]
     report = FidelityReport(
@@ -247,10 +267,7 @@ def evaluate_run(
         scored_tokens=tokens,
         base_perplexity=base_ppl,
         twin_perplexity=figures["twin"][0],
-        samples=[
-            SideBySide(context=r["input"], real=m, twin=t, base=b)
-            for r, m, t, b in zip(picked, real, generated["twin"], generated["base"], strict=True)
-        ][:samples],
+        samples=replies_judged[:samples],
         seed=seed,
         sampling=sampling,
         dataset_changed=dataset_changed,
@@ -261,10 +278,58 @@ def evaluate_run(
         base_vs_me=base_vs_me,
         human=human,
     )
+    write_private(
+        run_dir / REPLIES_FILE,
+        json.dumps([r.model_dump() for r in replies_judged], ensure_ascii=False, indent=1),
+    )
+    _store(run_dir, report)
+    return report
+
+
+def _store(run_dir: Path, report: FidelityReport) -> None:
     # Re-read the record: it may have changed (e.g. merged weights added) while we scored.
     record = load_run(run_dir)
     record.fidelity = report.model_dump(mode="json")
     save_run(run_dir, record)
+
+
+def _typical_words(dataset_dir: Path) -> list[str] | None:
+    """My typical words, from the training split (None: no training split to read)."""
+    try:
+        records = read_records(dataset_dir / TRAIN_FILE)
+    except TrainError:
+        return None
+    return typical_words_of(records) if records else None
+
+
+def rejudge_run(run_dir: Path) -> FidelityReport:
+    """The run's stored report with its figures computed again from the replies it judged
+    (`REPLIES_FILE`): the same replies, today's figures; the perplexities are kept.
+
+    Args:
+        run_dir: a run whose fidelity report was computed.
+    """
+    record = load_run(run_dir)
+    path = run_dir / REPLIES_FILE
+    if record.fidelity is None or not path.is_file():
+        raise ChatError(
+            f"Run {record.run_id} has no stored fidelity replies ({path} is missing).",
+            hint=f"Compute the report first: twin eval {record.run_id}",
+        )
+    report = FidelityReport.model_validate(record.fidelity)
+    judged = [SideBySide.model_validate(r) for r in json.loads(path.read_text("utf-8"))]
+    style, twin_vs_me, base_vs_me = judge_replies(
+        contexts=[r.context for r in judged],
+        me=[r.real for r in judged],
+        twin=[r.twin for r in judged],
+        base=[r.base for r in judged],
+        seed=report.seed,
+        typical=_typical_words(record.dataset_dir),
+    )
+    report = report.model_copy(
+        update={"style": style, "twin_vs_me": twin_vs_me, "base_vs_me": base_vs_me}
+    )
+    _store(run_dir, report)
     return report
 
 
@@ -308,6 +373,10 @@ def _number(value: float | None, spec: str = ".2f") -> str:
     return "–" if value is None else format(value, spec)
 
 
+def _interval(low: float | None, high: float | None) -> str:
+    return f" ({low:.2f}–{high:.2f})" if low is not None and high is not None else ""
+
+
 def _style_lines(report: FidelityReport) -> list[str]:
     if report.style is None:
         return []
@@ -321,11 +390,15 @@ def _style_lines(report: FidelityReport) -> list[str]:
     lines = [
         "",
         f"Style of the replies to {report.replies} held-out contexts{drawn} (ratio 1.00 = like me)",
-        f"  {'':36} {'me':>8} {'twin':>8} {'base':>8} {'twin/me':>8} {'base/me':>8}",
+        f"  {'':36} {'me':>8} {'twin':>8} {'base':>8} {'base/me':>8} {'twin/me':>8} (95%)",
     ]
     for row in report.style.rows:
-        values = (row.me, row.twin, row.base, row.twin_ratio, row.base_ratio)
-        lines.append(f"  {row.figure:36} " + " ".join(f"{_number(v):>8}" for v in values))
+        values = (row.me, row.twin, row.base, row.base_ratio, row.twin_ratio)
+        lines.append(
+            f"  {row.figure:36} "
+            + " ".join(f"{_number(v):>8}" for v in values)
+            + _interval(row.twin_ratio_low, row.twin_ratio_high)
+        )
     if report.style.typical_words:
         lines.append("  my typical words: " + ", ".join(report.style.typical_words))
     return lines
