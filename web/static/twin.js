@@ -32,6 +32,11 @@ function drawCurve(svg) {
   const x0 = Math.min(0, ...steps), x1 = Math.max(...steps, 1);
   let y0 = Math.min(...losses), y1 = Math.max(...losses);
   if (y1 - y0 < 1e-6) { y0 -= 0.5; y1 += 0.5; }
+  // The loss axis runs from tick to tick, so that it always has a value at both ends.
+  const ys = tickStep(y1 - y0, 4);
+  y0 = Math.floor(y0 / ys + 1e-9) * ys;
+  y1 = Math.max(Math.ceil(y1 / ys - 1e-9) * ys, y0 + ys);
+  const digits = Math.max(0, -Math.floor(Math.log10(ys) + 1e-9));
   const sx = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
   const sy = (y) => H - B - ((y - y0) / (y1 - y0)) * (H - T - B);
   const add = (name, attrs, text) => {
@@ -49,10 +54,10 @@ function drawCurve(svg) {
     add("text", { x: sx(x), y: H - B + 16, "text-anchor": "middle", class: "tick" }, String(x));
   }
   add("text", { x: (L + W - R) / 2, y: H - 3, "text-anchor": "middle", class: "tick" }, "step");
-  const ys = tickStep(y1 - y0, 4);
-  for (let y = Math.ceil(y0 / ys) * ys; y <= y1 + 1e-9; y += ys) {
+  for (let i = 0; y0 + i * ys <= y1 + ys / 2; i += 1) {
+    const y = y0 + i * ys;
     add("line", { x1: L, y1: sy(y), x2: W - R, y2: sy(y), class: "grid" });
-    add("text", { x: L - 6, y: sy(y) + 4, "text-anchor": "end", class: "tick" }, y.toFixed(ys < 0.1 ? 2 : 1));
+    add("text", { x: L - 6, y: sy(y) + 4, "text-anchor": "end", class: "tick" }, y.toFixed(digits));
   }
   const path = (points) => points.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" ");
   if (train.length > 1) add("polyline", { points: path(train), class: "series-train" });
