@@ -196,3 +196,4 @@ def test_a_stopped_pipeline_still_names_its_run_for_the_loss_curve() -> None:
     run.fail("cancelled")
     assert reports[-1]["train"] == {"run_id": "r1", "step": 5}
     assert reports[-1]["stages"][-1]["state"] == "cancelled"  # type: ignore[index]
+    assert reports[-1]["unit"] == "steps"  # "5 of 40 steps", not "5 of 40"

@@ -143,6 +143,7 @@ class _Run:
             stage.done or 0 if stage else 0,
             stage.total or 0 if stage else 0,
             stage=stage.name if stage else None,
+            unit=stage.unit if stage else "",
             stages=[s.model_dump() for s in self.stages],
             eta_seconds=self.overall_eta(),
             durations=self.durations,
