@@ -186,8 +186,18 @@ def test_the_whole_flow_in_a_browser(server_url: str) -> None:
         page.goto(server_url + "/telegram")
         expect(page.get_by_text("API credentials")).to_be_visible()
         shot("21-telegram")
+        page.fill("input[name=api_id]", "123456")
+        page.fill("input[name=api_hash]", "0123456789abcdef0123456789abcdef")
+        page.click("text=Save")
+        phone = page.locator("input[name=phone]")
+        expect(phone).to_be_visible()
+        # The phone field is a full-width field like every other, not a bare browser input.
+        field, form = phone.bounding_box(), page.locator("form[action='/telegram/phone']")
+        assert field is not None and (box := form.bounding_box()) is not None
+        assert field["width"] >= 0.9 * box["width"]
+        shot("22-telegram-login")
 
         page.click("text=Lock")
         expect(page).to_have_url(server_url + "/login")
-        shot("22-locked")
+        shot("23-locked")
     assert problems == []
