@@ -126,7 +126,7 @@ def test_the_judged_replies_are_kept_and_judged_again_without_a_model(
     again = rejudge_run(run_dir)
     assert again == report and load_run(run_dir).fidelity == record.fidelity
     path.unlink()
-    with pytest.raises(ChatError, match="fidelity-replies.json is missing"):
+    with pytest.raises(ChatError, match=r"fidelity-replies\.json is missing"):
         rejudge_run(run_dir)
 
 
