@@ -6,7 +6,7 @@ imports loads torch or litgpt (`HEAVY_PACKAGES`, which the web app and the CLI m
 before a model is used), or a comment on the import says why. The stages, lowest first; a module
 may import its own stage and the ones below it only:
 
-    foundation (errors, config, models, db, store, vault, jobs)
+    foundation (errors, config, models, db, store, vault, jobs, compute)
     → telegram, importer → basemodel → prepare → runs → train → chat
     → evaluate, export, assist → pipeline → web, cli
 """
@@ -41,6 +41,7 @@ LAYERS: list[tuple[str, ...]] = [
         "twin.export_stream",
         "twin.files",
         "twin.dirs",
+        "twin.compute",
     ),
     ("twin.telegram", "twin.importer"),
     ("twin.basemodel",),

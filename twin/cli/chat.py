@@ -143,6 +143,13 @@ def evaluate(
     settings = get_settings()
     run_dir = resolve_run_dir(settings=settings, run=run)
     typer.echo(f"scoring {run_dir.name} against its base model …", err=True)
+    said: set[str] = set()
+
+    def progress(done: int, total: int, stage: str) -> None:
+        if stage.startswith("waiting for") and stage not in said:
+            said.add(stage)
+            typer.echo(f"{stage} (one heavy job at a time) …", err=True)
+
     report = evaluate_run(
         settings=settings,
         run_dir=run_dir,
@@ -153,6 +160,7 @@ def evaluate(
         sampling=Sampling(temperature=temperature, top_k=top_k or None, top_p=top_p),
         seed=seed,
         human=human_figure(run_dir),
+        progress=progress,
     )
     typer.echo(format_report(report))
     typer.echo(f"\nsaved in {run_dir / 'run.json'}", err=True)

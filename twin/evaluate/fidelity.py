@@ -28,6 +28,7 @@ import torch
 from twin.chat.defaults import DEFAULT_MAX_NEW_TOKENS, Sampling
 from twin.chat.generate import Twin
 from twin.chat.load import load_twin
+from twin.compute import compute_slot
 from twin.config import Settings
 from twin.errors import ChatError, TrainError
 from twin.evaluate.discriminator import MIN_PER_CLASS, discriminate
@@ -174,8 +175,8 @@ def evaluate_run(
     The two models are loaded one after the other, so memory holds one at a time.
 
     Args:
-        settings: twin's settings (unused for now: the run dir names the base model and the
-            dataset).
+        settings: twin's settings (the data dir's compute slot: a training or another report
+            running there is waited for; the run dir names the base model and the dataset).
         run_dir: the run's directory (see `twin.runs.resolve_run_dir`).
         samples: side-by-side samples to include (0: none; at most ``replies``).
         max_samples: validation samples to score at most (the first ones, in file order).
@@ -187,7 +188,8 @@ def evaluate_run(
         seed: picks the contexts and seeds the replies, the folds and the bootstrap.
         human: the "Which one is me?" score to store with the report.
         progress: called as ``(done, total, stage)`` while it works; ``done`` counts replies
-            written and perplexities scored (one per model). It may raise to stop the work.
+            written and perplexities scored (one per model); while it waits for the compute
+            slot, ``(0, total, "waiting for … to finish")``. It may raise to stop the work.
     """
     started = time.perf_counter()
     sampling = sampling or Sampling()
@@ -221,30 +223,35 @@ def evaluate_run(
         if progress is not None:
             progress(done, total, stage)
 
-    for number, which in enumerate(("base", "twin")):
-        name = "the base model" if which == "base" else "the twin"
-        first = number * (1 + len(picked))
-        report(first, f"{name}: perplexity of your replies")
-        model = (
-            load_twin(base_model_dir=record.base_model_dir)
-            if which == "base"
-            else load_twin(run_dir=run_dir)
-        )
-        figures[which] = _score(
-            model, val_path, max_seq_length=record.max_seq_length, max_samples=max_samples
-        )
-        report(first + 1, f"{name}: replies to held-out chats")
-        generated[which] = generate_replies(
-            model,
-            picked,
-            seed=seed,
-            sampling=sampling,
-            max_new_tokens=max_new_tokens,
-            on_reply=lambda n, first=first, name=name: report(
-                first + 1 + n, f"{name}: replies to held-out chats"
-            ),
-        )
-        del model  # free it before loading the other one
+    def wait_for(holder: str) -> None:
+        report(0, f"waiting for {holder} to finish")
+
+    slot = f"the fidelity report of run {record.run_id}"
+    with compute_slot(settings, what=slot, waiting=wait_for):
+        for number, which in enumerate(("base", "twin")):
+            name = "the base model" if which == "base" else "the twin"
+            first = number * (1 + len(picked))
+            report(first, f"{name}: perplexity of your replies")
+            model = (
+                load_twin(base_model_dir=record.base_model_dir)
+                if which == "base"
+                else load_twin(run_dir=run_dir)
+            )
+            figures[which] = _score(
+                model, val_path, max_seq_length=record.max_seq_length, max_samples=max_samples
+            )
+            report(first + 1, f"{name}: replies to held-out chats")
+            generated[which] = generate_replies(
+                model,
+                picked,
+                seed=seed,
+                sampling=sampling,
+                max_new_tokens=max_new_tokens,
+                on_reply=lambda n, first=first, name=name: report(
+                    first + 1 + n, f"{name}: replies to held-out chats"
+                ),
+            )
+            del model  # free it before loading the other one
 
     real = [r["output"].strip() for r in picked]
     replies_judged = [

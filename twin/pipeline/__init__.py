@@ -293,7 +293,9 @@ def _train(
     def on_progress(p: dict[str, Any]) -> None:
         if p.get("max_steps"):
             run.progress(p.get("step", 0), p["max_steps"], unit="steps", eta=p.get("eta_seconds"),
-                         train=p)  # fmt: skip
+                         train=p, waiting=None)  # fmt: skip
+        elif p.get("waiting"):  # for the compute slot (`twin.compute`)
+            run.progress(0, 0, unit="steps", waiting=p["waiting"])
 
     outcome = follow_training(
         settings=settings, job_id=job_id, progress=on_progress, should_cancel=should_cancel

@@ -34,9 +34,11 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from twin.compute import compute_slot
 from twin.config import Settings
 from twin.db import upgrade_database
 from twin.jobs import (
+    JobCancelled,
     cancel_job,
     cancel_requested,
     fail_job,
@@ -160,9 +162,25 @@ def _run_job(
     def stop_requested() -> bool:
         return cancel_requested(settings, job_id) or bool(should_stop and should_stop())
 
+    waited: set[str] = set()
+
+    def wait_for(holder: str) -> None:
+        if holder not in waited:
+            waited.add(holder)
+            log.warning("waiting for %s to finish (one heavy job at a time)", holder)
+        update_progress(settings=settings, job_id=job_id, progress={"waiting": holder})
+        if stop_requested():
+            raise JobCancelled(f"Stopped while waiting for {holder} to finish.")
+
     run_id = request.run_id or ""
     try:
-        record = _run(settings, request, progress=on_progress, should_stop=stop_requested)
+        with compute_slot(settings, what=f"training run {run_id}", waiting=wait_for):
+            record = _run(settings, request, progress=on_progress, should_stop=stop_requested)
+    except JobCancelled as exc:  # before it started: nothing of it to keep
+        started = has_record(run_dir_for(settings, run_id))
+        result = {"run_id": run_id, "stopped": str(exc), "resumable": started}
+        cancel_job(settings=settings, job_id=job_id, result=result)
+        raise
     except BaseException as exc:
         # Resumable once the run exists; a request refused up front has nothing to resume.
         started = has_record(run_dir_for(settings, run_id))

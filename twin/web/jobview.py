@@ -85,6 +85,8 @@ def describe(progress: dict[str, Any], *, finished: bool) -> str:
         progress: the job's progress (``done``/``total``/``unit`` and the stage's details).
         finished: the job has ended (then no time left is shown).
     """
+    if progress.get("waiting") and not finished:
+        return f"waiting for {progress['waiting']} to finish (one heavy job at a time)"
     train = progress.get("train") or progress
     parts = []
     if train.get("step") is not None and train.get("max_steps"):
