@@ -141,6 +141,10 @@ def test_a_ratio_has_an_interval_that_says_how_sure_it_is() -> None:
     low, high = ratio_interval(rare[::-1], rare, "mean", seed=0) or (0, 0)
     assert low <= 0.5 and high >= 2  # equal counts, yet the interval spans 0.5–2
     assert ratio_interval(rare, [0.0] * 90, "mean", seed=0) is None
+    # One two-message reply of mine in 90: a spread that rests on one reply has no interval.
+    once = [2.0] + [1.0] * 89
+    assert ratio_interval([1.0] * 90, once, "std", seed=0) is None
+    assert ratio_interval([1.0] * 90, [2.0] * 3 + [1.0] * 87, "std", seed=0) is not None
 
     twice = ["да да", "ок ок", "ну ну"]
     comparison = compare_styles(

@@ -398,6 +398,8 @@ def style_figures(
 
 BOOTSTRAP_ROUNDS = 1000
 """Resamples of the contexts for a ratio's interval."""
+MIN_EVIDENCE = 3
+"""My replies that must show a habit (differ from my usual value) for its ratio's interval."""
 
 
 def ratio_interval(
@@ -412,7 +414,9 @@ def ratio_interval(
     resample for both, as both replied to the same contexts).
 
     Resamples in which my figure is 0 or unknown give no ratio and are left out. None when
-    fewer than half of them give one (a figure too rare in my replies to measure).
+    fewer than half of them give one, or when a spread or a habit's count rests on fewer than
+    `MIN_EVIDENCE` of my replies (one two-message reply in 91 makes a spread that every
+    resample without it loses): a habit too rare in my replies to measure.
 
     Args:
         twin: the twin's (or the base model's) per-reply values (`reply_values`).
@@ -421,6 +425,11 @@ def ratio_interval(
         seed: fixes the resamples.
         rounds: how many resamples.
     """
+    known = [v for v in me if v is not None]
+    usual = Counter(known).most_common(1)[0][0] if known else None
+    driven_by_the_unusual = how == "std" or usual == 0  # a spread; a count of a habit
+    if driven_by_the_unusual and sum(v != usual for v in known) < MIN_EVIDENCE:
+        return None
     rng = random.Random(seed)
     count = len(me)
     ratios = []
