@@ -64,6 +64,10 @@ def test_the_run_page_shows_the_report_side_by_side(owner: TestClient, finished_
     assert "&lt;b&gt;cats&lt;/b&gt;" in page and "<b>cats</b>" not in page  # replies are text
     assert 'href="/fidelity"' in page
     assert "drawn at temperature 1.0, top-k all, top-p 0.95" in page
+    assert report.style is not None
+    length = report.style.rows[0]  # reply length: every reply of mine has one, so an interval
+    assert length.twin_ratio_low is not None and length.twin_ratio_high is not None
+    assert f"({length.twin_ratio_low:.2f}–{length.twin_ratio_high:.2f})" in page
 
 
 def test_runs_are_compared_by_their_figures(owner: TestClient, finished_run: Path) -> None:
