@@ -45,6 +45,7 @@ from twin.evaluate.report import FidelityReport, style_ratios_inside  # noqa: E4
 from twin.importer import import_export  # noqa: E402
 from twin.prepare.dataset import prepare_dataset  # noqa: E402
 from twin.runs import (  # noqa: E402
+    MIN_STEPS,
     LoraSettings,
     TrainingConfig,
     load_run,
@@ -242,6 +243,12 @@ def main() -> None:
         "judged (no generation)",
     )
     parser.add_argument("--max-steps", type=int, help="cap on steps per run (quick trials)")
+    parser.add_argument(
+        "--min-steps",
+        type=int,
+        default=MIN_STEPS,
+        help="passes are added until a run has this many steps (0: exactly --epochs)",
+    )
     parser.add_argument("--global-batch-size", type=int, default=16)
     parser.add_argument("--warmup-steps", type=int, default=10)
     parser.add_argument("--max-seq-length", type=int, default=512)
@@ -307,6 +314,7 @@ def sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
                 learning_rate=lr,
                 epochs=epochs,
                 max_steps=args.max_steps,
+                min_steps=args.min_steps,
                 global_batch_size=args.global_batch_size,
                 warmup_steps=args.warmup_steps,
                 max_seq_length=args.max_seq_length,
