@@ -56,8 +56,8 @@ from twin.train.trainer import TrainingRequest, train  # noqa: E402
 
 SAMPLE_EXPORT = ROOT / "samples" / "sample_export" / "result.json"
 TARGETS: dict[str, dict[str, bool]] = {
-    "qv": {},  # LoraSettings' defaults: query and value
-    "all": {"key": True, "projection": True, "mlp": True},
+    "qv": {"key": False, "projection": False, "mlp": False},  # query and value only
+    "all": {},  # LoraSettings' defaults: every linear layer of the blocks
 }
 """The layers LoRA adapts, by the name ``--targets`` takes."""
 
@@ -232,8 +232,9 @@ def main() -> None:
         "--targets",
         nargs="+",
         choices=sorted(TARGETS),
-        default=["qv"],
-        help="the layers LoRA adapts: qv (query and value, the default), all (every linear layer)",
+        default=["all"],
+        help="the layers LoRA adapts: all (every linear layer of the blocks, the default), "
+        "qv (query and value only)",
     )
     parser.add_argument("--run-dir", type=Path, help="judge this finished run only (no training)")
     parser.add_argument(

@@ -124,6 +124,16 @@ def run_twin(
     }
 
 
+def _litgpt_lora_flags() -> list[str]:
+    """litgpt's command-line flags for twin's default LoRA shape: both sides train the same."""
+    from twin.runs import LoraSettings
+
+    flags = []
+    for name, value in LoraSettings().litgpt_kwargs().items():
+        flags += [f"--{name}", str(value).lower()]
+    return flags
+
+
 def run_litgpt(
     model: Path, dataset: Path, work: Path, steps: int, env: dict[str, str]
 ) -> dict[str, float]:
@@ -133,7 +143,7 @@ def run_litgpt(
         "--data", "JSON", "--data.json_path", str(dataset), "--data.mask_prompt", "true",
         "--data.num_workers", "0", "--precision", "32-true", "--seed", str(SEED),
         "--out_dir", str(work / f"litgpt-{random.random():.6f}"),
-        "--lora_r", "8", "--lora_alpha", "16", "--lora_query", "true", "--lora_value", "true",
+        *_litgpt_lora_flags(),
         "--train.micro_batch_size", str(MICRO_BATCH),
         "--train.global_batch_size", str(GLOBAL_BATCH),
         "--train.max_steps", str(steps), "--train.epochs", "1000", "--train.lr_warmup_steps", "1",
