@@ -1,11 +1,11 @@
 """One heavy computation at a time per data dir: training and the fidelity report.
 
-Each keeps every core busy with torch's threads. Two at once on a 2-core laptop did not run
-at half speed each but at an eighth (the threads oversubscribe the cores), so a second one
-waits for the first: it takes the data dir's compute slot, an ``flock`` on `LOCK_FILE`, and
-until it has it, tells its caller what it waits for (the job page shows it) and may be
-stopped. The kernel releases the lock when the holding process ends, however it ends, so a
-killed job never leaves the slot taken.
+Each keeps every core busy with torch's threads. A training sharing a 2-core laptop with
+other heavy work ran 3–4 times slower, not twice (the threads oversubscribe the cores), so a
+second one waits for the first: it takes the data dir's compute slot, an ``flock`` on
+`LOCK_FILE`, and until it has it, tells its caller what it waits for (the job page shows it)
+and may be stopped. The kernel releases the lock when the holding process ends, however it
+ends, so a killed job never leaves the slot taken.
 """
 
 from __future__ import annotations
