@@ -99,11 +99,21 @@ def test_typical_words_of_training_samples_leave_my_own_context_lines_out() -> N
     """A word I use all the time is mine even though my earlier lines sit in the contexts the
     replies answer: only the other people's lines count against it."""
     records = [
-        {"me": "Артём", "input": "Мама: ты где?\nАртём: щас\nАртём: ахах", "output": "щас буду"},
-        {"me": "Артём", "input": "Мама: купи хлеба\nок?\nАртём: щас", "output": "щас куплю"},
-        {"me": "Артём", "input": "Мама: ок", "output": "ахах щас"},
+        {
+            "me": "Артём",
+            "peer": "Мама",
+            "input": "Мама: ты где?\nАртём: щас\nАртём: ахах",
+            "output": "щас буду",
+        },
+        {
+            "me": "Артём",
+            "peer": "Мама",
+            "input": "Мама: купи хлеба\nок?\nАртём: щас",
+            "output": "щас куплю",
+        },
+        {"me": "Артём", "peer": "Мама", "input": "Мама: ок", "output": "ахах щас"},
     ]
-    assert others_lines(records[1]["input"], "Артём") == ["купи хлеба", "ок?"]
+    assert others_lines(records[1]["input"], me="Артём", peer="Мама") == ["купи хлеба", "ок?"]
     top = typical_words_of(records)
     assert top[0] == "щас"  # mine 3 times, never Mum's: my own lines in contexts don't count
     assert "ок" not in top  # Mum's word

@@ -25,11 +25,12 @@ import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import regex
 from pydantic import BaseModel
 
+from twin.prepare.format import TURN_SEPARATOR, Turn, record_speakers, tag_turn
 from twin.prepare.scrub.common import PLACEHOLDER_RE
 
 if TYPE_CHECKING:
@@ -280,41 +281,62 @@ def typical_words(
     return candidates[:top]
 
 
-def others_lines(context: str, me: str) -> list[str]:
-    """What the other people wrote in a tagged conversation (``"Name: text"`` lines; an
-    untagged line continues the message above it), without my own lines.
+def others_lines(context: str, *, me: str, peer: str) -> list[str]:
+    """What the other person wrote in a tagged conversation (`twin.prepare.format`: each turn
+    opens with its speaker's tag, its further messages on lines of their own), without my lines.
 
     Args:
         context: a sample's ``input``.
-        me: my name as it tags my lines.
+        me: my name, as `record_speakers` gives it.
+        peer: the other person's name, likewise.
 
-    >>> others_lines("Anna: hi\\nMe: yo\\nAnna: ok\\nsee you", "Me")
+    >>> others_lines("Anna: hi\\nMe: yo\\nAnna: ok\\nsee you", me="Me", peer="Anna")
     ['hi', 'ok', 'see you']
     """
-    lines, speaker = [], None
-    for line in context.split("\n"):
-        tag = _TAG.match(line)
-        if tag is not None:
-            speaker, line = tag.group(0)[:-2], line[tag.end() :]
-        if speaker != me:
+    my_tag, their_tag = (
+        tag_turn(Turn(speaker=name, text="", mine=name == me)) for name in (me, peer)
+    )
+    lines, mine = [], False
+    for line in context.split(TURN_SEPARATOR):
+        if line.startswith(my_tag):
+            mine = True
+        elif line.startswith(their_tag):
+            mine, line = False, line.removeprefix(their_tag)
+        if not mine:
             lines.append(line)
     return lines
 
 
-def typical_words_of(records: Sequence[Mapping[str, str]]) -> list[str]:
+def typical_words_of(records: Sequence[Mapping[str, Any]]) -> list[str]:
     """`typical_words` of dataset samples: my replies (``output``) against what the people
-    I talk to wrote in their contexts (``input`` without my own lines, ``me``).
+    I talk to wrote in their contexts (``input`` without my own lines).
 
     Args:
         records: samples in the dataset's JSON shape (the training split).
     """
     mine = [r.get("output", "") for r in records]
-    theirs = [line for r in records for line in others_lines(r.get("input", ""), r.get("me", ""))]
+    theirs = []
+    for record in records:
+        me, peer = record_speakers(record)
+        theirs += others_lines(record.get("input", ""), me=me, peer=peer)
     return typical_words(mine, theirs)
 
 
+def chat_language(context: str) -> str | None:
+    """`language_of` a conversation, its speakers' tags left out (names are no words of it).
+
+    Args:
+        context: a sample's ``input``.
+    """
+    return language_of(_TAG.sub("", context))
+
+
 def reply_values(
-    replies: Sequence[str], *, contexts: Sequence[str], typical: Sequence[str]
+    replies: Sequence[str],
+    *,
+    contexts: Sequence[str],
+    typical: Sequence[str],
+    chat_languages: Sequence[str | None] | None = None,
 ) -> dict[str, list[float | None]]:
     """Each reply's own value of every figure, by the name `MEASURES` gives it (None: the
     reply's or its chat's language could not be told).
@@ -323,18 +345,18 @@ def reply_values(
         replies: one reply per context.
         contexts: the conversation each reply answers (its language is the chat's).
         typical: the words to count (`typical_words` of my real replies).
+        chat_languages: `chat_language` of each context, when the caller has them already.
     """
     if len(replies) != len(contexts):
         raise ValueError(f"{len(replies)} replies for {len(contexts)} contexts.")
+    chats = chat_languages if chat_languages is not None else list(map(chat_language, contexts))
     language: list[float | None] = []
-    for reply, context in zip(replies, contexts, strict=True):
+    for reply, chat in zip(replies, chats, strict=True):
         reply_language = language_of(reply)
-        # The speakers' names would count as words of the chat: leave the tags out.
-        chat_language = language_of(_TAG.sub("", context)) if reply_language else None
-        if reply_language is None or chat_language is None:
+        if reply_language is None or chat is None:
             language.append(None)
         else:
-            language.append(float(same_language(reply_language, chat_language)))
+            language.append(float(same_language(reply_language, chat)))
     wanted = set(typical)
     return {
         "chars": [len(r.strip()) for r in replies],
@@ -488,8 +510,9 @@ def compare_styles(
         seed: fixes the resamples of the intervals.
     """
     typical = list(typical) if typical is not None else typical_words(me, contexts)
+    chats = [chat_language(c) for c in contexts]  # once for the three sets of replies
     values = {
-        who: reply_values(replies, contexts=contexts, typical=typical)
+        who: reply_values(replies, contexts=contexts, typical=typical, chat_languages=chats)
         for who, replies in (("me", me), ("twin", twin), ("base", base))
     }
     figures = {who: _figures(v) for who, v in values.items()}
